@@ -1,0 +1,48 @@
+"""`flowrvs` command line: one sub-command per module in :mod:`flowrvs.commands`.
+
+Each command module has ``register(subparsers)`` that adds its parser and sets
+``func`` to a callable taking the parsed arguments. User mistakes surface as
+:class:`~flowrvs.errors.FlowRVSError` and end in a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import FlowRVSError
+
+COMMANDS = ["segment", "convert", "synth", "train", "demo", "evaluate", "score"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowrvs", description="Referring video object segmentation by flow matching.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"flowrvs.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"flowrvs.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except FlowRVSError as err:
+        print(f"flowrvs {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"flowrvs {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
