@@ -1,0 +1,69 @@
+"""What every referring-video dataset reader gives: videos, expressions, frames and masks."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One referring sentence of one video. ``key`` (``<video>_<exp_id>``) identifies it in results."""
+
+    video: str
+    exp_id: str
+    sentence: str
+    obj_ids: tuple = ()
+    anno_ids: tuple = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.video}_{self.exp_id}"
+
+
+@dataclass
+class Clip:
+    """A training or evaluation clip.
+
+    frames: ``(T, H, W, 3)`` uint8 RGB. mask: ``(T, H, W)`` bool, the union of the referred
+    objects, or ``None`` where the split has no masks. frame_names: the dataset's names
+    (no extension) of the ``T`` frames.
+    """
+
+    frames: np.ndarray
+    mask: np.ndarray | None
+    sentence: str
+    video: str = ""
+    exp_id: str = ""
+    frame_names: list[str] = field(default_factory=list)
+
+
+class ReferringVideoDataset(abc.ABC):
+    """A split of a referring video dataset on disk, read-only."""
+
+    has_masks: bool
+
+    @abc.abstractmethod
+    def videos(self) -> list[str]:
+        """Video ids of the split, sorted."""
+
+    @abc.abstractmethod
+    def frame_names(self, video: str) -> list[str]:
+        """Frame names of ``video`` in time order, without extension."""
+
+    @abc.abstractmethod
+    def expressions(self, video: str) -> list[Expression]:
+        """The referring expressions of ``video``."""
+
+    @abc.abstractmethod
+    def load_frames(self, video: str, indices: list[int] | None = None) -> np.ndarray:
+        """``(T, H, W, 3)`` uint8 frames (all, or those at ``indices``)."""
+
+    @abc.abstractmethod
+    def load_mask(self, expression: Expression, indices: list[int] | None = None) -> np.ndarray | None:
+        """``(T, H, W)`` bool union mask of the referred objects, or ``None`` without annotations."""
+
+    def all_expressions(self) -> list[Expression]:
+        return [e for v in self.videos() for e in self.expressions(v)]
