@@ -1,0 +1,483 @@
+"""Reading and writing videos, frame folders, mask PNGs and overlays.
+
+Frames are always ``(T, H, W, 3)`` uint8 RGB in ``[0, 255]``; masks are ``(T, H, W)`` bool.
+Video containers go through PyAV, still images and GIFs through Pillow.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Sequence
+
+import av
+import numpy as np
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+from flowrvs.errors import FlowRVSError
+from flowrvs.fileio import atomic_path
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mov", ".mkv", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+DEFAULT_FPS = 24.0
+
+PALETTE: list[tuple[int, int, int]] = [
+    (230, 25, 75),    # red
+    (60, 180, 75),    # green
+    (0, 130, 200),    # blue
+    (255, 225, 25),   # yellow
+    (245, 130, 48),   # orange
+    (145, 30, 180),   # purple
+    (70, 240, 240),   # cyan
+    (240, 50, 230),   # magenta
+    (210, 245, 60),   # lime
+    (0, 128, 128),    # teal
+    (255, 105, 180),  # pink
+    (128, 64, 0),     # brown
+]
+
+_PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+@dataclass
+class Video:
+    """Decoded frames with their names and frame rate.
+
+    ``frames`` is ``(T, H, W, 3)`` uint8 RGB; ``names`` has one entry per frame, without
+    extension (file stems for a frame folder, ``f"{i:05d}"`` otherwise); ``fps`` comes from the
+    container when known, else 24.0.
+    """
+
+    frames: np.ndarray
+    names: list[str]
+    fps: float
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+
+def _index_names(n: int) -> list[str]:
+    return [f"{i:05d}" for i in range(n)]
+
+
+def _natural_key(name: str) -> tuple:
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)), name
+
+
+def _check_max_frames(max_frames: int | None) -> None:
+    if max_frames is None:
+        return
+    if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1:
+        raise FlowRVSError(f"max_frames must be a positive integer or None, got {max_frames!r}")
+
+
+def _pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """A PIL image of any mode -> ``(H, W, 3)`` uint8 RGB (16-bit greyscale is rescaled)."""
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        grey = np.asarray(img, dtype=np.float64)
+        if img.mode != "F" and grey.max(initial=0) > 255:
+            grey = grey / 257.0
+        grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _load_image(path: Path) -> np.ndarray:
+    """One still image (EXIF orientation applied) -> ``(H, W, 3)`` uint8 RGB."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _pil_to_rgb(img)
+    except _PIL_ERRORS as exc:
+        raise FlowRVSError(f"cannot read image {path}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image file, or corrupt"
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _read_gif(path: Path, max_frames: int | None) -> Video:
+    frames: list[np.ndarray] = []
+    fps = DEFAULT_FPS
+    try:
+        with Image.open(path) as img:
+            duration = img.info.get("duration") or 0
+            if duration > 0:
+                fps = 1000.0 / duration
+            for frame in ImageSequence.Iterator(img):
+                arr = _pil_to_rgb(frame)
+                if frames and arr.shape != frames[0].shape:
+                    raise FlowRVSError(f"GIF {path} changes frame size at frame {len(frames)}")
+                frames.append(arr)
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+    except _PIL_ERRORS as exc:
+        raise FlowRVSError(f"cannot read GIF {path}: {_one_line(exc)}") from None
+    if not frames:
+        raise FlowRVSError(f"GIF {path} has no frames")
+    return Video(np.stack(frames), _index_names(len(frames)), fps)
+
+
+def _stream_fps(stream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0:
+            fps = float(rate)
+            if math.isfinite(fps) and 0 < fps <= 1000:
+                return fps
+    return DEFAULT_FPS
+
+
+def _read_container(path: Path, max_frames: int | None) -> Video:
+    """Decode every frame of the first video stream, honouring the display rotation."""
+    frames: list[np.ndarray] = []
+    try:
+        with av.open(str(path), mode="r") as container:
+            if not container.streams.video:
+                raise FlowRVSError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            fps = _stream_fps(stream)
+            size = None
+            try:
+                for frame in container.decode(stream):
+                    if size is None:
+                        size = (frame.width, frame.height)
+                    if (frame.width, frame.height) != size:
+                        frame = frame.reformat(width=size[0], height=size[1])
+                    arr = frame.to_ndarray(format="rgb24")
+                    turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+                    if turns:
+                        arr = np.ascontiguousarray(np.rot90(arr, turns))
+                    frames.append(arr)
+                    if max_frames is not None and len(frames) >= max_frames:
+                        break
+            except av.error.EOFError:
+                pass
+    except av.error.EOFError:
+        raise FlowRVSError(f"video {path} has no frames (the file is empty or truncated)") from None
+    except av.FFmpegError as exc:
+        raise FlowRVSError(f"cannot decode video {path}: {_av_reason(exc)}") from None
+    if not frames:
+        raise FlowRVSError(f"video {path} has no frames")
+    return Video(np.stack(frames), _index_names(len(frames)), fps)
+
+
+def _av_reason(exc: av.FFmpegError) -> str:
+    reason = getattr(exc, "strerror", None) or _one_line(exc)
+    if isinstance(exc, av.error.InvalidDataError):
+        reason += " (not a video file, or corrupt)"
+    return " ".join(str(reason).split())
+
+
+def _read_folder(folder: Path, max_frames: int | None) -> Video:
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+    if not files:
+        raise FlowRVSError(f"folder {folder} has no frames (no {'/'.join(IMAGE_EXTENSIONS)} files)")
+    files.sort(key=lambda p: _natural_key(p.name))
+    if max_frames is not None:
+        files = files[:max_frames]
+    seen: dict[str, Path] = {}
+    for p in files:
+        if p.stem in seen:
+            raise FlowRVSError(
+                f"folder {folder} has two frames named {p.stem!r}: {seen[p.stem].name} and {p.name}"
+            )
+        seen[p.stem] = p
+    first = _load_image(files[0])
+    frames = np.empty((len(files), *first.shape), dtype=np.uint8)
+    frames[0] = first
+    for i, p in enumerate(files[1:], start=1):
+        arr = _load_image(p)
+        if arr.shape != first.shape:
+            raise FlowRVSError(
+                f"frame {p} is {arr.shape[1]}x{arr.shape[0]} but {files[0].name} is "
+                f"{first.shape[1]}x{first.shape[0]}; all frames in {folder} must have the same size"
+            )
+        frames[i] = arr
+    return Video(frames, [p.stem for p in files], DEFAULT_FPS)
+
+
+def _array_to_frames(arr: np.ndarray, what: str = "array") -> np.ndarray:
+    """uint8 ``(T,H,W,3)``, ``(H,W,3)``, ``(T,H,W)``, ``(H,W)``, or 1/4-channel variants -> ``(T,H,W,3)``."""
+    if arr.dtype != np.uint8:
+        raise FlowRVSError(
+            f"{what} must have dtype uint8 with values 0-255, got {arr.dtype}"
+            + (" (convert, e.g. (x * 255).round().astype(np.uint8))" if arr.dtype.kind == "f" else "")
+        )
+    if arr.ndim == 2:
+        arr = arr[None]
+    elif arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[None]
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 3, 4):
+        raise FlowRVSError(
+            f"{what} has shape {arr.shape}; expected (T,H,W,3), (H,W,3), (T,H,W) or (H,W) uint8"
+        )
+    if 0 in arr.shape:
+        raise FlowRVSError(f"{what} has shape {arr.shape} with a zero-sized dimension (no frames)")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    elif arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    return np.ascontiguousarray(arr)
+
+
+def _read_list(items: Sequence, max_frames: int | None) -> Video:
+    if len(items) == 0:
+        raise FlowRVSError("empty list of images: need at least one frame")
+    if max_frames is not None:
+        items = items[:max_frames]
+    frames: list[np.ndarray] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Image.Image):
+            try:
+                arr = _pil_to_rgb(item)
+            except _PIL_ERRORS as exc:
+                raise FlowRVSError(f"cannot convert image {i} of the list to RGB: {_one_line(exc)}") from None
+        elif isinstance(item, np.ndarray):
+            arr = _array_to_frames(item, what=f"item {i} of the list")
+            if arr.shape[0] != 1:
+                raise FlowRVSError(f"item {i} of the list has shape {item.shape}; expected one (H,W,3) image")
+            arr = arr[0]
+        else:
+            raise FlowRVSError(
+                f"item {i} of the list is a {type(item).__name__}; expected a PIL image or uint8 array"
+            )
+        if frames and arr.shape != frames[0].shape:
+            raise FlowRVSError(
+                f"image {i} of the list is {arr.shape[1]}x{arr.shape[0]} but image 0 is "
+                f"{frames[0].shape[1]}x{frames[0].shape[0]}; all frames must have the same size"
+            )
+        frames.append(arr)
+    return Video(np.stack(frames), _index_names(len(frames)), DEFAULT_FPS)
+
+
+def read_video(source, max_frames: int | None = None) -> Video:
+    """Read frames from a video file, frame folder, image, array or list of PIL images.
+
+    ``source`` may be:
+
+    * a video file (``VIDEO_EXTENSIONS``): decoded with PyAV (GIFs with Pillow), all frames,
+      RGB24, display rotation applied; ``fps`` from the container;
+    * a folder: every ``IMAGE_EXTENSIONS`` file in it (hidden files skipped), natural order
+      (``2.jpg`` before ``10.jpg``); ``names`` are the file stems;
+    * a single image file (``IMAGE_EXTENSIONS``): one frame, EXIF orientation applied;
+    * a uint8 array ``(T,H,W,3)``, ``(H,W,3)`` (one frame), ``(T,H,W)`` or ``(H,W)`` greyscale
+      (a 3-D array whose last axis is 3 is read as one RGB image); a 4th channel is dropped.
+      The result may share memory with the input;
+    * a list/tuple of PIL images (or ``(H,W,3)`` uint8 arrays), converted to RGB;
+    * a :class:`Video`, returned as is (cut to ``max_frames``).
+
+    Returns a :class:`Video` with ``frames`` ``(T, H, W, 3)`` uint8. At most ``max_frames``
+    frames are read. Problems with the input raise :class:`FlowRVSError` with a one-line message.
+    """
+    _check_max_frames(max_frames)
+    if isinstance(source, Video):
+        n = len(source) if max_frames is None else min(len(source), max_frames)
+        return Video(source.frames[:n], list(source.names[:n]), source.fps)
+    if isinstance(source, np.ndarray):
+        frames = _array_to_frames(source)
+        if max_frames is not None:
+            frames = frames[:max_frames]
+        return Video(frames, _index_names(len(frames)), DEFAULT_FPS)
+    if isinstance(source, Image.Image):
+        return _read_list([source], max_frames)
+    if isinstance(source, (list, tuple)):
+        return _read_list(source, max_frames)
+    if not isinstance(source, (str, os.PathLike)):
+        raise FlowRVSError(
+            f"cannot read a video from a {type(source).__name__}; "
+            "pass a path, a uint8 array or a list of PIL images"
+        )
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FlowRVSError(f"no such file or folder: {path}")
+    if path.is_dir():
+        return _read_folder(path, max_frames)
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        return _read_gif(path, max_frames)
+    if suffix in VIDEO_EXTENSIONS:
+        return _read_container(path, max_frames)
+    if suffix in IMAGE_EXTENSIONS:
+        return Video(_load_image(path)[None], _index_names(1), DEFAULT_FPS)
+    raise FlowRVSError(
+        f"{path} is not a supported video or image "
+        f"(extensions: {' '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)})"
+    )
+
+
+def _check_frames(frames: np.ndarray) -> None:
+    ok = isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.ndim == 4
+    if not ok or frames.shape[-1] != 3:
+        shape = getattr(frames, "shape", None)
+        dtype = getattr(frames, "dtype", type(frames).__name__)
+        raise ValueError(f"frames must be a (T,H,W,3) uint8 array, got shape {shape} dtype {dtype}")
+    if 0 in frames.shape:
+        raise ValueError(f"frames has shape {frames.shape}; need at least one non-empty frame")
+
+
+def write_mask_pngs(folder, masks: np.ndarray, names: list[str]) -> None:
+    """Write ``masks`` ``(T, H, W)`` bool as ``folder/<name>.png``: 8-bit 'L' PNGs with values 0/255.
+
+    Non-bool masks count as True where nonzero. Each file is written atomically.
+    """
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be (T,H,W), got shape {masks.shape}")
+    if len(names) != masks.shape[0]:
+        raise ValueError(f"{masks.shape[0]} masks but {len(names)} names")
+    if len(set(names)) != len(names):
+        raise ValueError("mask names must be unique")
+    for name in names:
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise ValueError(f"bad mask name {name!r}")
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for mask, name in zip(masks, names):
+            img = Image.fromarray(np.where(mask.astype(bool), np.uint8(255), np.uint8(0)))
+            with atomic_path(folder / f"{name}.png") as tmp:
+                img.save(tmp, format="PNG")
+    except OSError as exc:
+        raise FlowRVSError(f"cannot write masks to {folder}: {_one_line(exc)}") from None
+
+
+def _inner_contour(mask: np.ndarray) -> np.ndarray:
+    """Pixels of ``mask`` ``(H, W)`` bool with a 4-neighbour outside it (image borders don't count)."""
+    padded = np.pad(mask, 1, mode="edge")
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~interior
+
+
+def overlay_masks(frames: np.ndarray, masks: list[np.ndarray], alpha: float = 0.5) -> np.ndarray:
+    """Blend each prompt's mask into ``frames`` in its own colour, with a 1-px contour.
+
+    ``frames`` is ``(T, H, W, 3)`` uint8; ``masks`` holds one ``(T, H, W)`` bool array per
+    prompt; prompt ``k`` uses ``PALETTE[k % len(PALETTE)]`` blended with weight ``alpha`` in
+    ``[0, 1]``; later prompts are drawn over earlier ones. The contour lies on the mask's own
+    edge pixels, so pixels outside every mask are returned unchanged. Returns ``(T, H, W, 3)`` uint8.
+    """
+    _check_frames(frames)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    masks = [np.asarray(m).astype(bool, copy=False) for m in masks]
+    for k, m in enumerate(masks):
+        if m.shape != frames.shape[:3]:
+            raise ValueError(f"mask {k} has shape {m.shape}, frames are {frames.shape[:3]}")
+    out = frames.copy()
+    if not masks:
+        return out
+    colours = [np.array(PALETTE[k % len(PALETTE)], dtype=np.float32) for k in range(len(masks))]
+    for t in range(frames.shape[0]):
+        frame = out[t].astype(np.float32)
+        for m, colour in zip(masks, colours):
+            sel = m[t]
+            if not sel.any():
+                continue
+            frame[sel] = (1.0 - alpha) * frame[sel] + alpha * colour
+            frame[_inner_contour(sel)] = colour
+        out[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+    return out
+
+
+def _video_codec() -> str:
+    """``libx264`` when the installed PyAV/FFmpeg can encode it, else ``mpeg4``."""
+    if "libx264" in av.codecs_available:
+        try:
+            av.codec.Codec("libx264", "w")
+            return "libx264"
+        except Exception:
+            pass
+    return "mpeg4"
+
+
+def _check_fps(fps: float) -> None:
+    if not (isinstance(fps, (int, float, np.number)) and math.isfinite(fps) and fps > 0):
+        raise FlowRVSError(f"fps must be a positive number, got {fps!r}")
+
+
+def write_video(path, frames: np.ndarray, fps: float) -> None:
+    """Write ``frames`` ``(T, H, W, 3)`` uint8 RGB as an MP4 (yuv420p) at ``path``, atomically.
+
+    Encodes H.264 with libx264 (CRF 18) when the installed PyAV has it, otherwise MPEG-4 Part 2
+    (``mpeg4``). The container is MP4 whatever the suffix of ``path``. An odd height or width is
+    padded by repeating the last row/column, so reading the file back may give ``H+1``/``W+1``:
+    the output is for viewing, not a lossless store.
+    """
+    _check_frames(frames)
+    _check_fps(fps)
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    height, width = frames.shape[1:3]
+    codec = _video_codec()
+    rate = Fraction(float(fps)).limit_denominator(1001)
+    try:
+        with atomic_path(path) as tmp:
+            with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+                options = {"crf": "18", "preset": "medium"} if codec == "libx264" else {}
+                stream = container.add_stream(codec, rate=rate, options=options)
+                stream.width, stream.height = width, height
+                stream.pix_fmt = "yuv420p"
+                stream.codec_context.time_base = 1 / rate
+                if codec != "libx264":
+                    stream.bit_rate = max(2_000_000, int(width * height * float(fps) * 0.3))
+                for i, arr in enumerate(frames):
+                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+                    frame.pts = i
+                    container.mux(stream.encode(frame))
+                container.mux(stream.encode(None))
+    except av.FFmpegError as exc:
+        raise FlowRVSError(f"cannot encode video {path}: {_av_reason(exc)}") from None
+    except OSError as exc:
+        raise FlowRVSError(f"cannot write video {path}: {_one_line(exc)}") from None
+
+
+def write_gif(path, frames: np.ndarray, fps: float) -> None:
+    """Write ``frames`` ``(T, H, W, 3)`` uint8 RGB as an animated GIF looping forever, atomically.
+
+    Each frame gets its own adaptive 256-colour palette. GIF timing is in 1/100 s, and frame
+    delays below 20 ms are clamped (browsers slow them down anyway). Pillow merges consecutive
+    identical frames into one longer frame.
+    """
+    _check_frames(frames)
+    _check_fps(fps)
+    duration = max(20, int(round(1000.0 / float(fps))))
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    try:
+        with atomic_path(path) as tmp:
+            images[0].save(
+                tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
+            )
+    except OSError as exc:
+        raise FlowRVSError(f"cannot write GIF {path}: {_one_line(exc)}") from None
+
+
+def side_by_side(*videos: np.ndarray) -> np.ndarray:
+    """Concatenate ``(T, H, W_i, 3)`` arrays with equal ``T`` and ``H`` along the width."""
+    if not videos:
+        raise ValueError("side_by_side needs at least one video")
+    first = videos[0]
+    for i, v in enumerate(videos):
+        if v.ndim != 4 or v.shape[:2] != first.shape[:2] or v.shape[3] != first.shape[3]:
+            raise ValueError(f"video {i} has shape {v.shape}, incompatible with video 0 {first.shape}")
+    return np.concatenate(videos, axis=2)
