@@ -1,0 +1,116 @@
+"""The video -> mask probability path, its time samplers and the Euler solver.
+
+Pure tensor code, no model in sight. Time follows the diffusers convention: ``t = 1`` is the
+source end (the video latent), ``t = 0`` the target end (the mask latent).
+
+Path (straight line between a source and a target latent)::
+
+    x_t = t * z_source + (1 - t) * z_target
+    u   = d x_t / d t = z_source - z_target          (the velocity the model learns)
+
+Integrating ``dx/dt = u`` from ``t = 1`` down to ``t = 0`` carries the source onto the target:
+``x_0 = x_1 - integral_0^1 u dt``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+DEFAULT_SHIFT = 3.0
+DEFAULT_T_END = 0.001
+
+
+def _per_sample(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a ``(B,)`` time vector to broadcast over ``like`` of shape ``(B, ...)``."""
+    return t.to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def interpolate(z_source: torch.Tensor, z_target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Point ``x_t = t * z_source + (1 - t) * z_target`` of the path.
+
+    z_source, z_target: ``(B, C, T, H, W)`` (any shape with a leading batch); t: ``(B,)`` in [0, 1].
+    """
+    t = _per_sample(t, z_source)
+    return t * z_source + (1 - t) * z_target
+
+
+def target_velocity(z_source: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:
+    """Velocity ``u = z_source - z_target`` of the straight path (constant in t)."""
+    return z_source - z_target
+
+
+def sample_uniform_time(batch_size: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """``t ~ U(0, 1]``, shape ``(B,)``, float32."""
+    return 1.0 - torch.rand(batch_size, generator=generator, device=device)
+
+
+def sample_bbs_time(
+    batch_size: int, p_boundary: float, generator: torch.Generator | None = None, device=None
+) -> torch.Tensor:
+    """Boundary-Biased Sampling: ``t = 1`` exactly with probability ``p_boundary``, else ``t ~ U(0, 1]``.
+
+    ``t = 1`` is where inference starts (the pure video latent), so BBS spends a share of the
+    training signal on the one point that a single-step sampler ever evaluates.
+    ``p_boundary = 0`` is plain uniform sampling.
+    """
+    if not 0.0 <= p_boundary <= 1.0:
+        raise ValueError(f"p_boundary must lie in [0, 1], got {p_boundary}")
+    t = sample_uniform_time(batch_size, generator, device)
+    at_boundary = torch.rand(batch_size, generator=generator, device=device) < p_boundary
+    return torch.where(at_boundary, torch.ones_like(t), t)
+
+
+def perturb_start_point(
+    mean: torch.Tensor, std: torch.Tensor, strength: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Start-Point Augmentation: ``mean + strength * std * eps``, ``eps ~ N(0, I)``.
+
+    ``mean``/``std`` are the VAE posterior of the video, ``(B, C, T, H, W)``. ``strength = 1``
+    draws a posterior sample (the paper's SPA), ``0`` returns the posterior mean.
+    """
+    if strength == 0:
+        return mean
+    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return mean + strength * std * eps
+
+
+def shift_time(t: torch.Tensor, shift: float = DEFAULT_SHIFT) -> torch.Tensor:
+    """Time shift ``sigma = s t / (1 + (s - 1) t)``; keeps 0 and 1, pushes the inside towards 1 for s > 1."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def inference_times(num_steps: int, shift: float = DEFAULT_SHIFT, t_end: float = DEFAULT_T_END) -> torch.Tensor:
+    """The ``N + 1`` times of an ``N``-step solve, float64, from 1 down to 0.
+
+    The first ``N`` are ``shift_time(linspace(1, t_end, N + 1))[:N]`` (where the model is
+    evaluated: for N = 1, 2, 4 these are, times 1000, 1000; 1000, 750; 1000, 900, 750, 501).
+    The last is 0, so the final step lands on the mask end of the path.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    grid = shift_time(torch.linspace(1.0, t_end, num_steps + 1, dtype=torch.float64), shift)
+    grid[-1] = 0.0
+    return grid
+
+
+VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def euler_solve(velocity: VelocityFn, x_start: torch.Tensor, times: torch.Tensor, progress=None) -> torch.Tensor:
+    """Integrate ``dx/dt = velocity(x, t)`` from ``times[0]`` to ``times[-1]`` by explicit Euler.
+
+    ``x_{i+1} = x_i + (t_{i+1} - t_i) * velocity(x_i, t_i)``. ``velocity`` takes ``x`` of shape
+    ``(B, ...)`` and ``t`` of shape ``(B,)`` and returns a tensor shaped like ``x``. For a
+    straight path (constant velocity) any grid reaches the target exactly.
+    ``progress``: optional callable invoked after every step (a progress bar's ``update``).
+    """
+    x = x_start
+    for i in range(len(times) - 1):
+        t = torch.full((x.shape[0],), float(times[i]), device=x.device)
+        v = velocity(x, t)
+        x = x + (float(times[i + 1]) - float(times[i])) * v.to(x.dtype)
+        if progress is not None:
+            progress()
+    return x

@@ -1,0 +1,74 @@
+"""The velocity network: diffusers' Wan 2.1 DiT, optionally with Direct Video Injection (DVI).
+
+With DVI the DiT sees ``concat([x_t, z_video], dim=1)``: its patch embedding takes 32 input
+channels instead of 16 and its output stays 16. Whether a transformer uses DVI is read from
+the shape of ``patch_embedding.weight``, never from a flag.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import WanTransformer3DModel
+
+TIMESTEP_SCALE = 1000.0
+
+
+def uses_dvi(transformer: WanTransformer3DModel) -> bool:
+    """True when the patch embedding takes the video latent as extra input channels."""
+    in_channels = transformer.patch_embedding.weight.shape[1]
+    return in_channels == 2 * transformer.config.out_channels
+
+
+def dvi_config(config: dict) -> dict:
+    """A transformer config with DVI: ``in_channels = 2 * out_channels``."""
+    config = dict(config)
+    out_channels = config.get("out_channels") or config["in_channels"]
+    config["out_channels"] = out_channels
+    config["in_channels"] = 2 * out_channels
+    return config
+
+
+@torch.no_grad()
+def add_video_injection(transformer: WanTransformer3DModel) -> WanTransformer3DModel:
+    """Return a DVI copy of a 16-channel transformer.
+
+    The patch embedding grows from C to 2C input channels: channels ``[:C]`` (``x_t``) keep the
+    pretrained weights, the new ``[C:]`` (``z_video``) start at zero, so the widened model
+    computes exactly what the original did until training moves the new weights.
+    """
+    if uses_dvi(transformer):
+        raise ValueError("transformer already uses direct video injection")
+    config = {k: v for k, v in transformer.config.items() if not k.startswith("_")}
+    widened = WanTransformer3DModel.from_config(dvi_config(config))
+    widened.to(device=transformer.device, dtype=transformer.dtype)
+    state = transformer.state_dict()
+    old = state["patch_embedding.weight"]
+    new = torch.zeros(old.shape[0], 2 * old.shape[1], *old.shape[2:], dtype=old.dtype, device=old.device)
+    new[:, : old.shape[1]] = old
+    state["patch_embedding.weight"] = new
+    widened.load_state_dict(state)
+    return widened
+
+
+def predict_velocity(
+    transformer: WanTransformer3DModel,
+    x_t: torch.Tensor,
+    z_video: torch.Tensor,
+    t: torch.Tensor,
+    text_embeds: torch.Tensor,
+) -> torch.Tensor:
+    """Velocity ``v(x_t, t, text)``, shape ``(B, 16, T, h, w)`` like ``x_t``.
+
+    x_t, z_video: ``(B, 16, T, h, w)`` latents (h, w even). t: ``(B,)`` in [0, 1] (the DiT is
+    given ``1000 t``). text_embeds: ``(B, L, D)``. With DVI ``z_video`` is concatenated to
+    ``x_t`` along channels; without, it is ignored.
+    """
+    dtype = transformer.dtype
+    hidden = torch.cat([x_t, z_video], dim=1) if uses_dvi(transformer) else x_t
+    out = transformer(
+        hidden_states=hidden.to(dtype),
+        timestep=(t * TIMESTEP_SCALE).to(x_t.device),
+        encoder_hidden_states=text_embeds.to(dtype),
+        return_dict=False,
+    )[0]
+    return out

@@ -1,0 +1,93 @@
+"""Text side: prompt cleaning, the frozen umT5 encoder, and an embedding cache.
+
+Embeddings follow Wan 2.1: tokens are encoded with their attention mask, everything past the
+real token length is zero, and the sequence is zero-padded to a fixed length (``text_len``,
+256 for current checkpoints, 64 for older ones). With the attention mask, umT5's embeddings of
+the real tokens do not depend on the padding, so prompts are tokenized to their real length
+only and padded afterwards.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import torch
+
+from ..errors import FlowRVSError
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def clean_prompt(text: str) -> str:
+    """Unescape HTML entities, drop double quotes and backslashes, collapse whitespace."""
+    text = html.unescape(html.unescape(text))
+    text = text.replace('"', "").replace("\\", "")
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def check_prompts(prompts) -> list[str]:
+    """Validate prompts: a non-empty list of strings that are not empty after cleaning."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise FlowRVSError("no prompt given")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise FlowRVSError(f"prompt {i} is not a string: {p!r}")
+        if not clean_prompt(p):
+            raise FlowRVSError(f"prompt {i} is empty")
+    return prompts
+
+
+class PromptEncoder:
+    """Turns prompts into ``(B, text_len, D)`` embeddings, each distinct prompt encoded once.
+
+    ``tokenizer``: a transformers tokenizer (umT5's, or a small word-level one for tiny
+    models); ``text_encoder``: a transformers ``UMT5EncoderModel``. The cache holds embeddings
+    on the CPU keyed by the cleaned prompt; :meth:`clear_cache` empties it.
+    """
+
+    def __init__(self, tokenizer, text_encoder, text_len: int):
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+        self.text_len = text_len
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def hidden_size(self) -> int:
+        return self.text_encoder.config.d_model
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    @torch.no_grad()
+    def _encode_new(self, prompts: list[str]) -> list[torch.Tensor]:
+        tokens = self.tokenizer(
+            prompts,
+            padding="longest",
+            truncation=True,
+            max_length=self.text_len,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        device = self.text_encoder.device
+        ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
+        hidden = self.text_encoder(ids, attention_mask=mask).last_hidden_state
+        lengths = mask.sum(dim=1).tolist()
+        return [hidden[i, :n].cpu() for i, n in enumerate(lengths)]
+
+    def encode(self, prompts: list[str], device=None, dtype=None) -> torch.Tensor:
+        """Embeddings ``(B, text_len, D)``: real tokens, then zeros."""
+        keys = [clean_prompt(p) for p in check_prompts(prompts)]
+        missing = sorted({k for k in keys if k not in self._cache})
+        if missing:
+            for key, emb in zip(missing, self._encode_new(missing)):
+                self._cache[key] = emb
+        out = torch.zeros(len(keys), self.text_len, self.hidden_size, dtype=self._cache[keys[0]].dtype)
+        for i, key in enumerate(keys):
+            emb = self._cache[key]
+            out[i, : emb.shape[0]] = emb
+        return out.to(device=device, dtype=dtype)

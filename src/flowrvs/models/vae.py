@@ -1,0 +1,89 @@
+"""Latent codec around diffusers' Wan 2.1 VAE: video encoder, mask encoder, mask decoder.
+
+One ``AutoencoderKLWan`` serves all three: its encoder is the frozen Wan video encoder (masks
+are encoded as 3-channel images in {-1, 1}), its decoder is the Wan decoder whose last conv
+has 1 output channel (``out_channels=1``), fine-tuned to decode mask latents to mask logits.
+
+Shapes: videos ``(B, 3, T, H, W)`` in [-1, 1]; masks ``(B, T, H, W)`` in {0, 1}; latents
+``(B, 16, 1 + (T - 1) / 4, H / 8, W / 8)``. ``T`` must be ``4k + 1``: the VAE is causal in
+time and silently drops other frames, so callers pad first (see :mod:`flowrvs.frames`).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import AutoencoderKLWan
+
+from ..flow import perturb_start_point
+
+
+def latent_stats(vae: AutoencoderKLWan, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel latent mean and std from the VAE config, shaped ``(1, C, 1, 1, 1)`` like ``like``."""
+    mean = torch.tensor(vae.config.latents_mean, device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
+    return mean, std
+
+
+def normalize_latents(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
+    mean, std = latent_stats(vae, z)
+    return (z - mean) / std
+
+
+def denormalize_latents(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
+    mean, std = latent_stats(vae, z)
+    return z * std + mean
+
+
+def _check_frames(x: torch.Tensor) -> None:
+    if (x.shape[2] - 1) % 4:
+        raise ValueError(f"the Wan VAE needs 4k+1 frames, got {x.shape[2]}; pad first")
+
+
+def encode_video(
+    vae: AutoencoderKLWan,
+    video: torch.Tensor,
+    sample_strength: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Normalised video latent ``(E(video) - latents_mean) / latents_std``.
+
+    ``sample_strength`` 0 uses the posterior mean (inference); 1 a posterior sample (SPA in training).
+    """
+    _check_frames(video)
+    posterior = vae.encode(video.to(vae.dtype)).latent_dist
+    z = perturb_start_point(posterior.mean, posterior.std, sample_strength, generator)
+    return normalize_latents(vae, z)
+
+
+def encode_mask(vae: AutoencoderKLWan, mask: torch.Tensor, normalized: bool = False) -> torch.Tensor:
+    """Mask latent: the posterior mean of the mask drawn as a 3-channel {-1, 1} image.
+
+    mask: ``(B, T, H, W)`` with values in {0, 1}. ``normalized`` applies the video latent
+    normalisation (older public checkpoints did, current ones do not).
+    """
+    image = (mask.to(vae.dtype) * 2 - 1).unsqueeze(1).expand(-1, 3, -1, -1, -1)
+    _check_frames(image)
+    z = vae.encode(image).latent_dist.mean
+    return normalize_latents(vae, z) if normalized else z
+
+
+def decode_mask_logits(vae: AutoencoderKLWan, z_mask: torch.Tensor, normalized: bool = False) -> torch.Tensor:
+    """Mask logits ``(B, T, H, W)`` from a mask latent; foreground where logits > 0.
+
+    diffusers clamps decoded samples to [-1, 1], which would cut the gradients a BCE loss
+    needs, so the raw output of the decoder is read with a forward hook instead.
+    """
+    if normalized:
+        z_mask = denormalize_latents(vae, z_mask)
+    if vae.use_tiling or vae.use_slicing:
+        raise ValueError("decode_mask_logits does not support VAE tiling or slicing")
+    chunks: list[torch.Tensor] = []
+    handle = vae.decoder.register_forward_hook(lambda module, args, output: chunks.append(output))
+    try:
+        vae.decode(z_mask.to(vae.dtype))
+    finally:
+        handle.remove()
+    logits = torch.cat(chunks, dim=2) if len(chunks) > 1 else chunks[0]
+    if logits.shape[1] != 1:
+        raise ValueError(f"the mask decoder must have 1 output channel, has {logits.shape[1]}")
+    return logits[:, 0]

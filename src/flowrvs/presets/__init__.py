@@ -1,0 +1,116 @@
+"""Presets: named model shapes shipped as package data, and builders of random-weight components.
+
+``wan2.1-1.3b`` holds the real configs of the Wan 2.1 T2V 1.3B diffusers release (umT5-XXL,
+the 1.3B DiT, the Wan VAE); build it on the ``meta`` device to check that real checkpoints
+fit. ``tiny`` has the same architecture at a few hundred thousand parameters and a small
+word-level tokenizer; the tests and the synthetic benchmark use it.
+
+Each preset folder has ``transformer/``, ``vae/``, ``text_encoder/`` configs and a
+``pipeline.json`` (see :class:`flowrvs.pipeline.FlowRVSConfig`); ``tiny`` adds ``vocab.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from ..errors import FlowRVSError
+
+PRESETS = ("wan2.1-1.3b", "tiny")
+SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
+
+
+def preset_dir(name: str) -> Path:
+    if name not in PRESETS:
+        raise FlowRVSError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    return Path(str(resources.files(__package__) / name))
+
+
+def preset_config(name: str, part: str) -> dict:
+    """The JSON config of one part (``transformer``, ``vae``, ``text_encoder``, ``pipeline``)."""
+    path = preset_dir(name) / ("pipeline.json" if part == "pipeline" else f"{part}/config.json")
+    config = json.loads(path.read_text())
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
+def preset_vocabulary(name: str = "tiny") -> list[str]:
+    return preset_dir(name).joinpath("vocab.txt").read_text().split()
+
+
+def build_word_tokenizer(words: list[str]):
+    """A lowercase word-level tokenizer (``</s>`` appended, unknown words -> ``<unk>``).
+
+    ``words`` must start with ``<pad>``, ``</s>``, ``<unk>`` (ids 0, 1, 2, as umT5's pad and eos).
+    Stands in for umT5's SentencePiece vocabulary in tiny models, which cannot be downloaded.
+    """
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    if words[:3] != ["<pad>", "</s>", "<unk>"]:
+        raise ValueError("a word vocabulary starts with <pad>, </s>, <unk>")
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
+    core = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS)
+
+
+def build_transformer(name: str, dvi: bool = True, device: str | torch.device | None = None):
+    """A random-weight Wan DiT of the preset (``device="meta"`` allocates nothing)."""
+    from diffusers import WanTransformer3DModel
+
+    from ..models.dit import dvi_config
+
+    config = preset_config(name, "transformer")
+    if dvi:
+        config = dvi_config(config)
+    with torch.device(device or "cpu"):
+        return WanTransformer3DModel.from_config(config)
+
+
+def build_vae(name: str, device: str | torch.device | None = None):
+    """A random-weight Wan VAE of the preset with a 1-channel (mask) decoder head."""
+    from diffusers import AutoencoderKLWan
+
+    config = preset_config(name, "vae")
+    config["out_channels"] = 1
+    with torch.device(device or "cpu"):
+        return AutoencoderKLWan.from_config(config)
+
+
+def build_text_encoder(name: str, vocab_size: int | None = None, device: str | torch.device | None = None):
+    """A random-weight umT5 encoder of the preset."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    config = preset_config(name, "text_encoder")
+    if vocab_size is not None:
+        config["vocab_size"] = vocab_size
+    with torch.device(device or "cpu"):
+        return UMT5EncoderModel(UMT5Config(**config))
+
+
+def build_pipeline(name: str = "tiny", dvi: bool = True, seed: int = 0, words: list[str] | None = None, **config):
+    """A :class:`~flowrvs.pipeline.FlowRVSPipeline` of the preset with random weights.
+
+    Only ``tiny`` (and presets with a ``vocab.txt``) can be built whole: the real umT5
+    tokenizer cannot be made offline. ``words`` replaces the preset vocabulary; ``config``
+    overrides ``pipeline.json`` entries.
+    """
+    from ..pipeline import FlowRVSConfig, FlowRVSPipeline
+
+    words = words or preset_vocabulary(name)
+    torch.manual_seed(seed)
+    tokenizer = build_word_tokenizer(words)
+    pipe_config = FlowRVSConfig(**{**preset_config(name, "pipeline"), **config})
+    return FlowRVSPipeline(
+        transformer=build_transformer(name, dvi=dvi),
+        vae=build_vae(name),
+        text_encoder=build_text_encoder(name, vocab_size=len(tokenizer)),
+        tokenizer=tokenizer,
+        config=pipe_config,
+    )

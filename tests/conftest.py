@@ -1,0 +1,15 @@
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe():
+    """A tiny random pipeline with DVI (shared: tests must not modify it)."""
+    from flowrvs.presets import build_pipeline
+
+    return build_pipeline("tiny", dvi=True, seed=0)

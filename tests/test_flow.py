@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from flowrvs import flow
+
+
+def test_path_endpoints_and_velocity():
+    src, tgt = torch.randn(2, 3, 5, 4, 4), torch.randn(2, 3, 5, 4, 4)
+    assert torch.equal(flow.interpolate(src, tgt, torch.ones(2)), src)
+    assert torch.equal(flow.interpolate(src, tgt, torch.zeros(2)), tgt)
+    t = torch.tensor([0.25, 0.75])
+    x = flow.interpolate(src, tgt, t)
+    assert torch.allclose(x[0], 0.25 * src[0] + 0.75 * tgt[0])
+    u = flow.target_velocity(src, tgt)
+    # moving from x_t by -t*u lands on the target, by (1-t)*u on the source
+    assert torch.allclose(x - t.view(-1, 1, 1, 1, 1) * u, tgt, atol=1e-6)
+    assert torch.allclose(x + (1 - t).view(-1, 1, 1, 1, 1) * u, src, atol=1e-6)
+
+
+def test_uniform_time_range():
+    t = flow.sample_uniform_time(10000, torch.Generator().manual_seed(0))
+    assert t.shape == (10000,) and t.min() > 0 and t.max() <= 1
+    assert abs(t.mean().item() - 0.5) < 0.02
+
+
+@pytest.mark.parametrize("p", [0.0, 0.25, 0.5, 1.0])
+def test_bbs_share_at_boundary(p):
+    t = flow.sample_bbs_time(20000, p, torch.Generator().manual_seed(1))
+    share = (t == 1).float().mean().item()
+    assert abs(share - p) < 0.015
+    assert t.min() > 0 and t.max() <= 1
+    with pytest.raises(ValueError):
+        flow.sample_bbs_time(3, 1.5)
+
+
+def test_start_point_augmentation_strength():
+    mean, std = torch.randn(1, 16, 2, 4, 4), torch.rand(1, 16, 2, 4, 4) + 0.5
+    assert torch.equal(flow.perturb_start_point(mean, std, 0.0), mean)
+    g = torch.Generator().manual_seed(0)
+    one = flow.perturb_start_point(mean, std, 1.0, g)
+    g = torch.Generator().manual_seed(0)
+    half = flow.perturb_start_point(mean, std, 0.5, g)
+    assert torch.allclose(half - mean, 0.5 * (one - mean), atol=1e-6)
+    assert not torch.allclose(one, mean)
+
+
+@pytest.mark.parametrize(
+    "steps, expected",
+    [(1, [1000]), (2, [1000, 750]), (4, [1000, 900, 750, 501])],
+)
+def test_inference_grid(steps, expected):
+    times = flow.inference_times(steps, shift=3.0)
+    assert len(times) == steps + 1
+    assert times[0] == 1.0 and times[-1] == 0.0
+    assert [int(round(1000 * float(t))) for t in times[:-1]] == expected
+    assert torch.all(times[1:] < times[:-1])
+
+
+def test_shift_keeps_ends():
+    t = torch.tensor([0.0, 1.0])
+    assert torch.equal(flow.shift_time(t, 3.0), t)
+    assert flow.shift_time(torch.tensor(0.5), 3.0) == 0.75
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_straight_path_solved_exactly(steps):
+    src, tgt = torch.randn(2, 16, 3, 4, 4, dtype=torch.float64), torch.randn(2, 16, 3, 4, 4, dtype=torch.float64)
+    calls = []
+
+    def velocity(x, t):
+        calls.append(t.clone())
+        assert t.shape == (2,)
+        return flow.target_velocity(src, tgt)
+
+    out = flow.euler_solve(velocity, src, flow.inference_times(steps))
+    assert torch.allclose(out, tgt, atol=1e-12)
+    assert len(calls) == steps and torch.all(calls[0] == 1.0)
+
+
+def test_euler_on_curved_field_is_not_exact():
+    # dx/dt = x from t=1 to 0 has x(0) = x(1)/e; one Euler step gives 0 instead
+    x1 = torch.ones(1, 2)
+    one = flow.euler_solve(lambda x, t: x, x1, flow.inference_times(1))
+    many = flow.euler_solve(lambda x, t: x, x1, flow.inference_times(64, shift=1.0, t_end=0.0))
+    assert torch.allclose(one, torch.zeros(1, 2))
+    assert torch.allclose(many, x1 / torch.e, atol=0.01)
