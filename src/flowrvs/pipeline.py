@@ -137,6 +137,12 @@ def resolve_model_dir(model: str | Path) -> Path:
     return path
 
 
+def write_model_index(folder: Path, config: FlowRVSConfig) -> None:
+    """Write ``model_index.json``: the class name, our version and the :class:`FlowRVSConfig`."""
+    index = {"_class_name": "FlowRVSPipeline", "_flowrvs_version": __version__, **config.to_dict()}
+    (Path(folder) / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
@@ -245,8 +251,7 @@ class FlowRVSPipeline:
             self.vae.save_pretrained(tmp / "vae")
             self.text_encoder.save_pretrained(tmp / "text_encoder")
             self.tokenizer.save_pretrained(tmp / "tokenizer")
-            index = {"_class_name": type(self).__name__, "_flowrvs_version": __version__, **self.config.to_dict()}
-            (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+            write_model_index(tmp, self.config)
 
     # ---- the stages ------------------------------------------------------------------
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -321,7 +326,7 @@ class FlowRVSPipeline:
         from .video import read_video
 
         prompts = check_prompts(prompts)
-        num_steps = int(num_steps or self.config.num_steps)
+        num_steps = self.config.num_steps if num_steps is None else int(num_steps)
         if num_steps < 1:
             raise FlowRVSError(f"num_steps must be at least 1, got {num_steps}")
         if batch_size < 1:
