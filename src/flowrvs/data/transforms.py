@@ -1,0 +1,113 @@
+"""Clip geometry: fitting frames into the model's box, resizing, horizontal flips with word swaps."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import cv2
+import numpy as np
+
+from flowrvs.data.base import Clip
+from flowrvs.errors import FlowRVSError
+
+
+def fit_size(
+    h: int, w: int, box: tuple[int, int] = (480, 832), multiple: int = 16, upscale: bool = True
+) -> tuple[int, int]:
+    """The ``(H', W')`` a ``h x w`` frame is resized to so that it fits inside ``box``.
+
+    Rule: the box ``(BH, BW)`` is turned to the frame's orientation (a portrait frame,
+    ``h > w``, uses ``(max, min)`` of the box, a landscape one ``(min, max)``; a square frame
+    uses the box as given). The frame is scaled by ``s = min(BH / h, BW / w)`` keeping its
+    aspect ratio (``upscale=False`` caps ``s`` at 1), each side is rounded to the nearest
+    multiple of ``multiple`` (halves up), then clamped to ``[multiple, box side floored to a multiple]``.
+    So 1080x1920 -> 464x832, 720x1280 -> 464x832, 480x854 -> 464x832, 1920x1080 -> 832x464.
+    """
+    h, w = int(h), int(w)
+    if h <= 0 or w <= 0:
+        raise FlowRVSError(f"cannot fit a {h}x{w} frame: sides must be positive")
+    bh, bw = int(box[0]), int(box[1])
+    if multiple <= 0 or min(bh, bw) < multiple:
+        raise FlowRVSError(f"box {box} must have sides of at least multiple={multiple}")
+    if h > w:
+        bh, bw = max(bh, bw), min(bh, bw)
+    elif w > h:
+        bh, bw = min(bh, bw), max(bh, bw)
+    s = min(bh / h, bw / w)
+    if not upscale:
+        s = min(s, 1.0)
+    max_h, max_w = bh // multiple * multiple, bw // multiple * multiple
+    out_h = min(max(int(math.floor(h * s / multiple + 0.5)) * multiple, multiple), max_h)
+    out_w = min(max(int(math.floor(w * s / multiple + 0.5)) * multiple, multiple), max_w)
+    return out_h, out_w
+
+
+def resize_clip(
+    frames: np.ndarray, mask: np.ndarray | None, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Resize ``(T, H, W, 3)`` uint8 frames (area when shrinking, bilinear when enlarging) and a
+    ``(T, H, W)`` bool mask (nearest) to ``size = (H', W')``. Returns ``(frames, mask)``."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (T, H, W, 3), got {frames.shape}")
+    out_h, out_w = int(size[0]), int(size[1])
+    t, h, w = frames.shape[:3]
+    if mask is not None and tuple(mask.shape) != (t, h, w):
+        raise ValueError(f"mask shape {mask.shape} does not match frames {frames.shape[:3]}")
+    if (h, w) == (out_h, out_w):
+        return frames, (None if mask is None else mask.astype(bool, copy=False))
+    interp = cv2.INTER_AREA if out_h * out_w < h * w else cv2.INTER_LINEAR
+    out = np.empty((t, out_h, out_w, 3), dtype=np.uint8)
+    for i in range(t):
+        out[i] = cv2.resize(np.ascontiguousarray(frames[i]), (out_w, out_h), interpolation=interp)
+    if mask is None:
+        return out, None
+    out_mask = np.empty((t, out_h, out_w), dtype=bool)
+    for i in range(t):
+        m = np.ascontiguousarray(mask[i], dtype=np.uint8)
+        out_mask[i] = cv2.resize(m, (out_w, out_h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return out, out_mask
+
+
+def resize_clip_to_box(clip: Clip, box: tuple[int, int] = (480, 832), multiple: int = 16) -> Clip:
+    """A copy of ``clip`` resized to ``fit_size`` of its frames inside ``box``."""
+    size = fit_size(clip.frames.shape[1], clip.frames.shape[2], box, multiple)
+    frames, mask = resize_clip(clip.frames, clip.mask, size)
+    return dataclasses.replace(clip, frames=frames, mask=mask, frame_names=list(clip.frame_names))
+
+
+_LR = re.compile(r"\b(left|right)(most)?\b", re.IGNORECASE)
+
+
+def _match_case(word: str, like: str) -> str:
+    if like.isupper() and len(like) > 1:
+        return word.upper()
+    if like[:1].isupper():
+        return word[:1].upper() + word[1:].lower()
+    return word.lower()
+
+
+def swap_left_right(sentence: str) -> str:
+    """Swap the whole words left/right (and leftmost/rightmost), keeping their case.
+
+    "left-hand" becomes "right-hand"; "leftover" or "bright" are untouched. The verb "left"
+    ("the man who left") is swapped too: words are swapped, not parsed.
+    """
+
+    def repl(m: re.Match) -> str:
+        base = m.group(1)
+        new = "right" if base.lower() == "left" else "left"
+        return _match_case(new, base) + (m.group(2) or "")
+
+    return _LR.sub(repl, sentence)
+
+
+def hflip_clip(clip: Clip) -> Clip:
+    """Mirror frames and mask left-right and swap left/right in the sentence."""
+    frames = np.ascontiguousarray(clip.frames[:, :, ::-1])
+    mask = None if clip.mask is None else np.ascontiguousarray(clip.mask[:, :, ::-1])
+    return dataclasses.replace(
+        clip, frames=frames, mask=mask, sentence=swap_left_right(clip.sentence), frame_names=list(clip.frame_names)
+    )
