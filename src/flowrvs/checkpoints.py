@@ -47,14 +47,23 @@ def load_weights_file(path: str | Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling refused"
         raise FlowRVSError(
-            f"checkpoint {path} holds more than tensors and plain containers; refusing to unpickle it "
-            f"(weights_only: {first})"
+            f"checkpoint {path} cannot be loaded as weights only: it is corrupt or holds objects other than "
+            f"tensors and plain containers, and flowrvs refuses to unpickle those ({_unpickler_detail(err)})"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FlowRVSError(f"checkpoint {path} cannot be read: {first}") from None
+        raise FlowRVSError(f"checkpoint {path} cannot be loaded: {first}") from None
+
+
+def _unpickler_detail(err: Exception) -> str:
+    """The specific reason in torch's long weights-only message (e.g. ``Unsupported global: ...``)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for marker in ("Unsupported", "Unpickler error"):
+        for line in lines:
+            if line.startswith(marker) and not line.endswith(":"):
+                return line
+    return lines[-1] if lines else type(err).__name__
 
 
 def _tensor_dict(obj, path) -> dict[str, torch.Tensor]:

@@ -186,7 +186,7 @@ class FlowRVSPipeline:
         self._execution_device = device
         target = torch.device("cpu") if self.cpu_offload else device
         for module in (self.transformer, self.vae, self.text_encoder):
-            module.to(device=target, dtype=dtype)
+            module.to(target) if dtype is None else module.to(device=target, dtype=dtype)
         return self
 
     def enable_cpu_offload(self, enabled: bool = True) -> "FlowRVSPipeline":
