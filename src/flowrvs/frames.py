@@ -14,25 +14,41 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import FlowRVSError
+
 MULTIPLE = 16
 RESIZE_CHUNK = 32  # frames resized at a time, to bound the float32 peak
 
 
-def fit_size(height: int, width: int, box: tuple[int, int] = (480, 832), multiple: int = MULTIPLE) -> tuple[int, int]:
-    """Working size of a ``height x width`` frame: the largest size inside ``box`` with the frame's
-    aspect, sides rounded to multiples of ``multiple`` (at least one multiple).
+def fit_size(
+    h: int, w: int, box: tuple[int, int] = (480, 832), multiple: int = 16, upscale: bool = True
+) -> tuple[int, int]:
+    """The ``(H', W')`` a ``h x w`` frame is resized to so that it fits inside ``box``.
 
-    The box is ``(short, long)`` sides: a portrait frame uses it transposed. Frames smaller
-    than the box are scaled up, as in training.
+    Rule: the box ``(BH, BW)`` is turned to the frame's orientation (a portrait frame,
+    ``h > w``, uses ``(max, min)`` of the box, a landscape one ``(min, max)``; a square frame
+    uses the box as given). The frame is scaled by ``s = min(BH / h, BW / w)`` keeping its
+    aspect ratio (``upscale=False`` caps ``s`` at 1), each side is rounded to the nearest
+    multiple of ``multiple`` (halves up), then clamped to ``[multiple, box side floored to a multiple]``.
+    So 1080x1920 -> 464x832, 720x1280 -> 464x832, 480x854 -> 464x832, 1920x1080 -> 832x464.
     """
-    if height <= 0 or width <= 0:
-        raise ValueError(f"frame size must be positive, got {height}x{width}")
-    short, long = sorted(box)
-    box_h, box_w = (long, short) if height > width else (short, long)
-    scale = min(box_h / height, box_w / width)
-    h = max(multiple, int(round(height * scale / multiple)) * multiple)
-    w = max(multiple, int(round(width * scale / multiple)) * multiple)
-    return min(h, max(multiple, box_h // multiple * multiple)), min(w, max(multiple, box_w // multiple * multiple))
+    h, w = int(h), int(w)
+    if h <= 0 or w <= 0:
+        raise FlowRVSError(f"cannot fit a {h}x{w} frame: sides must be positive")
+    bh, bw = int(box[0]), int(box[1])
+    if multiple <= 0 or min(bh, bw) < multiple:
+        raise FlowRVSError(f"box {box} must have sides of at least multiple={multiple}")
+    if h > w:
+        bh, bw = max(bh, bw), min(bh, bw)
+    elif w > h:
+        bh, bw = min(bh, bw), max(bh, bw)
+    s = min(bh / h, bw / w)
+    if not upscale:
+        s = min(s, 1.0)
+    max_h, max_w = bh // multiple * multiple, bw // multiple * multiple
+    out_h = min(max(int(math.floor(h * s / multiple + 0.5)) * multiple, multiple), max_h)
+    out_w = min(max(int(math.floor(w * s / multiple + 0.5)) * multiple, multiple), max_w)
+    return out_h, out_w
 
 
 def padded_length(num_frames: int) -> int:

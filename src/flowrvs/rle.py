@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from pycocotools import mask as mask_utils
+
+# pycocotools 2.0.x calls np.array(copy=False) internally, which NumPy 2 flags; harmless here.
+warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy", category=DeprecationWarning)
 
 
 def encode_rle(mask: np.ndarray) -> dict:

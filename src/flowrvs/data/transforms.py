@@ -11,37 +11,7 @@ import numpy as np
 
 from flowrvs.data.base import Clip
 from flowrvs.errors import FlowRVSError
-
-
-def fit_size(
-    h: int, w: int, box: tuple[int, int] = (480, 832), multiple: int = 16, upscale: bool = True
-) -> tuple[int, int]:
-    """The ``(H', W')`` a ``h x w`` frame is resized to so that it fits inside ``box``.
-
-    Rule: the box ``(BH, BW)`` is turned to the frame's orientation (a portrait frame,
-    ``h > w``, uses ``(max, min)`` of the box, a landscape one ``(min, max)``; a square frame
-    uses the box as given). The frame is scaled by ``s = min(BH / h, BW / w)`` keeping its
-    aspect ratio (``upscale=False`` caps ``s`` at 1), each side is rounded to the nearest
-    multiple of ``multiple`` (halves up), then clamped to ``[multiple, box side floored to a multiple]``.
-    So 1080x1920 -> 464x832, 720x1280 -> 464x832, 480x854 -> 464x832, 1920x1080 -> 832x464.
-    """
-    h, w = int(h), int(w)
-    if h <= 0 or w <= 0:
-        raise FlowRVSError(f"cannot fit a {h}x{w} frame: sides must be positive")
-    bh, bw = int(box[0]), int(box[1])
-    if multiple <= 0 or min(bh, bw) < multiple:
-        raise FlowRVSError(f"box {box} must have sides of at least multiple={multiple}")
-    if h > w:
-        bh, bw = max(bh, bw), min(bh, bw)
-    elif w > h:
-        bh, bw = min(bh, bw), max(bh, bw)
-    s = min(bh / h, bw / w)
-    if not upscale:
-        s = min(s, 1.0)
-    max_h, max_w = bh // multiple * multiple, bw // multiple * multiple
-    out_h = min(max(int(math.floor(h * s / multiple + 0.5)) * multiple, multiple), max_h)
-    out_w = min(max(int(math.floor(w * s / multiple + 0.5)) * multiple, multiple), max_w)
-    return out_h, out_w
+from flowrvs.frames import fit_size  # noqa: F401  (re-exported: the one rule for working sizes)
 
 
 def resize_clip(
