@@ -26,34 +26,37 @@ def register(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def write_segmentation(out_dir: Path, video, result, source: str, overlay: bool = True) -> None:
-    """Write the PNG folders, masks.json and overlay.mp4 of one :class:`SegmentationResult`."""
-    from ..fileio import atomic_dir
+def write_segmentation(folder: Path, frames, result, source: str, overlay: bool = True) -> None:
+    """Write ``<k>/<frame>.png``, masks.json and overlay.mp4 of a :class:`SegmentationResult` into ``folder``.
+
+    frames: the ``(T, H, W, 3)`` uint8 input frames (for the overlay).
+    """
     from ..rle import encode_rle
     from ..video import overlay_masks, write_mask_pngs, write_video
 
-    with atomic_dir(out_dir) as tmp:
-        entries = []
-        for k, (prompt, masks) in enumerate(zip(result.prompts, result.masks)):
-            write_mask_pngs(tmp / str(k), masks, result.frame_names)
-            rles = {name: encode_rle(m) for name, m in zip(result.frame_names, masks)}
-            entries.append({"index": k, "prompt": prompt, "masks": rles})
-        num_frames, height, width = result.masks[0].shape
-        index = {
-            "video": source,
-            "num_frames": num_frames,
-            "height": height,
-            "width": width,
-            "fps": result.fps,
-            "frame_names": result.frame_names,
-            "prompts": entries,
-        }
-        (tmp / "masks.json").write_text(json.dumps(index))
-        if overlay:
-            write_video(tmp / "overlay.mp4", overlay_masks(video.frames, result.masks), result.fps)
+    folder = Path(folder)
+    entries = []
+    for k, (prompt, masks) in enumerate(zip(result.prompts, result.masks)):
+        write_mask_pngs(folder / str(k), masks, result.frame_names)
+        rles = {name: encode_rle(m) for name, m in zip(result.frame_names, masks)}
+        entries.append({"index": k, "prompt": prompt, "masks": rles})
+    num_frames, height, width = result.masks[0].shape
+    index = {
+        "video": source,
+        "num_frames": num_frames,
+        "height": height,
+        "width": width,
+        "fps": result.fps,
+        "frame_names": result.frame_names,
+        "prompts": entries,
+    }
+    (folder / "masks.json").write_text(json.dumps(index))
+    if overlay:
+        write_video(folder / "overlay.mp4", overlay_masks(frames, result.masks), result.fps)
 
 
 def run(args) -> int:
+    from ..fileio import atomic_dir
     from ..models.text import check_prompts
     from ..video import read_video
 
@@ -64,6 +67,7 @@ def run(args) -> int:
     video = read_video(args.video)  # before loading the model: a bad video fails fast
     pipe = load_pipeline(args)
     result = pipe(video, prompts, num_steps=args.steps, size=size, batch_size=args.batch_size)
-    write_segmentation(Path(args.out), video, result, str(args.video), overlay=not args.no_overlay)
+    with atomic_dir(args.out) as tmp:
+        write_segmentation(tmp, video.frames, result, str(args.video), overlay=not args.no_overlay)
     print(f"wrote {len(prompts)} mask track(s) of {len(result.frame_names)} frames to {args.out}")
     return 0
