@@ -3,7 +3,8 @@
 ``wan2.1-1.3b`` holds the real configs of the Wan 2.1 T2V 1.3B diffusers release (umT5-XXL,
 the 1.3B DiT, the Wan VAE); build it on the ``meta`` device to check that real checkpoints
 fit. ``tiny`` has the same architecture at a few hundred thousand parameters and a small
-word-level tokenizer; the tests and the synthetic benchmark use it.
+word-level tokenizer; the tests use it. ``small`` (a 4-layer, 128-wide DiT, about 1.5M
+parameters in all) is what the shipped ``tiny-synthetic`` model is trained from.
 
 Each preset folder has ``transformer/``, ``vae/``, ``text_encoder/`` configs and a
 ``pipeline.json`` (see :class:`flowrvs.pipeline.FlowRVSConfig`); ``tiny`` adds ``vocab.txt``.
@@ -19,7 +20,7 @@ import torch
 
 from ..errors import FlowRVSError
 
-PRESETS = ("wan2.1-1.3b", "tiny")
+PRESETS = ("wan2.1-1.3b", "small", "tiny")
 SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
 
 
