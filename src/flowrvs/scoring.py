@@ -33,6 +33,11 @@ __all__ = [
     "score_dataset",
     "score_split",
     "score_mevis",
+    "score_ytvos",
+    "score_davis",
+    "score_davis_split",
+    "davis_set_dir",
+    "SubsetDataset",
     "write_metrics",
     "summary_line",
     "SCORERS",
@@ -161,9 +166,118 @@ def score_mevis(pred_dir, root, split: str = "valid_u", *, allow_missing: bool =
     return score_split(dataset, pred_dir, allow_missing=allow_missing, progress=progress, dataset_name="MeViS")
 
 
+class SubsetDataset(ReferringVideoDataset):
+    """A read-only view of ``base`` keeping only some videos and/or some expression keys.
+
+    ``videos=None`` keeps every video, ``keys=None`` every expression; videos left without an
+    expression are dropped. Anything else (``split``, ``annotator``...) is read from ``base``.
+    """
+
+    def __init__(self, base: ReferringVideoDataset, videos=None, keys=None):
+        self.base = base
+        self.has_masks = base.has_masks
+        keep_v = None if videos is None else set(videos)
+        keep_k = None if keys is None else set(keys)
+        self._expressions = {}
+        for v in base.videos():
+            if keep_v is not None and v not in keep_v:
+                continue
+            exps = [e for e in base.expressions(v) if keep_k is None or e.key in keep_k]
+            if exps:
+                self._expressions[v] = exps
+
+    def __getattr__(self, name):
+        if name == "base":  # not set yet (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def videos(self) -> list[str]:
+        return sorted(self._expressions)
+
+    def frame_names(self, video: str) -> list[str]:
+        return self.base.frame_names(video)
+
+    def expressions(self, video: str) -> list[Expression]:
+        return list(self._expressions.get(video, []))
+
+    def load_frames(self, video: str, indices: list[int] | None = None) -> np.ndarray:
+        return self.base.load_frames(video, indices)
+
+    def load_mask(self, expression: Expression, indices: list[int] | None = None) -> np.ndarray | None:
+        return self.base.load_mask(expression, indices)
+
+
+def score_ytvos(pred_dir, root, split: str = "train", *, allow_missing: bool = False,
+                progress: bool | None = None) -> dict:
+    """Score Ref-YouTube-VOS predictions (``pred_dir[/Annotations]/<video>/<exp_id>/<frame>.png``).
+
+    Only a split with ``Annotations/`` (``train``) can be scored locally; valid/test go to the server.
+    """
+    from .data.ytvos import RefYouTubeVOSDataset
+
+    pred_dir = Path(pred_dir)
+    if (pred_dir / "Annotations").is_dir():
+        pred_dir = pred_dir / "Annotations"
+    dataset = RefYouTubeVOSDataset(root, split)
+    return score_split(dataset, pred_dir, allow_missing=allow_missing, progress=progress,
+                       dataset_name="Ref-YouTube-VOS")
+
+
+def davis_set_dir(index: int) -> str:
+    """Folder (under a Ref-DAVIS prediction folder) of the ``index``-th annotator set: ``anno_<index>``."""
+    return f"anno_{index}"
+
+
+def score_davis_split(dataset, pred_dir, *, allow_missing: bool = False, progress: bool | None = None) -> dict:
+    """Ref-DAVIS17: score each annotator set on its own and average the sets.
+
+    ``dataset`` is a :class:`~flowrvs.data.davis.RefDAVISDataset` (or a :class:`SubsetDataset` of
+    one); predictions of the ``i``-th set (``dataset.annotator_labels()`` order) lie in
+    ``pred_dir/anno_<i>/<video>/<exp_id>/<frame>.png``. Top-level J, F, J&F are the means over
+    the sets; ``annotator_sets`` holds each set's numbers; ``per_expression`` all expressions
+    (each with its ``annotator`` label).
+    """
+    pred_dir = Path(pred_dir)
+    keys = {e.key for e in dataset.all_expressions()}
+    labels = dataset.annotator_labels()
+    sets, results = [], {}
+    for i, (label, members) in enumerate(zip(labels, dataset.annotator_sets())):
+        members = members & keys
+        if not members:
+            continue
+        view = SubsetDataset(dataset, keys=members)
+        metrics = score_split(view, pred_dir / davis_set_dir(i), allow_missing=allow_missing,
+                              progress=progress, dataset_name="Ref-DAVIS17")
+        for key, r in metrics["per_expression"].items():
+            results[key] = {**r, "annotator": label}
+        sets.append({"index": i, "label": label, "dir": davis_set_dir(i), "J": metrics["J"], "F": metrics["F"],
+                     "J&F": metrics["J&F"], "num_expressions": metrics["num_expressions"],
+                     "missing_frames": metrics["missing_frames"]})
+    if not sets:
+        raise FlowRVSError(f"Ref-DAVIS17 split {getattr(dataset, 'split', '?')} has no expressions")
+    j = float(np.mean([s["J"] for s in sets]))
+    f = float(np.mean([s["F"] for s in sets]))
+    return {
+        "J": j,
+        "F": f,
+        "J&F": (j + f) / 2,
+        "num_expressions": len(results),
+        "missing_frames": sum(s["missing_frames"] for s in sets),
+        "annotator_sets": sets,
+        "per_expression": results,
+    }
+
+
+def score_davis(pred_dir, root, split: str = "valid", *, allow_missing: bool = False,
+                progress: bool | None = None) -> dict:
+    """Score Ref-DAVIS17 predictions in ``pred_dir/anno_<i>/...``; see :func:`score_davis_split`."""
+    from .data.davis import RefDAVISDataset
+
+    return score_davis_split(RefDAVISDataset(root, split), pred_dir, allow_missing=allow_missing, progress=progress)
+
+
 #: dataset name -> scorer(pred_dir, root, split, *, allow_missing, progress) -> metrics dict.
-#: Ref-YouTube-VOS and Ref-DAVIS plug in here once their readers exist.
-SCORERS: dict[str, Callable[..., dict]] = {"mevis": score_mevis}
+SCORERS: dict[str, Callable[..., dict]] = {"mevis": score_mevis, "ytvos": score_ytvos, "davis": score_davis}
 
 
 def score_dataset(dataset: str, pred_dir, root, split: str, *, allow_missing: bool = False,
@@ -171,7 +285,7 @@ def score_dataset(dataset: str, pred_dir, root, split: str, *, allow_missing: bo
     """Dispatch to the scorer for ``dataset`` (FlowRVSError naming the supported ones otherwise)."""
     scorer = SCORERS.get(dataset.lower())
     if scorer is None:
-        raise FlowRVSError(f"cannot score dataset {dataset!r}; supported: {', '.join(sorted(SCORERS))}")
+        raise FlowRVSError(f"cannot score dataset {dataset!r}; supported: {', '.join(SCORERS)}")
     return scorer(pred_dir, root, split, allow_missing=allow_missing, progress=progress)
 
 
