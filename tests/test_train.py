@@ -1,0 +1,282 @@
+"""The trainer: config parsing, the three stages, checkpoints, exact resume, NaN stop, CLI."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+
+from flowrvs.cli import main
+from flowrvs.errors import FlowRVSError
+from flowrvs.pipeline import FlowRVSPipeline
+from flowrvs.synth import SynthVideo, generate_video, write_split
+from flowrvs.train import (
+    TrainConfig,
+    config_from_dict,
+    list_checkpoints,
+    load_config,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "configs" / "tiny-synthetic.yaml"
+T, H, W = 5, 32, 48
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    """A 3-video synthetic MeViS split, 5 frames of 32x48."""
+    root = tmp_path_factory.mktemp("synth")
+    write_split(root, "train", videos=3, frames=T, size=(H, W), seed=0, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def single_root(tmp_path_factory):
+    """A split with one video and one expression: every step sees the same clip."""
+    root = tmp_path_factory.mktemp("single")
+    video = generate_video(0, frames=T, size=(H, W))
+    mask = np.zeros((T, H, W), bool)
+    for t in range(T):
+        mask[t, 6:24, 8 + 2 * t : 32 + 2 * t] = True
+    frames = video.frames.copy()
+    frames[mask] = (220, 30, 30)
+    clip = SynthVideo(frames=frames, masks=mask[None], expressions=[("the large red square", (0,))], name="clip")
+    write_split(root, "train", [clip], progress=False)
+    return root
+
+
+def make_config(out, root, stage="flow", overrides=()) -> TrainConfig:
+    raw = {
+        "output_dir": str(out),
+        "stage": stage,
+        "device": "cpu",
+        "seed": 0,
+        "progress": False,
+        "checkpoint_every": 1000,
+        "log_every": 1,
+        "model": {"preset": "tiny", "vocabulary": "synth", "text_len": 16},
+        "data": {
+            "datasets": [{"type": "mevis", "root": str(root), "split": "train"}],
+            "num_frames": T,
+            "size": [H, W],
+            "sampling": "local",
+        },
+        "optim": {"steps": 2, "lr": 1e-3},
+    }
+    return config_from_dict(raw, list(overrides))
+
+
+# --------------------------------------------------------------------------- config
+def test_config_file_names_every_knob_and_overrides_apply():
+    config = load_config(
+        TINY_CONFIG,
+        ["optim.steps=200", "flow.bbs_p=0.25", "data.size=[64,112]", "optim.lr=1e-3", "data.datasets.0.weight=2",
+         "model.init=null", "ema.use_at_save=false"],
+    )
+    assert config.optim.steps == 200 and isinstance(config.optim.steps, int)
+    assert config.flow.bbs_p == 0.25
+    assert config.data.size == (64, 112)
+    assert config.optim.lr == 1e-3 and isinstance(config.optim.lr, float)  # "1e-3" is a string to YAML 1.1
+    assert config.data.datasets[0].weight == 2.0 and config.data.datasets[0].type == "mevis"
+    assert config.model.init is None and config.ema.use_at_save is False
+    assert (config.data.num_frames, config.model.vocabulary, config.model.text_len) == (9, "synth", 32)
+
+    def keys(d, prefix=""):
+        out = set()
+        for k, v in d.items():
+            out.add(prefix + k)
+            if isinstance(v, dict):
+                out |= keys(v, f"{prefix}{k}.")
+        return out
+
+    written = yaml.safe_load(TINY_CONFIG.read_text())
+    assert keys(written) == keys(TrainConfig().to_dict())  # every knob named in the committed config
+    assert set(written["data"]["datasets"][0]) >= {"type", "root", "split", "weight"}
+
+
+def test_defaults_follow_the_paper():
+    c = TrainConfig()
+    assert (c.optim.lr, c.optim.weight_decay, c.optim.grad_clip, c.optim.batch_size) == (5e-5, 5e-4, 1.0, 1)
+    assert (c.ema.decay, c.flow.bbs_p, c.flow.spa_strength, c.data.num_frames) == (0.9999, 0.5, 1.0, 17)
+
+
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("optim.lrr=1", "optim.lrr"),
+        ("bogus=1", "bogus"),
+        ("model.nope.deeper=1", "model.nope"),
+        ("optim.steps=abc", "optim.steps"),
+        ("stage=pretrain", "stage"),
+        ("flow.bbs_p=1.5", "flow.bbs_p"),
+        ("data.size=[64]", "data.size"),
+        ("data.datasets.3.root=x", "data.datasets"),
+    ],
+)
+def test_bad_keys_and_values_are_named(override, named):
+    with pytest.raises(FlowRVSError, match=re.escape(named)):
+        load_config(TINY_CONFIG, [override])
+
+
+def test_unknown_key_in_file(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  steps: 3\n  learning_rate: 0.1\n")
+    with pytest.raises(FlowRVSError, match="optim.learning_rate"):
+        load_config(path)
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "optim.learning_rate" in err
+
+
+# --------------------------------------------------------------------------- training
+def test_flow_stage_lowers_loss(tmp_path, single_root):
+    config = make_config(
+        tmp_path / "run", single_root, "flow", ["optim.steps=30", "optim.lr=3e-3", "flow.spa_strength=0", "ema.enabled=false"]
+    )
+    losses = list(train(config).losses.values())
+    assert len(losses) == 30 and all(np.isfinite(losses))
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert last < 0.2 * first, (first, last)  # about 30x on seeds 0-3
+
+
+def _read(path):
+    with safe_open(str(path), framework="pt") as fh:
+        return {k: fh.get_tensor(k) for k in fh.keys()}, fh.metadata()
+
+
+def test_resume_is_exact(tmp_path, synth_root):
+    overrides = ["optim.steps=6", "checkpoint_every=3", "keep_last=0", "ema.decay=0.9", "optim.warmup_steps=2",
+                 "optim.schedule=cosine", "data.hflip_p=0.5", "data.sampling=mixed"]
+    full = train(make_config(tmp_path / "full", synth_root, "flow", overrides)).losses
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(step, loss):
+        if step == 4:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(make_config(tmp_path / "cut", synth_root, "flow", overrides), callback=stop)
+    assert [s for s, _ in list_checkpoints(tmp_path / "cut")] == [3]
+    with pytest.raises(FlowRVSError, match="resume"):
+        train(make_config(tmp_path / "cut", synth_root, "flow", overrides))
+    resumed = train(make_config(tmp_path / "cut", synth_root, "flow", overrides + ["resume=true"])).losses
+    assert sorted(resumed) == [4, 5, 6]
+    assert len(set(full.values())) == 6  # the steps really differ (data, times, SPA noise)
+    for step in (4, 5, 6):
+        assert resumed[step] == pytest.approx(full[step], abs=1e-6, rel=0)
+    a, _ = _read(tmp_path / "full" / "checkpoints" / "step-00000006.safetensors")
+    b, _ = _read(tmp_path / "cut" / "checkpoints" / "step-00000006.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        if not key.startswith("rng."):
+            assert torch.allclose(a[key], b[key], atol=1e-6, rtol=0), key
+
+
+def test_checkpoint_files(tmp_path, synth_root):
+    out = tmp_path / "run"
+    train(make_config(out, synth_root, "flow", ["optim.steps=4", "checkpoint_every=1", "keep_last=2"]))
+    assert [s for s, _ in list_checkpoints(out)] == [3, 4]
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["step-00000003.safetensors", "step-00000004.safetensors"]
+    leftovers = [p for p in out.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+    assert leftovers == []
+    tensors, meta = _read(out / "checkpoints" / "step-00000004.safetensors")
+    assert meta["format"] == "flowrvs-train-checkpoint/1" and meta["step"] == "4" and meta["stage"] == "flow"
+    assert tensors["rng.torch_cpu"].dtype == torch.uint8
+    opt = json.loads(meta["optimizer"])
+    assert opt["param_groups"][0]["weight_decay"] == 5e-4
+    assert all(v["step"] == 4.0 for v in opt["state"].values())
+    assert json.loads(meta["rng.numpy"])[0] == "MT19937" and len(json.loads(meta["rng.python"])[1]) == 625
+    model = {k[6:] for k in tensors if k.startswith("model.")}
+    assert model and model == {k[4:] for k in tensors if k.startswith("ema.")}
+    assert {k for k in tensors if k.startswith("optim.")} == {f"optim.{n}.{s}" for n in model for s in ("exp_avg", "exp_avg_sq")}
+    assert "patch_embedding.weight" in model  # the DiT trains in the flow stage
+    log = (out / "train.log").read_text().splitlines()
+    steps = [line for line in log if line.startswith("step=")]
+    assert len(steps) == 4 and re.fullmatch(r"step=4 loss=\S+ lr=\S+ seconds=\S+", steps[-1])
+    assert yaml.safe_load((out / "config.yaml").read_text())["optim"]["steps"] == 4
+
+
+def test_nan_loss_stops_with_exit_2(tmp_path, synth_root, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(make_config(tmp_path / "run", synth_root).to_dict()))
+    assert main(["train", str(path), "optim.lr=1e30", "optim.grad_clip=0", "optim.steps=5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert re.search(r"loss is (nan|inf|-inf) at step \d; lower optim.lr", err), err
+
+
+def _state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before, after, prefix=""):
+    return {k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])}
+
+
+def test_stages_chain_into_loadable_models(tmp_path, synth_root):
+    load = lambda folder: FlowRVSPipeline.from_pretrained(folder, device="cpu", dtype="float32")
+    ae = train(make_config(tmp_path / "ae", synth_root, "autoencoder"))
+    ae_pipe = load(ae.model_dir)
+    assert ae_pipe.vae.config.out_channels == 1 and ae_pipe.dvi
+    assert ae_pipe.config.size == (H, W) and ae_pipe.config.text_len == 16
+    assert (tmp_path / "ae" / "model" / "vae").is_dir()
+
+    dec = train(make_config(tmp_path / "dec", synth_root, "mask_decoder", [f"model.init={ae.model_dir}"]))
+    dec_pipe = load(dec.model_dir)
+    before, after = _state(ae_pipe.vae), _state(dec_pipe.vae)
+    assert _changed(before, after, "decoder.") and not _changed(before, after, "encoder.")
+    assert not _changed(before, after, "quant_conv.")
+    assert not _changed(_state(ae_pipe.transformer), _state(dec_pipe.transformer))
+
+    flow = train(make_config(tmp_path / "flow", synth_root, "flow", [f"model.init={dec.model_dir}"]))
+    flow_pipe = load(flow.model_dir)
+    assert not _changed(after, _state(flow_pipe.vae))
+    assert _changed(_state(dec_pipe.transformer), _state(flow_pipe.transformer))
+    result = flow_pipe(np.zeros((T, H, W, 3), np.uint8), ["the red circle"])
+    assert result.masks[0].shape == (T, H, W)
+
+
+def test_autoencoder_stage_is_tiny_only(tmp_path, synth_root):
+    with pytest.raises(FlowRVSError, match="tiny models only"):
+        make_config(tmp_path / "x", synth_root, "autoencoder", ["model.preset=wan2.1-1.3b"])
+
+
+def test_cli_runs_the_committed_config(tmp_path, synth_root, capsys):
+    out = tmp_path / "cli"
+    args = ["train", str(TINY_CONFIG), "optim.steps=2", f"output_dir={out}", f"data.datasets.0.root={synth_root}",
+            f"data.size=[{H},{W}]", f"data.num_frames={T}", "device=cpu", "progress=false"]
+    assert main(args) == 0
+    assert "model written to" in capsys.readouterr().out
+    assert FlowRVSPipeline.from_pretrained(out / "model", device="cpu").config.size == (H, W)
+    assert main(args + ["--resume"]) == 0  # already at the last step: rewrites the model only
+
+
+def test_init_from_a_wan_style_folder(tmp_path, synth_root):
+    """A folder with an RGB VAE and a 16-channel DiT (the Wan 2.1 layout) is made a FlowRVS model:
+    mask VAE whose head is the mean of the RGB head, DiT widened for DVI."""
+    from flowrvs.models.vae import decode_mask_logits
+    from flowrvs.presets import build_pipeline
+    from flowrvs.synth import VOCABULARY
+    from flowrvs.train import decode_raw, to_rgb_vae
+
+    wan = build_pipeline("tiny", dvi=False, seed=1, words=["<pad>", "</s>", "<unk>"] + VOCABULARY)
+    wan.vae = to_rgb_vae(wan.vae, seed=1)
+    wan.save_pretrained(tmp_path / "wan")
+    run = train(make_config(tmp_path / "run", synth_root, "mask_decoder", [f"model.init={tmp_path / 'wan'}", "optim.steps=1"]))
+    pipe = FlowRVSPipeline.from_pretrained(run.model_dir, device="cpu")
+    assert pipe.dvi and pipe.vae.config.out_channels == 1
+
+    from flowrvs.train import to_mask_vae
+
+    mask_vae = to_mask_vae(wan.vae)
+    z = torch.randn(1, 16, 2, 4, 6)
+    with torch.no_grad():
+        assert torch.allclose(decode_mask_logits(mask_vae, z), decode_raw(wan.vae, z).mean(1), atol=1e-5)
