@@ -265,7 +265,8 @@ def test_init_from_a_wan_style_folder(tmp_path, synth_root):
     from flowrvs.models.vae import decode_mask_logits
     from flowrvs.presets import build_pipeline
     from flowrvs.synth import VOCABULARY
-    from flowrvs.train import decode_raw, to_rgb_vae
+    from flowrvs.models.vae import decode_raw
+    from flowrvs.train import to_rgb_vae
 
     wan = build_pipeline("tiny", dvi=False, seed=1, words=["<pad>", "</s>", "<unk>"] + VOCABULARY)
     wan.vae = to_rgb_vae(wan.vae, seed=1)

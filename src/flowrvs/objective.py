@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .flow import interpolate, sample_bbs_time, target_velocity
+from .flow import interpolate, perturb_start_point, sample_bbs_time, target_velocity
 from .models.dit import predict_velocity
 from .models.vae import encode_mask, encode_video
 
@@ -35,12 +35,16 @@ def encode_batch(pipe, batch: dict, spa_strength: float, generator: torch.Genera
     """``(z_video, z_mask, text_embeds)`` of a batch, reusing any that the batch already holds.
 
     batch: ``video`` ``(B, 3, T, H, W)`` in [-1, 1] and ``mask`` ``(B, T, H, W)`` in {0, 1}
-    (T = 4k+1, H and W multiples of 16), or pre-encoded ``z_video``/``z_mask``; ``prompts``
+    (T = 4k+1, H and W multiples of 16), or pre-encoded ``z_video`` (or its normalised
+    posterior ``z_video_mean``/``z_video_std``, perturbed here by SPA) and ``z_mask``; ``prompts``
     (list of B str) or ``text_embeds`` ``(B, L, D)``.
     """
     device, dtype = pipe.device, pipe.dtype
     with torch.no_grad():
         z_video = batch.get("z_video")
+        if z_video is None and "z_video_mean" in batch:  # a cached posterior (see flowrvs.latent_cache)
+            mean, std = batch["z_video_mean"].to(device, dtype), batch["z_video_std"].to(device, dtype)
+            z_video = perturb_start_point(mean, std, spa_strength, generator)
         if z_video is None:
             z_video = encode_video(pipe.vae, batch["video"].to(device, dtype), spa_strength, generator)
         z_mask = batch.get("z_mask")

@@ -360,11 +360,14 @@ class FlowRVSPipeline:
             working_size=work_size,
         )
 
-    def training_loss(self, batch: dict, **objective) -> torch.Tensor:
-        """Flow-matching loss of one batch; see :func:`flowrvs.objective.training_loss`."""
+    def training_loss(self, batch: dict, generator: torch.Generator | None = None, **objective) -> torch.Tensor:
+        """Flow-matching loss of one batch; see :func:`flowrvs.objective.training_loss`.
+
+        ``objective``: :class:`~flowrvs.objective.FlowObjective` fields (``bbs_p``, ``spa_strength``).
+        """
         from .objective import FlowObjective, training_loss
 
-        return training_loss(self, batch, FlowObjective(**objective))
+        return training_loss(self, batch, FlowObjective(**objective), generator)
 
 
 def _no_bar(progress: bool | None) -> bool | None:

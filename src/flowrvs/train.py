@@ -98,7 +98,10 @@ class DatasetConfig:
 @dataclass
 class DataConfig:
     """Clips: ``num_frames`` frames (padded to 4k+1), resized into the ``size`` box (short, long),
-    flipped with ``hflip_p``; frame indices by ``sampling`` (local | global | mixed)."""
+    flipped with ``hflip_p``; frame indices by ``sampling`` (local | global | mixed).
+    ``crop``: the VAE stages train on random ``(h, w)`` pixel windows (multiples of 8).
+    ``cache_latents`` (flow stage): encode one fixed clip per expression once, before training,
+    and train on those latents (SPA still draws a fresh start point each step; no flips)."""
 
     datasets: list[DatasetConfig] = field(default_factory=list)
     num_frames: int = 17
@@ -106,6 +109,8 @@ class DataConfig:
     hflip_p: float = 0.5
     sampling: str = "mixed"
     workers: int = 0
+    crop: tuple[int, int] | None = None
+    cache_latents: bool = False
 
 
 @dataclass
@@ -587,15 +592,41 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
     return (1 - (2 * inter + eps) / (prob.sum(1) + target.sum(1) + eps)).mean()
 
 
-def decode_raw(vae, z: torch.Tensor) -> torch.Tensor:
-    """Unclamped decoder output ``(B, C, T, H, W)`` (diffusers clamps to [-1, 1], killing gradients)."""
-    chunks: list[torch.Tensor] = []
-    handle = vae.decoder.register_forward_hook(lambda module, args, output: chunks.append(output))
-    try:
-        vae.decode(z.to(vae.dtype))
-    finally:
-        handle.remove()
-    return torch.cat(chunks, dim=2) if len(chunks) > 1 else chunks[0]
+def random_crop(batch: dict, crop, generator: torch.Generator) -> dict:
+    """The same random ``crop = (h, w)`` pixel window of ``video`` and ``mask`` (multiples of 8:
+    the VAE is fully convolutional, so its stages can train on windows). ``None``: no crop."""
+    if not crop:
+        return batch
+    height, width = batch["mask"].shape[-2:]
+    ch, cw = min(int(crop[0]), height), min(int(crop[1]), width)
+    top = int(torch.randint(0, (height - ch) // 8 + 1, (1,), generator=generator)) * 8
+    left = int(torch.randint(0, (width - cw) // 8 + 1, (1,), generator=generator)) * 8
+    out = dict(batch)
+    out["video"] = batch["video"][..., top : top + ch, left : left + cw]
+    out["mask"] = batch["mask"][..., top : top + ch, left : left + cw]
+    return out
+
+
+class RunningChannelStats:
+    """Exponential moving per-channel mean and variance of latents ``(B, C, T, H, W)``."""
+
+    def __init__(self, decay: float = 0.99):
+        self.decay = decay
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.square: torch.Tensor | None = None
+
+    def update(self, z: torch.Tensor) -> None:
+        z = z.float().transpose(0, 1).flatten(1)
+        mean, square = z.mean(1), z.pow(2).mean(1)
+        d = min(self.decay, self.count / (self.count + 1))
+        self.mean = mean if self.mean is None else d * self.mean + (1 - d) * mean
+        self.square = square if self.square is None else d * self.square + (1 - d) * square
+        self.count += 1
+
+    def mean_std(self) -> tuple[list[float], list[float]]:
+        std = (self.square - self.mean.pow(2)).clamp_min(1e-8).sqrt()
+        return [round(float(v), 4) for v in self.mean], [round(float(v), 4) for v in std]
 
 
 class Stage:
@@ -614,6 +645,10 @@ class Stage:
 
     def loss(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
+
+    def batches(self, start_step: int, rank: int = 0, world_size: int = 1):
+        """Iterator over the batches of steps ``start_step + 1 .. optim.steps``."""
+        return make_batches(self.config, start_step, rank, world_size)
 
     def export(self, folder: Path) -> None:
         """Write the model folder (the trainable weights are whatever ``root`` holds now)."""
@@ -640,6 +675,23 @@ class FlowStage(Stage):
 
         return training_loss(self.pipe, batch, self.objective, generator)
 
+    def batches(self, start_step, rank=0, world_size=1):
+        if not self.config.data.cache_latents:
+            return super().batches(start_step, rank, world_size)
+        from .latent_cache import build_latent_cache
+
+        data = self.config.data
+        cache = build_latent_cache(self.pipe, build_datasets(self.config), data.num_frames, data.size,
+                                   data.sampling, self.config.seed, self.config.progress)
+        return self._cached_batches(cache, start_step, rank, world_size)
+
+    def _cached_batches(self, cache, start_step, rank, world_size):
+        weights = np.array([ds.weight for ds in self.config.data.datasets], dtype=float)[cache.group]
+        weights /= weights.sum()
+        for step in range(start_step + 1, self.config.optim.steps + 1):
+            rng = np.random.default_rng([self.config.seed, step, rank])  # a function of the step: exact resume
+            yield cache.batch(rng.choice(len(cache), size=self.config.optim.batch_size, p=weights))
+
 
 class MaskDecoderStage(Stage):
     name = "mask_decoder"
@@ -655,7 +707,7 @@ class MaskDecoderStage(Stage):
         from .models.vae import decode_mask_logits, encode_mask
 
         vae, normalized = self.pipe.vae, self.pipe.config.mask_latent_normalized
-        mask = batch["mask"].to(self.pipe.device)
+        mask = random_crop(batch, self.config.data.crop, generator)["mask"].to(self.pipe.device)
         with torch.no_grad():
             z = encode_mask(vae, mask.to(vae.dtype), normalized)
         logits = decode_mask_logits(vae, z, normalized).float()
@@ -676,14 +728,19 @@ class AutoencoderStage(Stage):
         self.root = to_rgb_vae(pipe.vae, seed=config.seed)
         self.root.requires_grad_(True)
         self.root.train()
+        self.latent_stats = RunningChannelStats()
 
     def loss(self, batch, generator):
+        from .models.vae import decode_raw
+
         vae = self.root
+        batch = random_crop(batch, self.config.data.crop, generator)
         video = batch["video"].to(self.pipe.device, vae.dtype)
         if self.config.losses.ae_masks:
             image = (batch["mask"].to(video) * 2 - 1).unsqueeze(1).expand(-1, 3, -1, -1, -1)
             video = torch.cat([video, image])
         posterior = vae.encode(video).latent_dist
+        self.latent_stats.update(posterior.mean[: batch["video"].shape[0]].detach())
         eps = torch.randn(posterior.mean.shape, generator=generator, device=video.device, dtype=posterior.mean.dtype)
         z = posterior.mean + posterior.std * eps
         recon = decode_raw(vae, z).float()
@@ -696,6 +753,11 @@ class AutoencoderStage(Stage):
         return loss
 
     def export(self, folder: Path) -> None:
+        # a VAE trained here has its own latent statistics (Wan's do not apply): record them
+        # in the config, where the video normalisation reads them
+        if self.latent_stats.count:
+            mean, std = self.latent_stats.mean_std()
+            self.root.register_to_config(latents_mean=mean, latents_std=std)
         self.pipe.vae = to_mask_vae(self.root)
         self.pipe.vae.requires_grad_(False)
         self.pipe.vae.eval()
@@ -968,7 +1030,7 @@ def train(
         _log(log_path, f"# stage={config.stage} start_step={start} steps={config.optim.steps} "
                        f"device={device.type} dtype={str(dtype).replace('torch.', '')} trainable={sum(p.numel() for _, p in named)}")
 
-    batches = make_batches(config, start, rank, world_size) if start < config.optim.steps else iter(())
+    batches = stage.batches(start, rank, world_size) if start < config.optim.steps else iter(())
     amp = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16)
         if config.amp == "bfloat16"

@@ -67,23 +67,28 @@ def encode_mask(vae: AutoencoderKLWan, mask: torch.Tensor, normalized: bool = Fa
     return normalize_latents(vae, z) if normalized else z
 
 
-def decode_mask_logits(vae: AutoencoderKLWan, z_mask: torch.Tensor, normalized: bool = False) -> torch.Tensor:
-    """Mask logits ``(B, T, H, W)`` from a mask latent; foreground where logits > 0.
+def decode_raw(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
+    """Unclamped decoder output ``(B, C, T, H, W)`` of an (unnormalised) latent.
 
     diffusers clamps decoded samples to [-1, 1], which would cut the gradients a BCE loss
     needs, so the raw output of the decoder is read with a forward hook instead.
     """
-    if normalized:
-        z_mask = denormalize_latents(vae, z_mask)
     if vae.use_tiling or vae.use_slicing:
-        raise ValueError("decode_mask_logits does not support VAE tiling or slicing")
+        raise ValueError("decode_raw does not support VAE tiling or slicing")
     chunks: list[torch.Tensor] = []
     handle = vae.decoder.register_forward_hook(lambda module, args, output: chunks.append(output))
     try:
-        vae.decode(z_mask.to(vae.dtype))
+        vae.decode(z.to(vae.dtype))
     finally:
         handle.remove()
-    logits = torch.cat(chunks, dim=2) if len(chunks) > 1 else chunks[0]
+    return torch.cat(chunks, dim=2) if len(chunks) > 1 else chunks[0]
+
+
+def decode_mask_logits(vae: AutoencoderKLWan, z_mask: torch.Tensor, normalized: bool = False) -> torch.Tensor:
+    """Mask logits ``(B, T, H, W)`` from a mask latent; foreground where logits > 0."""
+    if normalized:
+        z_mask = denormalize_latents(vae, z_mask)
+    logits = decode_raw(vae, z_mask)
     if logits.shape[1] != 1:
         raise ValueError(f"the mask decoder must have 1 output channel, has {logits.shape[1]}")
     return logits[:, 0]

@@ -1,0 +1,77 @@
+"""Latents of fixed training clips, encoded once: the flow stage without a VAE in the loop.
+
+On a small machine the frozen VAE encoder costs far more than a small DiT step, and in the
+flow stage it only ever sees the same clips again. The cache encodes one clip per
+expression (frame indices drawn once from ``seed``), keeps the video posterior (normalised
+mean and std, so Start-Point Augmentation still draws a fresh start point each step) and the
+mask latent, and serves batches of them. Horizontal flips are not available in this mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data.sampling import sample_clip_indices
+from .frames import fit_size, frames_to_tensor, masks_to_tensor
+from .models.vae import encode_mask, latent_stats
+
+
+@dataclass
+class LatentCache:
+    """Per expression: ``video_mean``/``video_std`` ``(16, T', h, w)`` (normalised posterior of the
+    video), ``mask`` ``(16, T', h, w)`` (mask latent), ``sentence``; ``group``: its dataset index."""
+
+    video_mean: list[torch.Tensor] = field(default_factory=list)
+    video_std: list[torch.Tensor] = field(default_factory=list)
+    mask: list[torch.Tensor] = field(default_factory=list)
+    sentence: list[str] = field(default_factory=list)
+    group: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.mask)
+
+    def batch(self, indices) -> dict:
+        """A batch for :func:`flowrvs.objective.encode_batch` (``z_video_mean``, ``z_video_std``,
+        ``z_mask``, ``prompts``)."""
+        indices = [int(i) for i in indices]
+        return {
+            "z_video_mean": torch.stack([self.video_mean[i] for i in indices]),
+            "z_video_std": torch.stack([self.video_std[i] for i in indices]),
+            "z_mask": torch.stack([self.mask[i] for i in indices]),
+            "prompts": [self.sentence[i] for i in indices],
+        }
+
+
+@torch.no_grad()
+def build_latent_cache(pipe, datasets, num_frames: int, box, sampling: str, seed: int, progress=None) -> LatentCache:
+    """Encode one clip per expression of ``datasets`` (``[(ReferringVideoDataset, weight), ...]``).
+
+    Each video is read and VAE-encoded once for all its expressions.
+    """
+    vae, device, dtype = pipe.vae, pipe.device, pipe.dtype
+    cache = LatentCache()
+    total = sum(len(ds.videos()) for ds, _ in datasets)
+    bar = tqdm(total=total, desc="encode latents", unit="video", disable=None if progress is None else not progress)
+    for group, (dataset, _) in enumerate(datasets):
+        for v, video in enumerate(dataset.videos()):
+            rng = np.random.default_rng([seed, group, v])
+            indices = list(sample_clip_indices(len(dataset.frame_names(video)), num_frames, rng, sampling))
+            frames = dataset.load_frames(video, indices)
+            size = fit_size(frames.shape[1], frames.shape[2], tuple(box))
+            posterior = vae.encode(frames_to_tensor(frames, size).to(device, dtype)).latent_dist
+            shift, scale = latent_stats(vae, posterior.mean)
+            mean, std = ((posterior.mean - shift) / scale)[0].cpu(), (posterior.std / scale)[0].cpu()
+            for expression in dataset.expressions(video):
+                mask = masks_to_tensor(dataset.load_mask(expression, indices), size).to(device, dtype)
+                cache.mask.append(encode_mask(vae, mask, pipe.config.mask_latent_normalized)[0].cpu())
+                cache.video_mean.append(mean)
+                cache.video_std.append(std)
+                cache.sentence.append(expression.sentence)
+                cache.group.append(group)
+            bar.update()
+    bar.close()
+    return cache
