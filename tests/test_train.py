@@ -245,7 +245,7 @@ def test_stages_chain_into_loadable_models(tmp_path, synth_root):
 
 
 def test_autoencoder_stage_is_tiny_only(tmp_path, synth_root):
-    with pytest.raises(FlowRVSError, match="tiny models only"):
+    with pytest.raises(FlowRVSError, match="small random models only"):
         make_config(tmp_path / "x", synth_root, "autoencoder", ["model.preset=wan2.1-1.3b"])
 
 
@@ -281,3 +281,56 @@ def test_init_from_a_wan_style_folder(tmp_path, synth_root):
     z = torch.randn(1, 16, 2, 4, 6)
     with torch.no_grad():
         assert torch.allclose(decode_mask_logits(mask_vae, z), decode_raw(wan.vae, z).mean(1), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- fast paths
+def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root):
+    from flowrvs.data.mevis import MeViSDataset
+    from flowrvs.latent_cache import LatentCache
+
+    overrides = ["optim.steps=6", "checkpoint_every=3", "keep_last=0", "data.cache_latents=true",
+                 f"data.cache_dir={tmp_path / 'cache'}", "optim.batch_size=2"]
+    full = train(make_config(tmp_path / "full", synth_root, "flow", overrides)).losses
+    files = list((tmp_path / "cache").iterdir())
+    assert len(files) == 1
+    cache = LatentCache.load(files[0])
+    dataset = MeViSDataset(synth_root, "train")
+    assert len(cache) == len(dataset.all_expressions())
+    assert cache.sentence == [e.sentence for e in dataset.all_expressions()]
+    assert cache.mask[0].shape == (16, 2, H // 8, W // 8) and torch.all(cache.video_std[0] > 0)
+    # a second run reuses the file; an interrupted one resumes exactly
+    mtime = files[0].stat().st_mtime_ns
+
+    def stop(step, loss):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(make_config(tmp_path / "cut", synth_root, "flow", overrides), callback=stop)
+    resumed = train(make_config(tmp_path / "cut", synth_root, "flow", overrides + ["resume=true"])).losses
+    assert files[0].stat().st_mtime_ns == mtime
+    for step in (4, 5, 6):
+        assert resumed[step] == pytest.approx(full[step], abs=1e-6, rel=0)
+
+
+def test_crops_and_measured_latent_stats(tmp_path, synth_root):
+    import torch as _torch
+
+    from flowrvs.train import random_crop
+
+    batch = {"video": _torch.randn(1, 3, 5, 32, 48), "mask": _torch.rand(1, 5, 32, 48)}
+    out = random_crop(batch, (16, 24), _torch.Generator().manual_seed(0))
+    assert out["video"].shape[-2:] == (16, 24) and out["mask"].shape[-2:] == (16, 24)
+    # the crop is the same window of video and mask, aligned to the VAE's 8-pixel grid
+    found = [(i, j) for i in range(0, 17, 8) for j in range(0, 25, 8)
+             if _torch.equal(batch["mask"][..., i:i + 16, j:j + 24], out["mask"])]
+    assert len(found) == 1
+    i, j = found[0]
+    assert _torch.equal(batch["video"][..., i:i + 16, j:j + 24], out["video"])
+
+    ae = train(make_config(tmp_path / "ae", synth_root, "autoencoder", ["data.crop=[16,24]", "optim.steps=3"]))
+    vae = FlowRVSPipeline.from_pretrained(ae.model_dir).vae
+    from flowrvs.presets import preset_config
+
+    assert vae.config.latents_mean != preset_config("tiny", "vae")["latents_mean"]
+    assert all(s > 0 for s in vae.config.latents_std) and len(vae.config.latents_mean) == 16

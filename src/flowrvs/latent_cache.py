@@ -9,7 +9,10 @@ mask latent, and serves batches of them. Horizontal flips are not available in t
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,13 +25,15 @@ from .models.vae import encode_mask, latent_stats
 
 @dataclass
 class LatentCache:
-    """Per expression: ``video_mean``/``video_std`` ``(16, T', h, w)`` (normalised posterior of the
-    video), ``mask`` ``(16, T', h, w)`` (mask latent), ``sentence``; ``group``: its dataset index."""
+    """Per video: ``video_mean``/``video_std`` ``(16, T', h, w)`` (its normalised posterior).
+    Per expression: ``mask`` ``(16, T', h, w)`` (mask latent), ``sentence``, ``video`` (index of
+    its video) and ``group`` (index of its dataset)."""
 
     video_mean: list[torch.Tensor] = field(default_factory=list)
     video_std: list[torch.Tensor] = field(default_factory=list)
     mask: list[torch.Tensor] = field(default_factory=list)
     sentence: list[str] = field(default_factory=list)
+    video: list[int] = field(default_factory=list)
     group: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -36,14 +41,50 @@ class LatentCache:
 
     def batch(self, indices) -> dict:
         """A batch for :func:`flowrvs.objective.encode_batch` (``z_video_mean``, ``z_video_std``,
-        ``z_mask``, ``prompts``)."""
+        ``z_mask``, ``prompts``) of the expressions at ``indices``."""
         indices = [int(i) for i in indices]
         return {
-            "z_video_mean": torch.stack([self.video_mean[i] for i in indices]),
-            "z_video_std": torch.stack([self.video_std[i] for i in indices]),
+            "z_video_mean": torch.stack([self.video_mean[self.video[i]] for i in indices]),
+            "z_video_std": torch.stack([self.video_std[self.video[i]] for i in indices]),
             "z_mask": torch.stack([self.mask[i] for i in indices]),
             "prompts": [self.sentence[i] for i in indices],
         }
+
+    def save(self, path: str | Path) -> None:
+        """Write the cache as one safetensors file (atomically)."""
+        from safetensors.torch import save_file
+
+        from .fileio import atomic_path
+
+        tensors = {f"video.{i}.mean": t.contiguous() for i, t in enumerate(self.video_mean)}
+        tensors.update({f"video.{i}.std": t.contiguous() for i, t in enumerate(self.video_std)})
+        tensors.update({f"mask.{i}": t.contiguous() for i, t in enumerate(self.mask)})
+        meta = {key: json.dumps(getattr(self, key)) for key in ("sentence", "video", "group")}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatentCache":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = {key: json.loads(value) for key, value in f.metadata().items()}
+            videos = max(meta["video"], default=-1) + 1
+            return cls(
+                video_mean=[f.get_tensor(f"video.{i}.mean") for i in range(videos)],
+                video_std=[f.get_tensor(f"video.{i}.std") for i in range(videos)],
+                mask=[f.get_tensor(f"mask.{i}") for i in range(len(meta["sentence"]))],
+                **meta,
+            )
+
+
+def cache_key(vae, settings: dict) -> str:
+    """A name for the cache of ``settings`` (data, clip and latent options) encoded by this ``vae``."""
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(vae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 @torch.no_grad()
@@ -64,13 +105,13 @@ def build_latent_cache(pipe, datasets, num_frames: int, box, sampling: str, seed
             size = fit_size(frames.shape[1], frames.shape[2], tuple(box))
             posterior = vae.encode(frames_to_tensor(frames, size).to(device, dtype)).latent_dist
             shift, scale = latent_stats(vae, posterior.mean)
-            mean, std = ((posterior.mean - shift) / scale)[0].cpu(), (posterior.std / scale)[0].cpu()
+            cache.video_mean.append(((posterior.mean - shift) / scale)[0].cpu())
+            cache.video_std.append((posterior.std / scale)[0].cpu())
             for expression in dataset.expressions(video):
                 mask = masks_to_tensor(dataset.load_mask(expression, indices), size).to(device, dtype)
                 cache.mask.append(encode_mask(vae, mask, pipe.config.mask_latent_normalized)[0].cpu())
-                cache.video_mean.append(mean)
-                cache.video_std.append(std)
                 cache.sentence.append(expression.sentence)
+                cache.video.append(len(cache.video_mean) - 1)
                 cache.group.append(group)
             bar.update()
     bar.close()

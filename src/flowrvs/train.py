@@ -101,7 +101,9 @@ class DataConfig:
     flipped with ``hflip_p``; frame indices by ``sampling`` (local | global | mixed).
     ``crop``: the VAE stages train on random ``(h, w)`` pixel windows (multiples of 8).
     ``cache_latents`` (flow stage): encode one fixed clip per expression once, before training,
-    and train on those latents (SPA still draws a fresh start point each step; no flips)."""
+    and train on those latents (SPA still draws a fresh start point each step; no flips),
+    stored under ``cache_dir`` (default ``output_dir/cache``) and reused by any run with the
+    same data settings and VAE weights."""
 
     datasets: list[DatasetConfig] = field(default_factory=list)
     num_frames: int = 17
@@ -111,6 +113,7 @@ class DataConfig:
     workers: int = 0
     crop: tuple[int, int] | None = None
     cache_latents: bool = False
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -280,9 +283,9 @@ def validate_config(config: TrainConfig) -> TrainConfig:
     if config.amp is not None:
         _choice(config.amp, ("bfloat16",), "amp")
     _choice(config.model.vocabulary, VOCABULARIES, "model.vocabulary")
-    if config.stage == "autoencoder" and config.model.preset != "tiny":
+    if config.stage == "autoencoder" and config.model.preset == "wan2.1-1.3b":
         raise FlowRVSError(
-            "stage autoencoder stands in for Wan's pretrained VAE and is for tiny models only "
+            "stage autoencoder stands in for Wan's pretrained VAE and is for small random models only "
             f"(model.preset is {config.model.preset}); start real models from the Wan 2.1 VAE"
         )
     if config.model.source is not None:
@@ -678,11 +681,21 @@ class FlowStage(Stage):
     def batches(self, start_step, rank=0, world_size=1):
         if not self.config.data.cache_latents:
             return super().batches(start_step, rank, world_size)
-        from .latent_cache import build_latent_cache
+        from .latent_cache import LatentCache, build_latent_cache, cache_key
 
         data = self.config.data
-        cache = build_latent_cache(self.pipe, build_datasets(self.config), data.num_frames, data.size,
-                                   data.sampling, self.config.seed, self.config.progress)
+        settings = {
+            "datasets": [dataclasses.asdict(ds) for ds in data.datasets],
+            "frames": data.num_frames, "size": list(data.size), "sampling": data.sampling,
+            "seed": self.config.seed, "normalized": self.pipe.config.mask_latent_normalized,
+        }
+        path = Path(data.cache_dir or Path(self.config.output_dir) / "cache") / f"latents-{cache_key(self.pipe.vae, settings)}.safetensors"
+        if path.is_file():
+            cache = LatentCache.load(path)
+        else:
+            cache = build_latent_cache(self.pipe, build_datasets(self.config), data.num_frames, data.size,
+                                       data.sampling, self.config.seed, self.config.progress)
+            cache.save(path)
         return self._cached_batches(cache, start_step, rank, world_size)
 
     def _cached_batches(self, cache, start_step, rank, world_size):
