@@ -21,9 +21,12 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("pred_dir", metavar="PRED_DIR", type=Path, help="folder of <video>/<exp_id>/<frame>.png")
-    p.add_argument("--dataset", default="mevis", help="dataset of the split (supported: mevis; default mevis)")
+    p.add_argument("--dataset", default="mevis",
+                   help="mevis (PRED_DIR/<video>/<exp_id>/), ytvos (PRED_DIR[/Annotations]/<video>/<exp_id>/, "
+                        "train split) or davis (PRED_DIR/anno_<set>/<video>/<exp_id>/, sets averaged); default mevis")
     p.add_argument("--root", required=True, type=Path, help="dataset root (for MeViS: holding <split>/)")
-    p.add_argument("--split", default="valid_u", help="split with masks to score against (default valid_u)")
+    p.add_argument("--split", default=None, help="split with masks to score against (default: mevis valid_u, "
+                                                  "ytvos train, davis valid)")
     p.add_argument("--out", type=Path, default=None, help="folder for metrics.json/metrics.csv (default PRED_DIR)")
     p.add_argument("--allow-missing", action="store_true",
                    help="score missing prediction frames as empty instead of failing")
@@ -35,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.pred_dir.is_dir():
         raise FlowRVSError(f"prediction folder {args.pred_dir} does not exist")
-    metrics = score_dataset(args.dataset, args.pred_dir, args.root, args.split, allow_missing=args.allow_missing)
+    split = args.split or {"ytvos": "train", "davis": "valid"}.get(args.dataset.lower(), "valid_u")
+    metrics = score_dataset(args.dataset, args.pred_dir, args.root, split, allow_missing=args.allow_missing)
     if metrics.get("missing_frames"):
         print(f"flowrvs score: warning: {metrics['missing_frames']} missing prediction frames scored as empty",
               file=sys.stderr)
