@@ -5,7 +5,7 @@ from PIL import Image
 
 from flowrvs import FlowRVSPipeline
 from flowrvs.errors import FlowRVSError
-from flowrvs.models.dit import add_video_injection, predict_velocity, uses_dvi
+from flowrvs.models.dit import add_video_injection, predict_velocity, remove_video_injection, uses_dvi
 from flowrvs.pipeline import resolve_device_dtype
 from flowrvs.presets import build_transformer
 
@@ -71,6 +71,9 @@ def test_dvi_widening_keeps_the_function():
         assert torch.allclose(predict_velocity(base, x, z, t, text), predict_velocity(widened, x, z, t, text), atol=1e-6)
         widened.patch_embedding.weight[:, 16:].normal_()
         assert not torch.allclose(predict_velocity(base, x, z, t, text), predict_velocity(widened, x, z, t, text))
+        narrowed = remove_video_injection(widened)
+        assert not uses_dvi(narrowed)
+        assert torch.allclose(predict_velocity(base, x, z, t, text), predict_velocity(narrowed, x, z, t, text), atol=1e-6)
 
 
 def test_bad_inputs_are_user_errors(tiny_pipe, tmp_path):

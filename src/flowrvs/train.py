@@ -463,7 +463,7 @@ def synth_vocabulary() -> list[str]:
 
 def load_model(model: ModelConfig, seed: int, device, dtype):
     """The pipeline a stage starts from (see :class:`ModelConfig`)."""
-    from .models.dit import add_video_injection
+    from .models.dit import add_video_injection, remove_video_injection
     from .pipeline import FlowRVSConfig, FlowRVSPipeline
     from .presets import PRESETS, build_pipeline, preset_dir
 
@@ -490,7 +490,7 @@ def load_model(model: ModelConfig, seed: int, device, dtype):
     if model.dvi and not pipe.dvi:
         transformer = add_video_injection(transformer)
     elif not model.dvi and pipe.dvi:
-        raise FlowRVSError(f"model.init {model.init} uses direct video injection; set model.dvi=true")
+        transformer = remove_video_injection(transformer)
     config = FlowRVSConfig(**{**pipe.config.to_dict(), **overrides})
     return FlowRVSPipeline(transformer, vae, pipe.text_encoder, pipe.tokenizer, config).to(device)
 

@@ -50,6 +50,22 @@ def add_video_injection(transformer: WanTransformer3DModel) -> WanTransformer3DM
     return widened
 
 
+@torch.no_grad()
+def remove_video_injection(transformer: WanTransformer3DModel) -> WanTransformer3DModel:
+    """Return a copy without DVI: the patch embedding keeps only its ``x_t`` channels (for
+    ablations that start a plain DiT from a DVI model folder)."""
+    if not uses_dvi(transformer):
+        raise ValueError("transformer does not use direct video injection")
+    config = {k: v for k, v in transformer.config.items() if not k.startswith("_")}
+    config["in_channels"] = config["out_channels"]
+    narrowed = WanTransformer3DModel.from_config(config)
+    narrowed.to(device=transformer.device, dtype=transformer.dtype)
+    state = transformer.state_dict()
+    state["patch_embedding.weight"] = state["patch_embedding.weight"][:, : config["out_channels"]].clone()
+    narrowed.load_state_dict(state)
+    return narrowed
+
+
 def predict_velocity(
     transformer: WanTransformer3DModel,
     x_t: torch.Tensor,
