@@ -6,8 +6,9 @@ whole model folder ``output_dir/model`` at the end, so they chain):
 ``autoencoder`` (tiny models only)
     Stands in for Wan's pretrained VAE, which cannot be downloaded here: an RGB
     ``AutoencoderKLWan`` with the model's VAE config (``out_channels=3``) is trained as a video
-    auto-encoder (L1 or MSE reconstruction of the video, and of the mask drawn as a {-1, 1}
-    image when ``losses.ae_masks``, plus ``losses.kl_weight`` times the KL to N(0, I)). Its
+    auto-encoder (L1 or MSE reconstruction of the video; when ``losses.ae_masks`` also of the
+    mask drawn as a {-1, 1} image, scored by the mask loss on the mean output channel; plus
+    ``losses.kl_weight`` times the KL to N(0, I)). Its
     weights then initialise the 1-channel mask VAE (:func:`to_mask_vae`).
 ``mask_decoder``
     VAE encoder frozen; the decoder (``post_quant_conv`` + ``decoder`` with its 1-channel
@@ -632,6 +633,16 @@ class RunningChannelStats:
         return [round(float(v), 4) for v in self.mean], [round(float(v), 4) for v in std]
 
 
+def mask_loss(logits: torch.Tensor, mask: torch.Tensor, losses: "LossConfig") -> torch.Tensor:
+    """``bce_weight * BCE-with-logits + dice_weight * soft Dice`` of mask logits ``(B, T, H, W)``."""
+    total = logits.new_zeros(())
+    if losses.bce_weight:
+        total = total + losses.bce_weight * F.binary_cross_entropy_with_logits(logits, mask)
+    if losses.dice_weight:
+        total = total + losses.dice_weight * soft_dice_loss(logits, mask)
+    return total
+
+
 class Stage:
     """A training stage: which weights train (``root`` and its parameters with grad), the loss
     of a batch, and how the trained weights become a model folder."""
@@ -724,13 +735,7 @@ class MaskDecoderStage(Stage):
         with torch.no_grad():
             z = encode_mask(vae, mask.to(vae.dtype), normalized)
         logits = decode_mask_logits(vae, z, normalized).float()
-        losses = self.config.losses
-        total = logits.new_zeros(())
-        if losses.bce_weight:
-            total = total + losses.bce_weight * F.binary_cross_entropy_with_logits(logits, mask.float())
-        if losses.dice_weight:
-            total = total + losses.dice_weight * soft_dice_loss(logits, mask.float())
-        return total
+        return mask_loss(logits, mask.float(), self.config.losses)
 
 
 class AutoencoderStage(Stage):
@@ -757,8 +762,13 @@ class AutoencoderStage(Stage):
         eps = torch.randn(posterior.mean.shape, generator=generator, device=video.device, dtype=posterior.mean.dtype)
         z = posterior.mean + posterior.std * eps
         recon = decode_raw(vae, z).float()
-        err = recon - video.float()
+        frames = batch["video"].shape[0]
+        err = recon[:frames] - video[:frames].float()
         loss = err.abs().mean() if self.config.losses.recon == "l1" else err.pow(2).mean()
+        if self.config.losses.ae_masks:
+            # masks are mostly background: a pixel loss would let small objects vanish, so the
+            # mean channel (the future mask head, see to_mask_vae) gets the mask decoder's loss
+            loss = loss + mask_loss(recon[frames:].mean(1), batch["mask"].to(recon), self.config.losses)
         if self.config.losses.kl_weight:
             mean, logvar = posterior.mean.float(), posterior.logvar.float()
             kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
