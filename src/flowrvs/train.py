@@ -3,7 +3,7 @@
 Stages (each reads ``model.init``, the previous stage's ``output_dir/model``, and writes a
 whole model folder ``output_dir/model`` at the end, so they chain):
 
-``autoencoder`` (tiny models only)
+``autoencoder`` (small random models only, never the real Wan preset)
     Stands in for Wan's pretrained VAE, which cannot be downloaded here: an RGB
     ``AutoencoderKLWan`` with the model's VAE config (``out_channels=3``) is trained as a video
     auto-encoder (L1 or MSE reconstruction of the video; when ``losses.ae_masks`` also of the

@@ -3,7 +3,7 @@
 The YAML config names every knob (see :class:`flowrvs.train.TrainConfig`); dotted
 ``key=value`` pairs override it (values are YAML: ``optim.steps=200 data.size=[64,112]``).
 Writes ``output_dir/{config.yaml, train.log, checkpoints/step-*.safetensors, model/}``.
-Stages chain through ``model.init``: autoencoder (tiny only) -> mask_decoder -> flow.
+Stages chain through ``model.init``: autoencoder (small random models only) -> mask_decoder -> flow.
 """
 
 from __future__ import annotations
