@@ -13,7 +13,7 @@ from safetensors import safe_open
 from flowrvs.cli import main
 from flowrvs.errors import FlowRVSError
 from flowrvs.pipeline import FlowRVSPipeline
-from flowrvs.synth import SynthVideo, generate_video, write_split
+from flowrvs.synth import write_split
 from flowrvs.train import (
     TrainConfig,
     config_from_dict,
@@ -21,6 +21,8 @@ from flowrvs.train import (
     load_config,
     train,
 )
+
+from test_overfit import one_clip
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tiny-synthetic.yaml"
@@ -39,14 +41,7 @@ def synth_root(tmp_path_factory):
 def single_root(tmp_path_factory):
     """A split with one video and one expression: every step sees the same clip."""
     root = tmp_path_factory.mktemp("single")
-    video = generate_video(0, frames=T, size=(H, W))
-    mask = np.zeros((T, H, W), bool)
-    for t in range(T):
-        mask[t, 6:24, 8 + 2 * t : 32 + 2 * t] = True
-    frames = video.frames.copy()
-    frames[mask] = (220, 30, 30)
-    clip = SynthVideo(frames=frames, masks=mask[None], expressions=[("the large red square", (0,))], name="clip")
-    write_split(root, "train", [clip], progress=False)
+    one_clip(root)
     return root
 
 
