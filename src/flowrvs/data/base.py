@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import FlowRVSError
+
 
 @dataclass(frozen=True)
 class Expression:
@@ -67,3 +69,31 @@ class ReferringVideoDataset(abc.ABC):
 
     def all_expressions(self) -> list[Expression]:
         return [e for v in self.videos() for e in self.expressions(v)]
+
+
+class IndexedVideoDataset(ReferringVideoDataset):
+    """A reader whose meta file is read into ``_frames`` (video -> frame names) and
+    ``_expressions`` (video -> expressions) at construction; ``_videos`` is their sorted keys."""
+
+    _frames: dict[str, list[str]]
+    _expressions: dict[str, list[Expression]]
+    _videos: list[str]
+
+    def _where(self) -> str:
+        """How an error names this split (e.g. ``MeViS valid_u (path)``)."""
+        return repr(self)
+
+    def _check_video(self, video: str) -> None:
+        if video not in self._frames:
+            raise FlowRVSError(f"video {video!r} is not in {self._where()}")
+
+    def videos(self) -> list[str]:
+        return list(self._videos)
+
+    def frame_names(self, video: str) -> list[str]:
+        self._check_video(video)
+        return list(self._frames[video])
+
+    def expressions(self, video: str) -> list[Expression]:
+        self._check_video(video)
+        return list(self._expressions[video])

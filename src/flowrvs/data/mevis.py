@@ -27,7 +27,7 @@ from PIL import Image
 
 from ..errors import FlowRVSError
 from ..rle import decode_rle
-from .base import Clip, Expression, ReferringVideoDataset
+from .base import Clip, Expression, IndexedVideoDataset
 
 SPLITS = ("train", "valid_u", "valid")
 
@@ -42,7 +42,7 @@ def _read_json(path: Path, what: str):
         raise FlowRVSError(f"cannot read MeViS {what} file {path}: {err}") from None
 
 
-class MeViSDataset(ReferringVideoDataset):
+class MeViSDataset(IndexedVideoDataset):
     """One split (``train``, ``valid_u`` or ``valid``) of MeViS under ``root``."""
 
     def __init__(self, root, split: str = "valid_u"):
@@ -86,20 +86,8 @@ class MeViSDataset(ReferringVideoDataset):
         return f"MeViSDataset(root={str(self.root)!r}, split={self.split!r}, videos={len(self._videos)})"
 
     # --- index -----------------------------------------------------------------------------
-    def _check_video(self, video: str) -> None:
-        if video not in self._frames:
-            raise FlowRVSError(f"video {video!r} is not in MeViS {self.split} ({self.meta_path})")
-
-    def videos(self) -> list[str]:
-        return list(self._videos)
-
-    def frame_names(self, video: str) -> list[str]:
-        self._check_video(video)
-        return list(self._frames[video])
-
-    def expressions(self, video: str) -> list[Expression]:
-        self._check_video(video)
-        return list(self._expressions[video])
+    def _where(self) -> str:
+        return f"MeViS {self.split} ({self.meta_path})"
 
     def frame_path(self, video: str, frame: str) -> Path:
         return self.image_dir / video / f"{frame}.jpg"

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from flowrvs.data.base import Expression, ReferringVideoDataset
+from flowrvs.data.base import Expression, IndexedVideoDataset
 from flowrvs.errors import FlowRVSError
 
 _INDEXED_MODES = ("P", "L", "I", "I;16", "I;16B", "I;16L")
@@ -111,7 +111,7 @@ def stack_frames(arrays: list[np.ndarray], paths: list[Path]) -> np.ndarray:
     return np.stack(arrays)
 
 
-class RefYouTubeVOSDataset(ReferringVideoDataset):
+class RefYouTubeVOSDataset(IndexedVideoDataset):
     """One split of Ref-YouTube-VOS on disk (see the module docstring for the layout)."""
 
     frame_ext = ".jpg"
@@ -156,20 +156,8 @@ class RefYouTubeVOSDataset(ReferringVideoDataset):
         self._videos = sorted(self._frames)
 
     # -- interface -------------------------------------------------------------------------
-    def videos(self) -> list[str]:
-        return list(self._videos)
-
-    def _check_video(self, video: str) -> None:
-        if video not in self._frames:
-            raise FlowRVSError(f"video {video!r} is not in the {self.split} split of {self.root}")
-
-    def frame_names(self, video: str) -> list[str]:
-        self._check_video(video)
-        return list(self._frames[video])
-
-    def expressions(self, video: str) -> list[Expression]:
-        self._check_video(video)
-        return list(self._expressions[video])
+    def _where(self) -> str:
+        return f"the {self.split} split of {self.root}"
 
     def _names(self, video: str, indices) -> list[str]:
         names = self.frame_names(video)
