@@ -59,7 +59,8 @@ def job(args, variant: str, seed: int) -> dict:
         run([sys.executable, "-m", "flowrvs.cli", "train", str(CONFIG), "stage=flow", f"model.init={args.decoder}",
              f"output_dir={run_dir}", f"seed={seed}", f"optim.steps={args.steps}", f"optim.batch_size={args.batch_size}",
              f"optim.lr={args.lr}", f"data.datasets.0.root={args.data}", f"data.size=[{args.size[0]},{args.size[1]}]",
-             "data.cache_latents=true", f"data.cache_dir={args.out / 'cache'}", "data.hflip_p=0", "progress=false",
+             "data.cache_latents=true", f"data.cache_dir={args.out / 'cache'}", "data.cache_seed=0", "data.hflip_p=0",
+             "progress=false",
              "device=cpu", *overrides], log)
     trained = time.perf_counter() - started
     scores = {}
@@ -103,19 +104,19 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=2000, help="flow-stage training steps per run")
+    parser.add_argument("--steps", type=int, default=1500, help="flow-stage training steps per run")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--size", type=int, nargs=2, default=[64, 112], help="working size box")
-    parser.add_argument("--eval-videos", type=int, default=30)
+    parser.add_argument("--size", type=int, nargs=2, default=[96, 160], help="working size box")
+    parser.add_argument("--eval-videos", type=int, default=15)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     for sub in ("runs", "eval", "logs", "cache"):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
 
-    # build each seed's latent cache once, before the parallel jobs race to write it
+    # the first job builds the shared latent cache before the parallel jobs race to write it
     jobs = [(v, s) for s in args.seeds for v in args.variants]
-    first = [(args.variants[0], s) for s in args.seeds]
+    first = [jobs[0]]
     started = time.perf_counter()
     results = [job(args, v, s) for v, s in first]
     with ThreadPoolExecutor(args.jobs) as pool:

@@ -104,7 +104,8 @@ class DataConfig:
     ``cache_latents`` (flow stage): encode one fixed clip per expression once, before training,
     and train on those latents (SPA still draws a fresh start point each step; no flips),
     stored under ``cache_dir`` (default ``output_dir/cache``) and reused by any run with the
-    same data settings and VAE weights."""
+    same data settings and VAE weights; ``cache_seed`` (default ``seed``) draws the cached clips,
+    so runs of different seeds can share one cache."""
 
     datasets: list[DatasetConfig] = field(default_factory=list)
     num_frames: int = 17
@@ -115,6 +116,7 @@ class DataConfig:
     crop: tuple[int, int] | None = None
     cache_latents: bool = False
     cache_dir: str | None = None
+    cache_seed: int | None = None
 
 
 @dataclass
@@ -695,17 +697,18 @@ class FlowStage(Stage):
         from .latent_cache import LatentCache, build_latent_cache, cache_key
 
         data = self.config.data
+        clip_seed = self.config.seed if data.cache_seed is None else data.cache_seed
         settings = {
             "datasets": [dataclasses.asdict(ds) for ds in data.datasets],
             "frames": data.num_frames, "size": list(data.size), "sampling": data.sampling,
-            "seed": self.config.seed, "normalized": self.pipe.config.mask_latent_normalized,
+            "seed": clip_seed, "normalized": self.pipe.config.mask_latent_normalized,
         }
         path = Path(data.cache_dir or Path(self.config.output_dir) / "cache") / f"latents-{cache_key(self.pipe.vae, settings)}.safetensors"
         if path.is_file():
             cache = LatentCache.load(path)
         else:
             cache = build_latent_cache(self.pipe, build_datasets(self.config), data.num_frames, data.size,
-                                       data.sampling, self.config.seed, self.config.progress)
+                                       data.sampling, clip_seed, self.config.progress)
             cache.save(path)
         return self._cached_batches(cache, start_step, rank, world_size)
 
