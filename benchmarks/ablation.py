@@ -34,6 +34,7 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
     "bbs-0.25": (["flow.bbs_p=0.25"], "BBS p=0.25"),
     "bbs-0.75": (["flow.bbs_p=0.75"], "BBS p=0.75"),
     "no-spa": (["flow.spa_strength=0"], "start point = posterior mean"),
+    "full-spa": (["flow.spa_strength=1"], "start point = a full posterior sample"),
     "no-dvi": (["model.dvi=false"], "no direct video injection"),
     "noise-to-mask": (["model.source=noise"], "flow from Gaussian noise (video through DVI only)"),
     "direct-mask": (["model.prediction=mask", "flow.bbs_p=1"], "predict the mask latent in one step at t=1"),
@@ -60,7 +61,7 @@ def job(args, variant: str, seed: int) -> dict:
              f"output_dir={run_dir}", f"seed={seed}", f"optim.steps={args.steps}", f"optim.batch_size={args.batch_size}",
              f"optim.lr={args.lr}", f"data.datasets.0.root={args.data}", f"data.size=[{args.size[0]},{args.size[1]}]",
              "data.cache_latents=true", f"data.cache_dir={args.out / 'cache'}", "data.cache_seed=0", "data.hflip_p=0",
-             "progress=false",
+             "progress=false", *args.base,
              "device=cpu", *overrides], log)
     trained = time.perf_counter() - started
     scores = {}
@@ -110,6 +111,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, nargs=2, default=[96, 160], help="working size box")
     parser.add_argument("--eval-videos", type=int, default=15)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--base", nargs="*", default=["flow.spa_strength=0.1"],
+                        help="overrides of every run (the SPA strength suits the VAE: see docs/ablation.md)")
     args = parser.parse_args()
     for sub in ("runs", "eval", "logs", "cache"):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
