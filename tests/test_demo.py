@@ -32,3 +32,13 @@ def test_demo_writes_its_files_and_scores(tiny_pipe, tmp_path, capsys):
 
     j, f = score_expression(masks, video.union_mask(pick_expressions(video, 2)[0]))
     assert abs(summary["prompts"][0]["J&F"] - (j + f) / 2) < 1e-9
+
+
+def test_shipped_model_runs_by_name(tmp_path, capsys):
+    from flowrvs.pipeline import FlowRVSPipeline, shipped_model_dir
+
+    assert shipped_model_dir("tiny-synthetic") is not None
+    pipe = FlowRVSPipeline.from_pretrained("tiny-synthetic", device="cpu")
+    assert pipe.dvi and pipe.config.size == (96, 160)
+    assert main(["demo", "--out", str(tmp_path / "d"), "--seed", "3", "--prompts", "1"]) == 0
+    assert (tmp_path / "d" / "side_by_side.gif").is_file() and "mean J&F" in capsys.readouterr().out
