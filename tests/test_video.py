@@ -349,3 +349,14 @@ def _mixed_sizes(folder):
     Image.new("RGB", (8, 8)).save(folder / "a.png")
     Image.new("RGB", (9, 8)).save(folder / "b.png")
     return folder
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+
+    from flowrvs.fileio import write_json
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
