@@ -22,7 +22,7 @@ flowrvs train "$CONFIG" stage=mask_decoder output_dir="$WORK/dec" model.init="$W
     optim.steps=1000 optim.lr=5e-4 optim.batch_size=4 data.crop=[64,64] ema.enabled=false
 # 3. the flow stage on cached latents
 flowrvs train "$CONFIG" stage=flow output_dir="$WORK/flow" model.init="$WORK/dec/model" "${COMMON[@]}" \
-    optim.steps=4000 optim.lr=5e-4 optim.batch_size=8 data.cache_latents=true data.hflip_p=0
+    optim.steps=12000 optim.lr=5e-4 optim.batch_size=8 data.cache_latents=true data.hflip_p=0
 
 # the quality bar: the held-out split (another seed, never seen in training)
 flowrvs evaluate --dataset mevis --root "$DATA" --split valid_u --model "$WORK/flow/model" --out "$WORK/eval" --device cpu
