@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import FlowRVSError
+from .errors import FlowRVSError, first_line
 
 DIT_PREFIXES = ("module.",)
 VAE_PREFIX = "vae."
@@ -52,8 +52,7 @@ def load_weights_file(path: str | Path) -> object:
             f"tensors and plain containers, and flowrvs refuses to unpickle those ({_unpickler_detail(err)})"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FlowRVSError(f"checkpoint {path} cannot be loaded: {first}") from None
+        raise FlowRVSError(f"checkpoint {path} cannot be loaded: {first_line(err)}") from None
 
 
 def _unpickler_detail(err: Exception) -> str:

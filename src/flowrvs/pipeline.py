@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .errors import FlowRVSError
+from .errors import FlowRVSError, first_line
 from .flow import euler_solve, inference_times
 from .frames import fit_size, frames_to_tensor, logits_to_input_shape
 from .models.dit import predict_velocity, uses_dvi
@@ -143,11 +143,6 @@ def write_model_index(folder: Path, config: FlowRVSConfig) -> None:
     (Path(folder) / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 class FlowRVSPipeline:
     """Referring video object segmentation by flow matching.
 
@@ -224,7 +219,7 @@ class FlowRVSPipeline:
         try:
             index = json.loads((path / INDEX_FILE).read_text())
         except (OSError, ValueError) as err:
-            raise FlowRVSError(f"cannot read {path / INDEX_FILE}: {_first_line(err)}") from None
+            raise FlowRVSError(f"cannot read {path / INDEX_FILE}: {first_line(err)}") from None
         config = FlowRVSConfig.from_dict(index)
         loaders = {
             "transformer": lambda p: WanTransformer3DModel.from_pretrained(p, torch_dtype=dtype),
@@ -237,7 +232,7 @@ class FlowRVSPipeline:
             try:
                 parts[name] = load(str(path / name))
             except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
-                raise FlowRVSError(f"cannot load {name} from {path / name}: {_first_line(err)}") from None
+                raise FlowRVSError(f"cannot load {name} from {path / name}: {first_line(err)}") from None
         pipe = cls(**parts, config=config)
         pipe.cpu_offload = cpu_offload
         return pipe.to(device)

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import FlowRVSError
+from .errors import FlowRVSError, first_line
 
 STAGES = ("autoencoder", "mask_decoder", "flow")
 DATASET_TYPES = ("mevis", "ytvos", "davis", "refcoco")
@@ -402,8 +402,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), resume: bool
         except (OSError, UnicodeDecodeError) as err:
             raise FlowRVSError(f"cannot read config file {path}: {err}") from None
         except yaml.YAMLError as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else "bad YAML"
-            raise FlowRVSError(f"config file {path} is not valid YAML: {first}") from None
+            raise FlowRVSError(f"config file {path} is not valid YAML: {first_line(err, 'bad YAML')}") from None
         if not isinstance(raw, dict):
             raise FlowRVSError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
     config = config_from_dict(raw, list(overrides))
@@ -911,7 +910,7 @@ def load_checkpoint(path: Path, config: TrainConfig, named, optimizer: torch.opt
             meta = fh.metadata() or {}
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as err:  # safetensors raises its own error types
-        raise FlowRVSError(f"cannot read checkpoint {path}: {str(err).splitlines()[0] if str(err) else err!r}") from None
+        raise FlowRVSError(f"cannot read checkpoint {path}: {first_line(err)}") from None
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise FlowRVSError(f"{path} is not a flowrvs training checkpoint")
     if meta.get("stage") != config.stage:
