@@ -418,43 +418,43 @@ def dump_config(config: TrainConfig) -> str:
 
 
 # =========================================================================== model
+HEAD = "decoder.conv_out."
+
+
+def _with_head(vae, out_channels: int, head: dict | None = None):
+    """A copy of ``vae`` with ``out_channels`` decoder outputs: every weight but the head copied;
+    the head from ``head`` (``weight``/``bias``), else freshly initialised (seed it first)."""
+    from diffusers import AutoencoderKLWan
+
+    config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
+    config["out_channels"] = out_channels
+    with torch.device(vae.device):
+        copy = AutoencoderKLWan.from_config(config)
+    if copy.dtype != vae.dtype:
+        copy.to(dtype=vae.dtype)
+    state = copy.state_dict()
+    state.update({k: v for k, v in vae.state_dict().items() if not k.startswith(HEAD)})
+    state.update({HEAD + k: v for k, v in (head or {}).items()})
+    copy.load_state_dict(state)
+    return copy
+
+
 def to_mask_vae(vae):
     """A 1-channel (mask) copy of an RGB ``AutoencoderKLWan``: every weight copied except
     ``decoder.conv_out``, whose single output channel is the mean of the RGB ones (a mask is
     encoded as a grey {-1, 1} image, so the mean channel of its reconstruction is already a
     logit of the right sign)."""
-    from diffusers import AutoencoderKLWan
-
-    config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
-    config["out_channels"] = 1
-    with torch.device(vae.device):
-        mask_vae = AutoencoderKLWan.from_config(config)
-    if mask_vae.dtype != vae.dtype:
-        mask_vae.to(dtype=vae.dtype)
-    state = {k: v for k, v in vae.state_dict().items() if not k.startswith("decoder.conv_out.")}
+    conv = vae.decoder.conv_out
     with torch.no_grad():
-        state["decoder.conv_out.weight"] = vae.decoder.conv_out.weight.mean(0, keepdim=True)
-        state["decoder.conv_out.bias"] = vae.decoder.conv_out.bias.mean(0, keepdim=True)
-    mask_vae.load_state_dict(state)
-    return mask_vae
+        head = {"weight": conv.weight.mean(0, keepdim=True), "bias": conv.bias.mean(0, keepdim=True)}
+    return _with_head(vae, 1, head)
 
 
 def to_rgb_vae(vae, seed: int = 0):
     """An RGB (3-channel) ``AutoencoderKLWan`` with the config of ``vae``, every weight but
     ``decoder.conv_out`` copied from it (the RGB head is random, seeded)."""
-    from diffusers import AutoencoderKLWan
-
-    config = {k: v for k, v in vae.config.items() if not k.startswith("_")}
-    config["out_channels"] = 3
     torch.manual_seed(seed)
-    with torch.device(vae.device):
-        rgb = AutoencoderKLWan.from_config(config)
-    if rgb.dtype != vae.dtype:
-        rgb.to(dtype=vae.dtype)
-    state = rgb.state_dict()
-    state.update({k: v for k, v in vae.state_dict().items() if not k.startswith("decoder.conv_out.")})
-    rgb.load_state_dict(state)
-    return rgb
+    return _with_head(vae, 3)
 
 
 def synth_vocabulary() -> list[str]:
