@@ -20,8 +20,8 @@ def test_check_prompts_rejects_empty():
 def test_embeddings_zero_padded_and_cached(tiny_pipe):
     encoder = PromptEncoder(tiny_pipe.tokenizer, tiny_pipe.text_encoder, text_len=16)
     calls = []
-    original = encoder._encode_new
-    encoder._encode_new = lambda prompts: calls.append(list(prompts)) or original(prompts)
+    original = encoder._embed
+    encoder._embed = lambda prompts: calls.append(list(prompts)) or original(prompts)
     emb = encoder.encode(["the red circle", "a dog", "the red circle"])
     assert emb.shape == (3, 16, tiny_pipe.text_encoder.config.d_model)
     assert calls == [["a dog", "the red circle"]]  # each distinct prompt encoded once
@@ -35,3 +35,7 @@ def test_embeddings_zero_padded_and_cached(tiny_pipe):
     fresh = PromptEncoder(tiny_pipe.tokenizer, tiny_pipe.text_encoder, text_len=16)
     alone = fresh.encode(["a dog"])
     assert torch.allclose(alone[0], emb[1], atol=1e-6)
+    # the differentiable path gives the same numbers, uncached
+    with_grad = fresh.encode_with_grad(["the red circle", "a dog"])
+    assert len(fresh._cache) == 1
+    assert torch.allclose(with_grad.detach(), emb[:2], atol=1e-6)

@@ -329,3 +329,21 @@ def test_crops_and_measured_latent_stats(tmp_path, synth_root):
 
     assert vae.config.latents_mean != preset_config("tiny", "vae")["latents_mean"]
     assert all(s > 0 for s in vae.config.latents_std) and len(vae.config.latents_mean) == 16
+
+
+def test_flow_stage_can_train_the_text_encoder(tmp_path, synth_root):
+    from flowrvs.train import load_model
+
+    start = load_model(make_config(tmp_path / "x", synth_root).model, 0, torch.device("cpu"), torch.float32)
+    overrides = ["optim.steps=3", "model.train_text_encoder=true", "ema.enabled=false", "checkpoint_every=3"]
+    train(make_config(tmp_path / "run", synth_root, "flow", overrides))
+    tensors, _ = _read(tmp_path / "run" / "checkpoints" / "step-00000003.safetensors")
+    assert any(k.startswith("model.text_encoder.") for k in tensors)
+    assert any(k.startswith("model.transformer.") for k in tensors)
+    trained = FlowRVSPipeline.from_pretrained(tmp_path / "run" / "model", device="cpu")
+    before, after = start.text_encoder.state_dict(), trained.text_encoder.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert "shared.weight" in changed or "encoder.embed_tokens.weight" in changed, changed
+    # the exported model encodes prompts with its trained weights
+    prompt = ["the red circle"]
+    assert not torch.allclose(start.encode_prompts(prompt), trained.encode_prompts(prompt))

@@ -72,7 +72,9 @@ class ModelConfig:
     diffusers folder: its RGB VAE becomes a mask VAE, its DiT is widened for DVI).
     ``text_len``/``mask_latent_normalized``/``source``/``prediction``: null keeps the init's
     (or preset's) value. ``vocabulary`` (random tiny models only): ``preset`` word list or
-    ``synth`` (the synthetic benchmark's words)."""
+    ``synth`` (the synthetic benchmark's words). ``train_text_encoder``: the flow stage trains
+    the text encoder with the DiT (for small models whose text side starts random; the paper
+    keeps umT5 frozen)."""
 
     preset: str = "tiny"
     init: str | None = None
@@ -83,6 +85,7 @@ class ModelConfig:
     source: str | None = None
     prediction: str | None = None
     gradient_checkpointing: bool = False
+    train_text_encoder: bool = False
 
 
 @dataclass
@@ -678,17 +681,27 @@ class FlowStage(Stage):
         super().__init__(config, pipe)
         from .objective import FlowObjective
 
-        self.root = pipe.transformer
+        self.train_text = config.model.train_text_encoder
+        if self.train_text:  # parameter names gain a "transformer." / "text_encoder." prefix
+            self.root = torch.nn.ModuleDict({"transformer": pipe.transformer, "text_encoder": pipe.text_encoder})
+        else:
+            self.root = pipe.transformer
         self.root.requires_grad_(True)
         self.root.train()
         if config.model.gradient_checkpointing:
-            self.root.enable_gradient_checkpointing()
+            pipe.transformer.enable_gradient_checkpointing()
         self.objective = FlowObjective(bbs_p=config.flow.bbs_p, spa_strength=config.flow.spa_strength)
 
     def loss(self, batch, generator):
         from .objective import training_loss
 
+        if self.train_text:
+            batch = {**batch, "text_embeds": self.pipe.prompt_encoder.encode_with_grad(batch["prompts"])}
         return training_loss(self.pipe, batch, self.objective, generator)
+
+    def export(self, folder: Path) -> None:
+        self.pipe.prompt_encoder.clear_cache()  # embeddings of a text encoder that has changed since
+        super().export(folder)
 
     def batches(self, start_step, rank=0, world_size=1):
         if not self.config.data.cache_latents:

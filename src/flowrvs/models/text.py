@@ -62,8 +62,8 @@ class PromptEncoder:
     def clear_cache(self) -> None:
         self._cache.clear()
 
-    @torch.no_grad()
-    def _encode_new(self, prompts: list[str]) -> list[torch.Tensor]:
+    def _embed(self, prompts: list[str]) -> list[torch.Tensor]:
+        """Per prompt, the embeddings ``(n_tokens, D)`` of its real tokens (on the encoder's device)."""
         tokens = self.tokenizer(
             prompts,
             padding="longest",
@@ -77,17 +77,25 @@ class PromptEncoder:
         ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
         hidden = self.text_encoder(ids, attention_mask=mask).last_hidden_state
         lengths = mask.sum(dim=1).tolist()
-        return [hidden[i, :n].cpu() for i, n in enumerate(lengths)]
+        return [hidden[i, :n] for i, n in enumerate(lengths)]
+
+    def _pad(self, embeds: list[torch.Tensor]) -> torch.Tensor:
+        out = embeds[0].new_zeros(len(embeds), self.text_len, embeds[0].shape[-1])
+        for i, emb in enumerate(embeds):
+            out[i, : emb.shape[0]] = emb
+        return out
 
     def encode(self, prompts: list[str], device=None, dtype=None) -> torch.Tensor:
         """Embeddings ``(B, text_len, D)``: real tokens, then zeros."""
         keys = [clean_prompt(p) for p in check_prompts(prompts)]
         missing = sorted({k for k in keys if k not in self._cache})
         if missing:
-            for key, emb in zip(missing, self._encode_new(missing)):
-                self._cache[key] = emb
-        out = torch.zeros(len(keys), self.text_len, self.hidden_size, dtype=self._cache[keys[0]].dtype)
-        for i, key in enumerate(keys):
-            emb = self._cache[key]
-            out[i, : emb.shape[0]] = emb
-        return out.to(device=device, dtype=dtype)
+            with torch.no_grad():
+                for key, emb in zip(missing, self._embed(missing)):
+                    self._cache[key] = emb.cpu()
+        return self._pad([self._cache[k] for k in keys]).to(device=device, dtype=dtype)
+
+    def encode_with_grad(self, prompts: list[str]) -> torch.Tensor:
+        """Like :meth:`encode`, but uncached and differentiable (for training the text encoder);
+        on the encoder's device and dtype."""
+        return self._pad(self._embed([clean_prompt(p) for p in check_prompts(prompts)]))

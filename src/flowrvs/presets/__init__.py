@@ -3,8 +3,9 @@
 ``wan2.1-1.3b`` holds the real configs of the Wan 2.1 T2V 1.3B diffusers release (umT5-XXL,
 the 1.3B DiT, the Wan VAE); build it on the ``meta`` device to check that real checkpoints
 fit. ``tiny`` has the same architecture at a few hundred thousand parameters and a small
-word-level tokenizer; the tests use it. ``small`` (a 4-layer, 128-wide DiT, about 1.5M
-parameters in all) is what the shipped ``tiny-synthetic`` model is trained from.
+word-level tokenizer; the tests use it. ``small`` (a 6-layer, 128-wide DiT on 4x4 latent
+patches, a VAE that compresses 4x in space and time so that small shapes survive the latent,
+about 2.4M parameters in all) is what the shipped ``tiny-synthetic`` model is trained from.
 
 Each preset folder has ``transformer/``, ``vae/``, ``text_encoder/`` configs and a
 ``pipeline.json`` (see :class:`flowrvs.pipeline.FlowRVSConfig`); ``tiny`` adds ``vocab.txt``.
