@@ -15,6 +15,11 @@ Definitions (those of the DAVIS benchmark code that MeViS, Ref-YouTube-VOS and R
 
 Masks may have any dtype; nonzero is foreground. Both functions take ``(T, H, W)`` (returning one
 value per frame, shape ``(T,)``) or a single ``(H, W)`` frame (returning shape ``(1,)``).
+
+Void pixels (the DAVIS annotations' value 255, pixels nobody could label) are optional: given a
+``void`` mask of the same shape, those pixels are taken out of *both* masks before anything is
+measured, as the DAVIS-2017 toolkit does in its unsupervised task. For J they then count in neither
+the intersection nor the union; for F the boundaries are drawn from the masks without them.
 """
 
 from __future__ import annotations
@@ -46,16 +51,38 @@ def _bool_frame(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame if frame.dtype == bool else frame != 0)
 
 
-def region_similarity(pred, gt) -> np.ndarray:
+def _as_void(void, shape: tuple) -> np.ndarray | None:
+    """``void`` as a ``(T, H, W)`` array matching the masks' stacked ``shape`` (None stays None)."""
+    if void is None:
+        return None
+    v = np.asarray(void)
+    if v.ndim == 2:
+        v = v[None]
+    if v.shape != shape:
+        raise ValueError(f"void shape {np.shape(void)} does not match the masks' shape {shape}")
+    return v
+
+
+def _drop_void(pi: np.ndarray, gi: np.ndarray, v: np.ndarray | None, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``i`` of both masks with its void pixels set to background (unchanged without void)."""
+    if v is None:
+        return pi, gi
+    keep = ~_bool_frame(v[i])
+    return pi & keep, gi & keep
+
+
+def region_similarity(pred, gt, void=None) -> np.ndarray:
     """Per-frame Jaccard index J (float64, shape ``(T,)``; ``(1,)`` for one ``(H, W)`` frame).
 
-    ``|P & G| / |P | G|``, 1 where both masks are empty. Nonzero is foreground.
+    ``|P & G| / |P | G|``, 1 where both masks are empty. Nonzero is foreground. ``void``: pixels
+    that count in neither the intersection nor the union (see the module docstring).
     """
     p, g = _as_stack(pred, gt)
+    v = _as_void(void, p.shape)
     out = np.ones(p.shape[0], dtype=np.float64)
     buf = np.empty(p.shape[1:], dtype=bool)
     for i in range(p.shape[0]):  # frame by frame: no (T, H, W) temporaries
-        pi, gi = _bool_frame(p[i]), _bool_frame(g[i])
+        pi, gi = _drop_void(_bool_frame(p[i]), _bool_frame(g[i]), v, i)
         inter = np.count_nonzero(np.logical_and(pi, gi, out=buf))
         union = np.count_nonzero(pi) + np.count_nonzero(gi) - inter
         if union:
@@ -103,20 +130,22 @@ def tolerance_radius(bound_th: float, shape: tuple[int, int]) -> float:
     return float(math.ceil(bound_th * math.sqrt(h * h + w * w)))
 
 
-def contour_accuracy(pred, gt, bound_th: float = 0.008) -> np.ndarray:
+def contour_accuracy(pred, gt, bound_th: float = 0.008, void=None) -> np.ndarray:
     """Per-frame boundary F-measure (float64, shape ``(T,)``; ``(1,)`` for one ``(H, W)`` frame).
 
-    See the module docstring for the definition. Each frame is processed inside the bounding box of
+    See the module docstring for the definition (and for ``void``: pixels removed from both masks
+    before their boundaries are drawn). Each frame is processed inside the bounding box of
     ``P | G`` grown by one pixel (boundary pixels cannot lie outside it, and dilation values there
     depend only on boundary pixels inside it), so small objects in large frames are cheap.
     """
     p, g = _as_stack(pred, gt)
+    v = _as_void(void, p.shape)
     t, h, w = p.shape
     kernel = disk(tolerance_radius(bound_th, (h, w)))
     out = np.ones(t, dtype=np.float64)
     union = np.empty((h, w), dtype=bool)
     for i in range(t):
-        pi, gi = _bool_frame(p[i]), _bool_frame(g[i])
+        pi, gi = _drop_void(_bool_frame(p[i]), _bool_frame(g[i]), v, i)
         np.logical_or(pi, gi, out=union)
         x, y, bw, bh = cv2.boundingRect(union.view(np.uint8))
         if bw == 0 or bh == 0:
