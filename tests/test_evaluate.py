@@ -264,12 +264,18 @@ def test_davis_annotator_sets_indexed_pngs(model_dir, tmp_path, capsys):
             assert set(np.unique(np.asarray(img))) <= {0, 1}
     assert not (out / "submission.zip").exists()
 
+    # scored as the DAVIS toolkit's unsupervised task on official/, per annotator set, sets averaged
     metrics = json.loads((out / "metrics.json").read_text())
     sets = metrics["annotator_sets"]
     assert [s["label"] for s in sets] == [0, 1, 2, 3] and [s["num_expressions"] for s in sets] == [3, 3, 3, 3]
     assert metrics["J"] == pytest.approx(np.mean([s["J"] for s in sets]))
     assert metrics["F"] == pytest.approx(np.mean([s["F"] for s in sets]))
-    assert metrics["per_expression"]["bike_5"]["annotator"] == 1
+    for s in sets:  # the objects of the annotations (dogs' object 2 has no sentence but is scored)
+        assert set(s["per_object"]) == {"bike_1", "bike_2", "dogs_1", "dogs_2"}
+        assert s["J"] == pytest.approx(np.mean([r["J"] for r in s["per_object"].values()]))
+    # the same numbers from the per-expression PNGs (painted the same way) and from OUT itself
     assert main(["score", str(pred), "--dataset", "davis", "--root", str(root), "--split", "valid",
                  "--out", str(tmp_path / "scored")]) == 0
     assert json.loads((tmp_path / "scored" / "metrics.json").read_text()) == metrics
+    assert main(["score", str(out), "--dataset", "davis", "--root", str(root), "--out", str(tmp_path / "s2")]) == 0
+    assert json.loads((tmp_path / "s2" / "metrics.json").read_text()) == metrics

@@ -16,15 +16,17 @@ Layouts under ``out`` (0/255 PNGs named after the dataset's frame names, at the 
   202 official validation videos when the reader can tell them apart (test meta file present).
 * Ref-DAVIS17: ``predictions/anno_<i>/<video>/<exp_id>/<frame>.png``, ``i`` the position of the
   expression's annotator set in ``RefDAVISDataset.annotator_labels()`` (0..3 normally); indexed
-  ('P') PNGs, 0 = background, 1 = the referred object. Also ``official/anno_<i>/<video>/<frame>.png``:
-  one indexed PNG per frame per annotator set, pixel = the ``obj_id`` of the set's expression that
-  predicts it (a later obj_id wins an overlap), the layout of the DAVIS-2017 evaluation toolkit
+  ('P') PNGs, 0 = background, 1 = the referred object. Also ``official/anno_<i>/<video>/<frame>.png``
+  for every annotator set and every video: one indexed PNG per frame, pixel = the ``obj_id`` of the
+  set's expression that predicts it (a later obj_id wins an overlap; all 0 where the video has no
+  expression of that set), the layout of the DAVIS-2017 evaluation toolkit
   (``--task unsupervised --results_path out/official/anno_<i>``). No zip (there is no server).
 
 Plus ``evaluate.json`` (what produced the predictions; a later run with another model or split into
 the same ``out`` is refused) and, for a split with masks, ``metrics.json``/``metrics.csv`` in the
-format of ``flowrvs score`` (Ref-DAVIS: scored per annotator set, sets averaged, per-set numbers
-under ``annotator_sets``). Nothing under the dataset root is written.
+format of ``flowrvs score`` (Ref-DAVIS: ``official/`` scored as the toolkit's unsupervised task per
+annotator set, sets averaged, per-set and per-object numbers under ``annotator_sets``; see
+:func:`flowrvs.scoring.score_davis_split`). Nothing under the dataset root is written.
 
 Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) a gloo process group is started, rank ``r``
 segments ``videos[r::world]``, all ranks meet at a barrier, then rank 0 writes the zip and scores.
@@ -299,27 +301,30 @@ def write_submission_zip(layout: Layout, videos: Sequence[str]) -> Path:
 
 def write_davis_official(layout: Layout, videos: Sequence[str]) -> Path:
     """``out/official/anno_<i>/<video>/<frame>.png``: per annotator set and frame, one indexed PNG of
-    object ids (the layout of the DAVIS-2017 toolkit). Each video folder is written atomically."""
-    from .scoring import davis_set_dir, read_prediction_mask
+    object ids (the layout of the DAVIS-2017 toolkit's unsupervised task), for every set that has an
+    expression among ``videos`` and every one of ``videos``. Each video folder is written atomically.
+    """
+    from .scoring import SubsetDataset, davis_index_frame, davis_paint_order, davis_set_dir, davis_sets
+    from .scoring import read_prediction_mask
 
     dataset = layout.dataset
+    view = SubsetDataset(dataset, videos=videos)
+    sets = davis_sets(view)
     root = layout.out / "official"
-    for video in sorted(videos):
+    for video in view.videos():
         frames = dataset.frame_names(video)
-        by_set: dict[int, list[Expression]] = {}
-        for e in dataset.expressions(video):
-            by_set.setdefault(layout._set_index[e.key], []).append(e)
-        for i, exprs in sorted(by_set.items()):
-            exprs = sorted(exprs, key=lambda e: (e.obj_ids[0] if e.obj_ids else 0, e.exp_id))
-            with atomic_dir(root / davis_set_dir(i) / video) as tmp:
-                for name in frames:
-                    index = None
-                    for k, e in enumerate(exprs):
-                        mask = read_prediction_mask(layout.expression_dir(e) / f"{name}.png")
-                        if index is None:
-                            index = np.zeros(mask.shape, dtype=np.uint8)
-                        index[mask] = e.obj_ids[0] if e.obj_ids else k + 1
-                    _save_indexed(tmp / f"{name}.png", index)
+        exprs = dataset.expressions(video)
+        # every prediction of a video has the frames' size: take it from any of them
+        shape = read_prediction_mask(layout.expression_dir(exprs[0]) / f"{frames[0]}.png").shape
+        for i, _, members in sets:
+            painted = davis_paint_order([e for e in exprs if e.key in members])
+            try:
+                with atomic_dir(root / davis_set_dir(i) / video) as tmp:
+                    for name in frames:
+                        sources = [(value, layout.expression_dir(e) / f"{name}.png") for value, e in painted]
+                        _save_indexed(tmp / f"{name}.png", davis_index_frame(sources, shape)[0])
+            except OSError as err:
+                raise FlowRVSError(f"cannot write {root / davis_set_dir(i) / video}: {err}") from None
     return root
 
 
@@ -329,8 +334,8 @@ def score_predictions(dataset_name: str, dataset: ReferringVideoDataset, layout:
     from .scoring import SubsetDataset, score_davis_split, score_split
 
     view = SubsetDataset(dataset, videos=videos)
-    if dataset_name == "davis":
-        return score_davis_split(view, layout.predictions, progress=progress)
+    if dataset_name == "davis":  # what the DAVIS toolkit would read: the indexed PNGs of official/
+        return score_davis_split(view, layout.out / "official", progress=progress)
     return score_split(view, layout.video_root, progress=progress, dataset_name=dataset_name)
 
 

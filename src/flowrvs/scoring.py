@@ -9,6 +9,10 @@ differs from the ground truth is an error, never resized.
 MeViS split and returns the metrics dict that ``flowrvs score`` writes as ``metrics.json``;
 :func:`write_metrics` writes ``metrics.json`` and ``metrics.csv``. Other datasets plug in through
 :data:`SCORERS`.
+
+Ref-DAVIS17 is the exception: it is scored as the DAVIS-2017 toolkit's *unsupervised* task
+(:mod:`flowrvs.davis_protocol`) once per annotator set, on indexed PNGs of object ids per frame,
+and the sets are averaged; see :func:`score_davis_split`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from .data.base import Expression, ReferringVideoDataset
+from .davis_protocol import MAX_PROPOSALS
 from .errors import FlowRVSError
 from .fileio import atomic_path, write_json
 from .metrics import contour_accuracy, jf_summary, region_similarity
@@ -37,6 +42,10 @@ __all__ = [
     "score_davis",
     "score_davis_split",
     "davis_set_dir",
+    "davis_sets",
+    "davis_paint_order",
+    "davis_index_frame",
+    "read_davis_result",
     "SubsetDataset",
     "write_metrics",
     "summary_line",
@@ -89,11 +98,7 @@ def _check_predictions(dataset: ReferringVideoDataset, expressions: list[Express
             present = set()
         missing.extend(folder / f"{name}.png" for name in frames if f"{name}.png" not in present)
     if missing and not allow_missing:
-        first = missing[0]
-        folder = first.parent
-        what = f"prediction folder {folder}" if not folder.is_dir() else f"prediction {first}"
-        more = f" ({len(missing)} frames missing in all)" if len(missing) > 1 else ""
-        raise FlowRVSError(f"missing {what}{more}; pass --allow-missing to score missing frames as empty")
+        raise _missing_error(missing)
     return len(missing)
 
 
@@ -136,8 +141,7 @@ def score_split(dataset: ReferringVideoDataset, pred_dir, *, allow_missing: bool
                 continue  # counted by _check_predictions, scored as empty
             mask = read_prediction_mask(path)
             if mask.shape != gt.shape[1:]:
-                raise FlowRVSError(f"prediction {path} is {mask.shape[1]}x{mask.shape[0]} but the ground truth "
-                                   f"is {gt.shape[2]}x{gt.shape[1]} (WxH)")
+                raise _size_error(path, mask.shape, gt.shape[1:])
             pred[t] = mask
         j, f = score_expression(pred, gt)
         per_expression[expr.key] = {
@@ -228,43 +232,213 @@ def davis_set_dir(index: int) -> str:
     return f"anno_{index}"
 
 
+def davis_sets(dataset) -> list[tuple[int, object, set[str]]]:
+    """``(index, label, expression keys)`` of each annotator set with an expression in ``dataset``.
+
+    ``index`` is the set's position in ``dataset.annotator_labels()`` (so also in the full split
+    when ``dataset`` is a :class:`SubsetDataset`), which names its folder :func:`davis_set_dir`.
+    """
+    keys = {e.key for e in dataset.all_expressions()}
+    out = []
+    for i, (label, members) in enumerate(zip(dataset.annotator_labels(), dataset.annotator_sets())):
+        members = set(members) & keys
+        if members:
+            out.append((i, label, members))
+    return out
+
+
+def davis_paint_order(expressions) -> list[tuple[int, Expression]]:
+    """One video's expressions of one annotator set as ``(pixel value, expression)``, in painting order.
+
+    The value of an expression is its (first) ``obj_id``, or its position + 1 without one; they are
+    painted by increasing ``(obj_id, exp_id)``, so where two predictions overlap the later one wins.
+    """
+    exprs = sorted(expressions, key=lambda e: (e.obj_ids[0] if e.obj_ids else 0, e.exp_id))
+    out = []
+    for k, e in enumerate(exprs):
+        value = int(e.obj_ids[0]) if e.obj_ids else k + 1
+        if not 1 <= value <= MAX_PROPOSALS:
+            raise FlowRVSError(f"expression {e.key}: obj_id {value} cannot be a DAVIS object proposal "
+                               f"(values 1..{MAX_PROPOSALS})")
+        out.append((value, e))
+    return out
+
+
+def davis_index_frame(sources, shape: tuple[int, int], *, allow_missing: bool = False) -> tuple[np.ndarray, int]:
+    """One ``(H, W)`` uint8 frame of object ids painted from per-expression PNGs.
+
+    ``sources``: ``(value, png path)`` in painting order (:func:`davis_paint_order`); each PNG's
+    foreground (see :func:`read_prediction_mask`) gets its value. Returns the frame and how many
+    PNGs were missing (only with ``allow_missing``; else a missing PNG is an error).
+    """
+    index = np.zeros(shape, dtype=np.uint8)
+    missing = 0
+    for value, path in sources:
+        if allow_missing and not path.is_file():
+            missing += 1
+            continue
+        mask = read_prediction_mask(path)
+        if mask.shape != tuple(shape):
+            raise _size_error(path, mask.shape, shape)
+        index[mask] = value
+    return index, missing
+
+
+def read_davis_result(path: Path) -> np.ndarray:
+    """One PNG of the DAVIS toolkit's layout as an ``(H, W)`` array of proposal ids (0 = background).
+
+    Indexed ('P') or grayscale PNGs only; a value above :data:`MAX_PROPOSALS` is an error.
+    """
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            arr = np.asarray(img) if mode in ("P", "L", "I", "I;16", "I;16B", "I;16L") else None
+    except FileNotFoundError:
+        raise FlowRVSError(f"missing prediction {path}") from None
+    except (OSError, ValueError) as err:
+        raise FlowRVSError(f"cannot read prediction {path}: {err}") from None
+    if arr is None:
+        raise FlowRVSError(f"prediction {path} is a {mode!r} image; the DAVIS unsupervised protocol needs "
+                           f"indexed ('P') or grayscale PNGs whose values are object ids")
+    top = int(arr.max()) if arr.size else 0
+    if top > MAX_PROPOSALS:
+        hint = " (a 0/255 mask? write object ids 1, 2, ...)" if top == 255 else ""
+        raise FlowRVSError(f"prediction {path} has pixel value {top}; the DAVIS unsupervised protocol takes at "
+                           f"most {MAX_PROPOSALS} object proposals (values 1..{MAX_PROPOSALS}){hint}")
+    return arr
+
+
+def _size_error(path: Path, got: tuple, want: tuple) -> FlowRVSError:
+    return FlowRVSError(f"prediction {path} is {got[1]}x{got[0]} but the ground truth is {want[1]}x{want[0]} (WxH)")
+
+
+def _davis_per_expression_layout(pred_dir: Path) -> bool:
+    """Whether ``pred_dir/anno_<i>/<video>/`` holds expression folders (else frame PNGs)."""
+    for set_dir in sorted(pred_dir.glob("anno_*")):
+        if not set_dir.is_dir():
+            continue
+        for video_dir in sorted(set_dir.iterdir()):
+            if not video_dir.is_dir():
+                continue
+            for entry in sorted(video_dir.iterdir()):
+                return entry.is_dir()
+    return False
+
+
+def _missing_error(missing: list[Path]) -> FlowRVSError:
+    first = missing[0]
+    folder = first.parent
+    what = f"prediction folder {folder}" if not folder.is_dir() else f"prediction {first}"
+    more = f" ({len(missing)} frames missing in all)" if len(missing) > 1 else ""
+    return FlowRVSError(f"missing {what}{more}; pass --allow-missing to score missing frames as empty")
+
+
 def score_davis_split(dataset, pred_dir, *, allow_missing: bool = False, progress: bool | None = None) -> dict:
-    """Ref-DAVIS17: score each annotator set on its own and average the sets.
+    """Ref-DAVIS17: the DAVIS-2017 toolkit's unsupervised task on each annotator set, sets averaged.
 
     ``dataset`` is a :class:`~flowrvs.data.davis.RefDAVISDataset` (or a :class:`SubsetDataset` of
-    one); predictions of the ``i``-th set (``dataset.annotator_labels()`` order) lie in
-    ``pred_dir/anno_<i>/<video>/<exp_id>/<frame>.png``. Top-level J, F, J&F are the means over
-    the sets; ``annotator_sets`` holds each set's numbers; ``per_expression`` all expressions
-    (each with its ``annotator`` label).
+    one). The ``i``-th annotator set (``dataset.annotator_labels()`` order) is one toolkit run over
+    every video of ``dataset``, read from ``pred_dir/anno_<i>/``, in either layout:
+
+    * the toolkit's: ``anno_<i>/<video>/<frame>.png``, one indexed PNG per frame whose pixel value
+      ``k > 0`` is object proposal ``k`` (``flowrvs evaluate`` writes it to ``OUT/official``; an
+      ``OUT`` folder holding ``official/`` may be given as ``pred_dir``);
+    * per expression: ``anno_<i>/<video>/<exp_id>/<frame>.png`` (nonzero = foreground, what
+      ``flowrvs evaluate`` writes to ``OUT/predictions``), painted into the toolkit's frames with
+      :func:`davis_paint_order` exactly as ``flowrvs evaluate`` writes ``OUT/official``.
+
+    The ground truth is the dataset's annotation PNGs (255 = void). Each video is scored by
+    :func:`flowrvs.davis_protocol.match_video`; a set's numbers are the means over all objects of
+    all its videos (:func:`flowrvs.davis_protocol.summarize`), the top-level numbers the means over
+    the sets. Returns ``{"J", "F", "J&F", "J-Recall", "J-Decay", "F-Recall", "F-Decay",
+    "num_videos", "num_objects", "num_expressions", "missing_frames", "annotator_sets": [{"index",
+    "label", "dir", <the same numbers>, "num_expressions", "num_objects", "missing_frames",
+    "per_object": {"<video>_<object>": {<the numbers>, "video", "object", "proposal"}}}]}``.
     """
+    from tqdm import tqdm
+
+    from .davis_protocol import STAT_KEYS, match_video, object_record, split_annotation, split_proposals, summarize
+
     pred_dir = Path(pred_dir)
-    keys = {e.key for e in dataset.all_expressions()}
-    labels = dataset.annotator_labels()
-    sets, results = [], {}
-    for i, (label, members) in enumerate(zip(labels, dataset.annotator_sets())):
-        members = members & keys
-        if not members:
-            continue
-        view = SubsetDataset(dataset, keys=members)
-        metrics = score_split(view, pred_dir / davis_set_dir(i), allow_missing=allow_missing,
-                              progress=progress, dataset_name="Ref-DAVIS17")
-        for key, r in metrics["per_expression"].items():
-            results[key] = {**r, "annotator": label}
-        sets.append({"index": i, "label": label, "dir": davis_set_dir(i), "J": metrics["J"], "F": metrics["F"],
-                     "J&F": metrics["J&F"], "num_expressions": metrics["num_expressions"],
-                     "missing_frames": metrics["missing_frames"]})
+    split = getattr(dataset, "split", "?")
+    if not dataset.has_masks:
+        raise FlowRVSError(f"split {split} has no masks; cannot score it")
+    if not pred_dir.is_dir():
+        raise FlowRVSError(f"prediction folder {pred_dir} does not exist")
+    sets = davis_sets(dataset)
     if not sets:
-        raise FlowRVSError(f"Ref-DAVIS17 split {getattr(dataset, 'split', '?')} has no expressions")
-    j = float(np.mean([s["J"] for s in sets]))
-    f = float(np.mean([s["F"] for s in sets]))
+        raise FlowRVSError(f"Ref-DAVIS17 split {split} has no expressions")
+    if (pred_dir / "official").is_dir() and not any((pred_dir / davis_set_dir(i)).is_dir() for i, _, _ in sets):
+        pred_dir = pred_dir / "official"  # an `flowrvs evaluate` output folder
+    per_expression = _davis_per_expression_layout(pred_dir)
+    videos = dataset.videos()
+    painted = {(i, video): davis_paint_order([e for e in dataset.expressions(video) if e.key in members])
+               for i, _, members in sets for video in videos} if per_expression else {}
+
+    def frame_paths(i: int, video: str, name: str) -> list[tuple[int, Path]]:
+        """``(value, path)`` of the PNGs making frame ``name`` (one, value 0, in the toolkit's layout)."""
+        folder = pred_dir / davis_set_dir(i) / video
+        if not per_expression:
+            return [(0, folder / f"{name}.png")]
+        return [(value, folder / e.exp_id / f"{name}.png") for value, e in painted[i, video]]
+
+    missing: dict[int, list[Path]] = {i: [] for i, _, _ in sets}
+    for i, _, _ in sets:
+        for video in videos:
+            for name in dataset.frame_names(video):
+                missing[i].extend(path for _, path in frame_paths(i, video, name) if not path.is_file())
+    all_missing = [path for paths in missing.values() for path in paths]
+    if all_missing and not allow_missing:
+        raise _missing_error(all_missing)
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    records: dict[int, dict[str, dict]] = {i: {} for i, _, _ in sets}
+    for video in tqdm(videos, desc="scoring", unit="video", disable=not progress):
+        frames = dataset.frame_names(video)
+        annotation = dataset.load_annotation(video)
+        gt, void = split_annotation(annotation)
+        shape = annotation.shape[1:]
+        for i, _, _ in sets:
+            result = np.zeros(annotation.shape, dtype=np.uint8 if per_expression else np.int64)
+            for t, name in enumerate(frames):
+                paths = frame_paths(i, video, name)
+                if per_expression:
+                    result[t] = davis_index_frame(paths, shape, allow_missing=True)[0]  # missing: checked above
+                    continue
+                path = paths[0][1]
+                if allow_missing and not path.is_file():
+                    continue  # counted above, scored as empty
+                frame = read_davis_result(path)
+                if frame.shape != shape:
+                    raise _size_error(path, frame.shape, shape)
+                result[t] = frame
+            try:
+                proposals = split_proposals(result)
+            except ValueError as err:
+                raise FlowRVSError(f"predictions {pred_dir / davis_set_dir(i) / video}: {err}") from None
+            match = match_video(gt, proposals, void)
+            for k in range(gt.shape[0]):
+                records[i][f"{video}_{k + 1}"] = {**object_record(match.j[k], match.f[k]), "video": video,
+                                                  "object": k + 1, "proposal": int(match.proposal[k])}
+
+    n_objects = len(next(iter(records.values())))
+    if n_objects == 0:
+        raise FlowRVSError(f"Ref-DAVIS17 split {split}: no ground-truth object in the first frame of any video")
+    out_sets = []
+    for i, label, members in sets:
+        out_sets.append({"index": i, "label": label, "dir": davis_set_dir(i), **summarize(records[i].values()),
+                         "num_expressions": len(members), "num_objects": len(records[i]),
+                         "missing_frames": len(missing[i]), "per_object": records[i]})
+    top = {key: float(np.mean([s[key] for s in out_sets])) for key in STAT_KEYS}
+    top["J&F"] = (top["J"] + top["F"]) / 2
     return {
-        "J": j,
-        "F": f,
-        "J&F": (j + f) / 2,
-        "num_expressions": len(results),
-        "missing_frames": sum(s["missing_frames"] for s in sets),
-        "annotator_sets": sets,
-        "per_expression": results,
+        **top,
+        "num_videos": len(videos),
+        "num_objects": n_objects,
+        "num_expressions": sum(len(m) for _, _, m in sets),
+        "missing_frames": len(all_missing),
+        "annotator_sets": out_sets,
     }
 
 
@@ -290,7 +464,11 @@ def score_dataset(dataset: str, pred_dir, root, split: str, *, allow_missing: bo
 
 
 def write_metrics(metrics: dict, out_dir) -> tuple[Path, Path]:
-    """Write ``metrics.json`` and ``metrics.csv`` (one row per expression) into ``out_dir`` atomically."""
+    """Write ``metrics.json`` and ``metrics.csv`` into ``out_dir`` atomically.
+
+    The CSV has one row per expression, or for Ref-DAVIS17 (no ``per_expression``) one row per
+    annotator set and ground-truth object, with its recall and decay too.
+    """
     out_dir = Path(out_dir)
     json_path = out_dir / "metrics.json"
     csv_path = out_dir / "metrics.csv"
@@ -298,9 +476,18 @@ def write_metrics(metrics: dict, out_dir) -> tuple[Path, Path]:
     with atomic_path(csv_path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["key", "video", "exp_id", "J", "F", "J&F"])
-            for key, r in metrics["per_expression"].items():
-                writer.writerow([key, r["video"], r["exp_id"], repr(r["J"]), repr(r["F"]), repr(r["J&F"])])
+            if "per_expression" in metrics:
+                writer.writerow(["key", "video", "exp_id", "J", "F", "J&F"])
+                for key, r in metrics["per_expression"].items():
+                    writer.writerow([key, r["video"], r["exp_id"], repr(r["J"]), repr(r["F"]), repr(r["J&F"])])
+            else:
+                from .davis_protocol import STAT_KEYS
+
+                writer.writerow(["annotator", "key", "video", "object", "proposal", *STAT_KEYS])
+                for s in metrics["annotator_sets"]:
+                    for key, r in s["per_object"].items():
+                        writer.writerow([s["label"], key, r["video"], r["object"], r["proposal"],
+                                         *(repr(r[k]) for k in STAT_KEYS)])
     return json_path, csv_path
 
 

@@ -16,14 +16,16 @@ def register(subparsers) -> None:
         description=(
             "Score predictions laid out as PRED_DIR/<video>/<exp_id>/<frame>.png (nonzero = foreground, "
             "same size as the ground truth) against every expression of a split that has masks. "
-            "Writes metrics.json and metrics.csv (per expression, keyed <video>_<exp_id>) and prints "
-            "'J&F ..  J ..  F ..'."
+            "Writes metrics.json and metrics.csv (per expression, keyed <video>_<exp_id>; Ref-DAVIS17: "
+            "per annotator set and object, keyed <video>_<object>) and prints 'J&F ..  J ..  F ..'."
         ),
     )
     p.add_argument("pred_dir", metavar="PRED_DIR", type=Path, help="folder of <video>/<exp_id>/<frame>.png")
     p.add_argument("--dataset", default="mevis",
                    help="mevis (PRED_DIR/<video>/<exp_id>/), ytvos (PRED_DIR[/Annotations]/<video>/<exp_id>/, "
-                        "train split) or davis (PRED_DIR/anno_<set>/<video>/<exp_id>/, sets averaged); default mevis")
+                        "train split) or davis (the DAVIS-2017 toolkit's unsupervised task per annotator set, "
+                        "sets averaged: PRED_DIR/anno_<set>/<video>/<frame>.png with object ids as pixel values, "
+                        "or PRED_DIR/anno_<set>/<video>/<exp_id>/); default mevis")
     p.add_argument("--root", required=True, type=Path, help="dataset root (for MeViS: holding <split>/)")
     p.add_argument("--split", default=None, help="split with masks to score against (default: mevis valid_u, "
                                                   "ytvos train, davis valid)")

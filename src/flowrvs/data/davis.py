@@ -22,14 +22,20 @@ each of the four sets separately and averages. The set of an expression is, in t
 
 Integer labels from rules 2 and 3 are 0 = annotator 1 first-frame, 1 = annotator 1 full-video,
 2 = annotator 2 first-frame, 3 = annotator 2 full-video.
+
+Scoring (:func:`flowrvs.scoring.score_davis_split`) follows the DAVIS-2017 toolkit's unsupervised
+task per annotator set (:mod:`flowrvs.davis_protocol`); it reads the raw annotation values, void
+(255) included, through :meth:`RefDAVISDataset.load_annotation`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from flowrvs.data.base import Expression
-from flowrvs.data.ytvos import RefYouTubeVOSDataset
+from flowrvs.data.ytvos import RefYouTubeVOSDataset, read_index_png, stack_frames
 
 ANNOTATOR_NAMES = {0: "annot1_first_frame", 1: "annot1_full_video", 2: "annot2_first_frame", 3: "annot2_full_video"}
 
@@ -52,6 +58,13 @@ class RefDAVISDataset(RefYouTubeVOSDataset):
                 else:
                     label = pos % 4
                 self._annotator[e.key] = label
+
+    def load_annotation(self, video: str) -> np.ndarray:
+        """``(T, H, W)`` raw annotation values of every frame of ``video``: object ids, 0 background,
+        255 void (what the DAVIS toolkit reads). A frame without its annotation PNG is an error."""
+        names = self.frame_names(video)
+        paths = [self.mask_path(video, n) for n in names]
+        return stack_frames([read_index_png(p) for p in paths], paths)
 
     def annotator(self, expression: Expression | str):
         """The annotator-set label of an expression (or of its key ``<video>_<exp_id>``)."""
