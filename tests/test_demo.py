@@ -3,6 +3,7 @@ import json
 import numpy as np
 from PIL import Image
 
+from flowrvs import synth
 from flowrvs.cli import main
 
 
@@ -20,7 +21,8 @@ def test_demo_writes_its_files_and_scores(tiny_pipe, tmp_path, capsys):
     for name in ("masks.json", "overlay.mp4", "side_by_side.gif", "0", "1"):
         assert (out / name).exists()
     gif = Image.open(out / "side_by_side.gif")
-    assert gif.n_frames == 9 and gif.size == (3 * 224, 128)
+    h, w = synth.DEFAULT_SIZE
+    assert gif.n_frames == synth.DEFAULT_FRAMES and gif.size == (3 * w, h)
     assert "mean J&F" in capsys.readouterr().out
     # the score printed is the score of the written masks
     masks = np.stack([np.array(Image.open(out / "0" / f"{i:05d}.png")) > 0 for i in range(9)])

@@ -72,7 +72,7 @@ EXPRESSION_MIX: dict[str, float] = {"appearance": 0.60, "motion": 0.25, "relatio
 EXPRESSION_KINDS: tuple[str, ...] = tuple(EXPRESSION_MIX)
 MIN_OBJECTS, MAX_OBJECTS = 2, 5
 MIN_EXPRESSIONS, MAX_EXPRESSIONS = 2, 6
-# Object side as a fraction of min(H, W): 128 px high frames give ~23 px small and ~46 px large shapes.
+# Object side as a fraction of min(H, W): 96 px high frames give ~17 px small and ~35 px large shapes.
 SIZE_FRACTION: dict[str, float] = {"small": 0.18, "large": 0.36}
 MIN_SIDE: dict[str, int] = {"small": 5, "large": 8}  # keeps the two sizes apart in tiny frames
 # Chance that a new object copies the colour or shape of an earlier one (makes multi-object
@@ -81,7 +81,7 @@ SHARE_ATTRIBUTE_PROB = 0.35
 
 DEFAULT_VIDEOS = 100
 DEFAULT_FRAMES = 9
-DEFAULT_SIZE = (128, 224)
+DEFAULT_SIZE = (96, 160)
 DEFAULT_SEED = 0
 DEFAULT_SPLIT = "train"
 JPEG_QUALITY = 95

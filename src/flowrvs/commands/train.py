@@ -30,9 +30,9 @@ def run(args) -> int:
         print(dump_config(config), end="")
         return 0
     result = train(config)
-    last = result.losses[max(result.losses)] if result.losses else float("nan")
+    last = f"last loss {result.losses[max(result.losses)]:.4g}; " if result.losses else ""
     print(
         f"stage {result.stage}: ran {len(result.losses)} step(s) to step {result.step} in {result.seconds:.1f} s, "
-        f"last loss {last:.4g}; model written to {result.model_dir}"
+        f"{last}model written to {result.model_dir}"
     )
     return 0
