@@ -29,12 +29,12 @@ CONFIG = REPO / "configs" / "tiny-synthetic.yaml"
 
 #: name -> (flow-stage overrides, what it tests)
 VARIANTS: dict[str, tuple[list[str], str]] = {
-    "flowrvs": ([], "BBS p=0.5, SPA, DVI, video->mask velocity (the method)"),
+    "flowrvs": ([], "the config's recipe: BBS p=0.75, SPA 0.2, DVI, video->mask velocity"),
     "uniform-t": (["flow.bbs_p=0"], "t ~ U(0, 1], no boundary bias"),
     "bbs-0.25": (["flow.bbs_p=0.25"], "BBS p=0.25"),
-    "bbs-0.75": (["flow.bbs_p=0.75"], "BBS p=0.75"),
+    "bbs-0.5": (["flow.bbs_p=0.5"], "BBS p=0.5 (the paper's)"),
     "no-spa": (["flow.spa_strength=0"], "start point = posterior mean"),
-    "full-spa": (["flow.spa_strength=1"], "start point = a full posterior sample"),
+    "full-spa": (["flow.spa_strength=1"], "start point = a full posterior sample (the paper's SPA)"),
     "no-dvi": (["model.dvi=false"], "no direct video injection"),
     "noise-to-mask": (["model.source=noise"], "flow from Gaussian noise (video through DVI only)"),
     "direct-mask": (["model.prediction=mask", "flow.bbs_p=1"], "predict the mask latent in one step at t=1"),
@@ -59,7 +59,7 @@ def job(args, variant: str, seed: int) -> dict:
     if not (run_dir / "model" / "model_index.json").is_file():
         run([sys.executable, "-m", "flowrvs.cli", "train", str(CONFIG), "stage=flow", f"model.init={args.decoder}",
              f"output_dir={run_dir}", f"seed={seed}", f"optim.steps={args.steps}", f"optim.batch_size={args.batch_size}",
-             f"optim.lr={args.lr}", f"data.datasets.0.root={args.data}", f"data.size=[{args.size[0]},{args.size[1]}]",
+             *([f"optim.lr={args.lr}"] if args.lr else []), f"data.datasets.0.root={args.data}", f"data.size=[{args.size[0]},{args.size[1]}]",
              "data.cache_latents=true", f"data.cache_dir={args.out / 'cache'}", "data.cache_seed=0", "data.hflip_p=0",
              "progress=false", *args.base,
              "device=cpu", *overrides], log)
@@ -107,12 +107,11 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--steps", type=int, default=1500, help="flow-stage training steps per run")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=None, help="default: the config's")
     parser.add_argument("--size", type=int, nargs=2, default=[96, 160], help="working size box")
     parser.add_argument("--eval-videos", type=int, default=15)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--base", nargs="*", default=["flow.spa_strength=0.1"],
-                        help="overrides of every run (the SPA strength suits the VAE: see docs/ablation.md)")
+    parser.add_argument("--base", nargs="*", default=[], help="overrides of every run")
     args = parser.parse_args()
     for sub in ("runs", "eval", "logs", "cache"):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
