@@ -1,4 +1,4 @@
-"""Text side: prompt cleaning, the frozen umT5 encoder, and an embedding cache.
+"""Text side: prompt cleaning, the umT5 encoder (frozen at inference), and an embedding cache.
 
 Embeddings follow Wan 2.1: tokens are encoded with their attention mask, everything past the
 real token length is zero, and the sequence is zero-padded to a fixed length (``text_len``,
@@ -54,10 +54,6 @@ class PromptEncoder:
         self.text_encoder = text_encoder
         self.text_len = text_len
         self._cache: dict[str, torch.Tensor] = {}
-
-    @property
-    def hidden_size(self) -> int:
-        return self.text_encoder.config.d_model
 
     def clear_cache(self) -> None:
         self._cache.clear()
