@@ -347,3 +347,28 @@ def test_flow_stage_can_train_the_text_encoder(tmp_path, synth_root):
     # the exported model encodes prompts with its trained weights
     prompt = ["the red circle"]
     assert not torch.allclose(start.encode_prompts(prompt), trained.encode_prompts(prompt))
+
+
+def test_export_writes_the_model_the_run_wrote(tmp_path, synth_root, capsys):
+    run = tmp_path / "run"
+    overrides = ["optim.steps=3", "checkpoint_every=2", "keep_last=0", "ema.decay=0.5", "model.train_text_encoder=true"]
+    train(make_config(run, synth_root, "flow", overrides))
+    assert main(["export", str(run), "--out", str(tmp_path / "last")]) == 0
+    assert "step-00000003" in capsys.readouterr().out
+    wrote, exported = (FlowRVSPipeline.from_pretrained(p, device="cpu") for p in (run / "model", tmp_path / "last"))
+    for part in ("transformer", "text_encoder", "vae"):
+        a, b = getattr(wrote, part).state_dict(), getattr(exported, part).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), part
+    # an earlier step, raw weights: those of the checkpoint, not the EMA
+    assert main(["export", str(run), "--step", "2", "--no-ema", "--out", str(tmp_path / "raw2")]) == 0
+    tensors, _ = _read(run / "checkpoints" / "step-00000002.safetensors")
+    raw = FlowRVSPipeline.from_pretrained(tmp_path / "raw2", device="cpu").transformer.state_dict()
+    key = "patch_embedding.weight"
+    assert torch.equal(raw[key], tensors[f"model.transformer.{key}"])
+    assert not torch.equal(raw[key], tensors[f"ema.transformer.{key}"])
+    capsys.readouterr()
+    assert main(["export", str(run), "--step", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "no checkpoint of step 1" in capsys.readouterr().err
+    assert main(["export", str(run / "config.yaml"), "--out", str(tmp_path / "x")]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

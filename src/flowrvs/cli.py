@@ -13,7 +13,7 @@ import sys
 
 from .errors import FlowRVSError
 
-COMMANDS = ["segment", "convert", "synth", "train", "demo", "evaluate", "score"]
+COMMANDS = ["segment", "convert", "synth", "train", "export", "demo", "evaluate", "score"]
 
 
 def build_parser() -> argparse.ArgumentParser:

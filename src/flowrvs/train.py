@@ -962,6 +962,45 @@ def load_checkpoint(path: Path, config: TrainConfig, named, optimizer: torch.opt
     return int(meta["step"])
 
 
+def export_checkpoint(checkpoint: str | Path, out: str | Path, use_ema: bool = True) -> Path:
+    """Turn one training checkpoint into a model folder, as the run would have written at that step.
+
+    The run's config travels in the checkpoint; its ``model.init`` folder must still exist
+    (the weights a stage does not train come from there). ``use_ema`` picks the EMA weights
+    when the checkpoint holds them. Returns the folder, written atomically.
+    """
+    from safetensors import safe_open
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FlowRVSError(f"no such checkpoint: {path}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            prefixes = ("ema.", "model.") if use_ema else ("model.",)
+            keys = [k for k in fh.keys() if k.startswith(prefixes)]
+            tensors = {k: fh.get_tensor(k) for k in keys}
+    except Exception as err:  # safetensors raises its own error types
+        raise FlowRVSError(f"cannot read checkpoint {path}: {first_line(err)}") from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise FlowRVSError(f"{path} is not a flowrvs training checkpoint")
+    config = config_from_dict(json.loads(meta["config"]))
+    from .pipeline import DTYPES
+
+    pipe = load_model(config.model, config.seed, torch.device("cpu"), DTYPES[config.dtype])
+    stage = STAGE_CLASSES[config.stage](config, pipe)
+    with torch.no_grad():
+        for name, p in stage.named_parameters():
+            src = tensors.get(f"ema.{name}" if use_ema else f"model.{name}", tensors.get(f"model.{name}"))
+            if src is None:
+                raise FlowRVSError(f"checkpoint {path} lacks {name} (another model or stage?)")
+            if src.shape != p.shape:
+                raise FlowRVSError(f"checkpoint {path}: {name} has shape {tuple(src.shape)}, the model {tuple(p.shape)}")
+            p.copy_(src)
+    stage.export(Path(out))
+    return Path(out)
+
+
 # =========================================================================== the loop
 @dataclass
 class TrainResult:
