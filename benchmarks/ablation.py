@@ -1,8 +1,8 @@
 """The paper's ablation at small scale, on the synthetic benchmark (run by hand, not a test).
 
 Trains the flow stage of the same small model under each variant and seed, starting from one
-shared mask-decoder model (its VAE and text encoder are frozen in the flow stage, so every
-variant sees the same latents), evaluates each run on a held-out split at 1 and 4 Euler steps,
+shared mask-decoder model (its VAE is frozen in the flow stage, so every variant sees the
+same latents; the text encoder trains with the DiT as the config says), evaluates each run on a held-out split at 1 and 4 Euler steps,
 and writes ``OUT/ablation.json`` and a markdown table ``OUT/ablation.md``.
 
     flowrvs synth data/synth --videos 300 --seed 0                         # train
