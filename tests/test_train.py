@@ -293,6 +293,17 @@ def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root):
     assert len(cache) == len(dataset.all_expressions())
     assert cache.sentence == [e.sentence for e in dataset.all_expressions()]
     assert cache.mask[0].shape == (16, 2, H // 8, W // 8) and torch.all(cache.video_std[0] > 0)
+    # a video's masks, encoded together, equal each mask encoded alone (the clip is the whole video)
+    from flowrvs.frames import masks_to_tensor
+    from flowrvs.models.vae import encode_mask
+    from flowrvs.train import load_model
+
+    vae = load_model(make_config(tmp_path / "x", synth_root).model, 0, torch.device("cpu"), torch.float32).vae
+    first = [i for i, v in enumerate(cache.video) if v == 0]
+    assert len(first) > 1
+    for i in first:
+        alone = encode_mask(vae, masks_to_tensor(dataset.load_mask(dataset.all_expressions()[i], range(T)), (H, W)))
+        assert torch.allclose(cache.mask[i], alone[0], atol=1e-5), i
     # a second run reuses the file; an interrupted one resumes exactly
     mtime = files[0].stat().st_mtime_ns
 

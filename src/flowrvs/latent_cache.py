@@ -91,7 +91,8 @@ def cache_key(vae, settings: dict) -> str:
 def build_latent_cache(pipe, datasets, num_frames: int, box, sampling: str, seed: int, progress=None) -> LatentCache:
     """Encode one clip per expression of ``datasets`` (``[(ReferringVideoDataset, weight), ...]``).
 
-    Each video is read and VAE-encoded once for all its expressions.
+    Each video is read and VAE-encoded once for all its expressions, whose masks are encoded
+    together.
     """
     vae, device, dtype = pipe.vae, pipe.device, pipe.dtype
     cache = LatentCache()
@@ -107,9 +108,13 @@ def build_latent_cache(pipe, datasets, num_frames: int, box, sampling: str, seed
             shift, scale = latent_stats(vae, posterior.mean)
             cache.video_mean.append(((posterior.mean - shift) / scale)[0].cpu())
             cache.video_std.append((posterior.std / scale)[0].cpu())
-            for expression in dataset.expressions(video):
-                mask = masks_to_tensor(dataset.load_mask(expression, indices), size).to(device, dtype)
-                cache.mask.append(encode_mask(vae, mask, pipe.config.mask_latent_normalized)[0].cpu())
+            expressions = list(dataset.expressions(video))
+            masks = [masks_to_tensor(dataset.load_mask(e, indices), size) for e in expressions]
+            latents = (  # all of a video's masks in one VAE call
+                encode_mask(vae, torch.cat(masks).to(device, dtype), pipe.config.mask_latent_normalized).cpu() if masks else []
+            )
+            for expression, latent in zip(expressions, latents):
+                cache.mask.append(latent)
                 cache.sentence.append(expression.sentence)
                 cache.video.append(len(cache.video_mean) - 1)
                 cache.group.append(group)
