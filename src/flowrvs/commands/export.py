@@ -11,11 +11,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    parser = sub.add_parser(
-        "export",
-        help="write a model folder from a training checkpoint",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-    )
+    parser = sub.add_parser("export", help="write a model folder from a training checkpoint", description=__doc__)
     parser.add_argument("source", help="a training output_dir (its checkpoints/) or one checkpoint file")
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step in RUN_DIR (default: the last)")
