@@ -181,6 +181,8 @@ def test_resume_after_interruption_equals_uninterrupted(full_run, model_dir, mev
 def test_other_run_in_same_out_is_refused(full_run, model_dir, mevis_root, capsys):
     assert main(evaluate_args("mevis", mevis_root, full_run, model_dir, "--steps", 2, split="valid_u")) == 2
     assert "another run" in capsys.readouterr().err
+    assert main(evaluate_args("mevis", mevis_root, full_run, model_dir, "--mask-threshold", -1, split="valid_u")) == 2
+    assert "mask_threshold None there, -1.0 now" in capsys.readouterr().err
 
 
 def test_out_inside_root_is_refused(model_dir, mevis_root, capsys):

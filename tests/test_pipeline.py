@@ -32,6 +32,25 @@ def test_inputs_as_pil_list_and_logits(tiny_pipe):
     assert np.array_equal(as_array.masks[0], as_array.logits[0] > 0)
 
 
+def test_mask_threshold_from_call_or_config(tiny_pipe, tmp_path):
+    frames = _frames(3, 40, 56)
+    base = tiny_pipe(frames, "a dog", size=(32, 48), return_logits=True)
+    logits = base.logits[0]
+    cut = float(np.quantile(logits, 0.3))  # a threshold that moves many pixels
+    low = tiny_pipe(frames, "a dog", size=(32, 48), mask_threshold=cut)
+    assert np.array_equal(low.masks[0], logits > cut) and not np.array_equal(low.masks[0], base.masks[0])
+    tiny_pipe.config.mask_threshold = cut
+    try:
+        tiny_pipe.save_pretrained(tmp_path / "m")
+    finally:
+        tiny_pipe.config.mask_threshold = 0.0
+    loaded = FlowRVSPipeline.from_pretrained(tmp_path / "m", device="cpu")
+    assert loaded.config.mask_threshold == pytest.approx(cut)
+    assert np.array_equal(loaded(frames, "a dog", size=(32, 48)).masks[0], low.masks[0])
+    with pytest.raises(FlowRVSError, match="mask_threshold"):
+        tiny_pipe(frames, "a dog", size=(32, 48), mask_threshold=float("nan"))
+
+
 def test_prompts_are_independent_of_batching(tiny_pipe):
     frames = _frames(5, 32, 48)
     prompts = ["the red circle", "a dog", "the square that stops"]

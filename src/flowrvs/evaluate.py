@@ -226,6 +226,7 @@ def predict_videos(
     videos: Sequence[str],
     *,
     num_steps: int | None = None,
+    mask_threshold: float | None = None,
     size: tuple[int, int] | None = None,
     batch_size: int = 1,
     progress: bool | None = None,
@@ -257,7 +258,7 @@ def predict_videos(
         if clip.shape[0] != len(frames):
             raise FlowRVSError(f"video {video}: read {clip.shape[0]} frames, the split lists {len(frames)}")
         result = pipe(clip, [e.sentence for e in todo], num_steps=num_steps, size=size,
-                      batch_size=batch_size, progress=False)
+                      batch_size=batch_size, progress=False, mask_threshold=mask_threshold)
         for expr, masks in zip(todo, result.masks):
             layout.write_masks(expr, masks, frames)
         stats.videos += 1
@@ -339,7 +340,7 @@ def score_predictions(dataset_name: str, dataset: ReferringVideoDataset, layout:
     return score_split(view, layout.video_root, progress=progress, dataset_name=dataset_name)
 
 
-def _run_record(dataset_name, dataset, root, split, model, num_steps, size) -> dict:
+def _run_record(dataset_name, dataset, root, split, model, num_steps, size, mask_threshold=None) -> dict:
     return {
         "dataset": dataset_name,
         "split": split,
@@ -347,6 +348,7 @@ def _run_record(dataset_name, dataset, root, split, model, num_steps, size) -> d
         "model": str(model),
         "steps": num_steps,
         "size": list(size) if size else None,
+        "mask_threshold": mask_threshold,
     }
 
 
@@ -361,7 +363,7 @@ def _check_run_record(out: Path, record: dict, info: DistInfo) -> None:
         except (OSError, ValueError):
             old = None
         if isinstance(old, dict):
-            diff = [k for k in ("dataset", "split", "model", "steps", "size") if old.get(k) != record[k]]
+            diff = [k for k in ("dataset", "split", "model", "steps", "size", "mask_threshold") if old.get(k) != record[k]]
             if diff:
                 what = "; ".join(f"{k} {old.get(k)!r} there, {record[k]!r} now" for k in diff)
                 raise FlowRVSError(f"{out} holds predictions of another run ({what}); use another --out")
@@ -391,6 +393,7 @@ def evaluate(
     *,
     model_id: str = "",
     num_steps: int | None = None,
+    mask_threshold: float | None = None,
     size: tuple[int, int] | None = None,
     batch_size: int = 1,
     limit: int | None = None,
@@ -428,10 +431,10 @@ def evaluate(
         raise FlowRVSError(f"{dataset_name} split {split} under {root} has no videos")
     layout = Layout(dataset_name, out, dataset)
     out.mkdir(parents=True, exist_ok=True)
-    _check_run_record(out, _run_record(dataset_name, dataset, root, split, model_id, num_steps, size), info)
+    _check_run_record(out, _run_record(dataset_name, dataset, root, split, model_id, num_steps, size, mask_threshold), info)
 
     mine = videos[info.rank :: info.world]
-    stats = predict_videos(get_pipe, dataset, layout, mine, num_steps=num_steps, size=size,
+    stats = predict_videos(get_pipe, dataset, layout, mine, num_steps=num_steps, mask_threshold=mask_threshold, size=size,
                            batch_size=batch_size, progress=progress if info.main else False, log=log)
     _barrier(info)
     result = EvaluationResult(out=out, split=split, videos=list(videos), metrics=None, zip_path=None, stats=stats,

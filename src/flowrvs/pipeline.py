@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -41,6 +42,8 @@ class FlowRVSConfig:
     frames are resized into. source: start point of the flow, ``"video"`` (FlowRVS) or
     ``"noise"`` (text-to-video style, an ablation). prediction: what the DiT outputs,
     ``"velocity"`` (FlowRVS) or ``"mask"`` (the mask latent itself, an ablation).
+    mask_threshold: a pixel is foreground where the mask decoder's logit exceeds this (0 is
+    probability 0.5).
     """
 
     text_len: int = 256
@@ -50,9 +53,11 @@ class FlowRVSConfig:
     size: tuple[int, int] = (480, 832)
     source: str = "video"
     prediction: str = "velocity"
+    mask_threshold: float = 0.0
 
     def __post_init__(self):
         self.size = tuple(int(s) for s in self.size)
+        self.mask_threshold = float(self.mask_threshold)
         if self.source not in ("video", "noise"):
             raise FlowRVSError(f"source must be 'video' or 'noise', got {self.source!r}")
         if self.prediction not in ("velocity", "mask"):
@@ -309,6 +314,7 @@ class FlowRVSPipeline:
         return_logits: bool = False,
         generator: torch.Generator | None = None,
         progress: bool | None = None,
+        mask_threshold: float | None = None,
     ) -> SegmentationResult:
         """Segment the objects that ``prompts`` describe in ``video``.
 
@@ -316,12 +322,16 @@ class FlowRVSPipeline:
         array, or a list of PIL images. prompts: one sentence or a list. num_steps: Euler
         steps (default from the config, 1). size: ``(short, long)`` box frames are resized
         into (default from the config, 480x832). batch_size: prompts per DiT/decoder pass.
-        progress: a progress bar (default: when stderr is a terminal).
+        progress: a progress bar (default: when stderr is a terminal). mask_threshold: logit
+        above which a pixel is foreground (default from the config, 0).
         """
         from .video import read_video
 
         prompts = check_prompts(prompts)
         num_steps = self.config.num_steps if num_steps is None else int(num_steps)
+        threshold = self.config.mask_threshold if mask_threshold is None else float(mask_threshold)
+        if not math.isfinite(threshold):
+            raise FlowRVSError(f"mask_threshold must be a finite number, got {threshold}")
         if num_steps < 1:
             raise FlowRVSError(f"num_steps must be at least 1, got {num_steps}")
         if batch_size < 1:
@@ -342,7 +352,7 @@ class FlowRVSPipeline:
             bar.update()
             for row in logits:
                 full = logits_to_input_shape(row, num_frames, height, width)
-                masks.append((full > 0).cpu().numpy())
+                masks.append((full > threshold).cpu().numpy())
                 if return_logits:
                     logits_out.append(full.cpu().numpy())
         bar.close()

@@ -26,6 +26,8 @@ def add_model_args(parser: argparse.ArgumentParser, steps: bool = True) -> None:
                         help="keep parts on the CPU and move each to the GPU only while it runs")
     if steps:
         parser.add_argument("--steps", type=int, default=None, help="Euler steps (default: the model's, 1)")
+    parser.add_argument("--mask-threshold", type=float, default=None,
+                        help="mask decoder logit above which a pixel is foreground (default: the model's)")
 
 
 def load_pipeline(args):

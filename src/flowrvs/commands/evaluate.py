@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             model_id=str(model_dir.resolve()),
             num_steps=args.steps,
+            mask_threshold=args.mask_threshold,
             size=size,
             batch_size=args.batch_size,
             limit=args.limit,

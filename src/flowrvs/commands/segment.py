@@ -66,7 +66,8 @@ def run(args) -> int:
         raise FlowRVSError(f"--steps must be at least 1, got {args.steps}")
     video = read_video(args.video)  # before loading the model: a bad video fails fast
     pipe = load_pipeline(args)
-    result = pipe(video, prompts, num_steps=args.steps, size=size, batch_size=args.batch_size)
+    result = pipe(video, prompts, num_steps=args.steps, size=size, batch_size=args.batch_size,
+                  mask_threshold=args.mask_threshold)
     with atomic_dir(args.out) as tmp:
         write_segmentation(tmp, video.frames, result, str(args.video), overlay=not args.no_overlay)
     print(f"wrote {len(prompts)} mask track(s) of {len(result.frame_names)} frames to {args.out}")
