@@ -41,5 +41,9 @@ cp "$WORK/flow-600/checkpoints/step-$(printf %08d "$PHASE1_STEPS").safetensors" 
 flowrvs train "$CONFIG" stage=flow output_dir="$WORK/flow" model.init="$WORK/dec/model" data.datasets.0.root="$WORK/data-1800" "${COMMON[@]}" \
     optim.steps="$FLOW_STEPS" resume=true
 
+# the mask threshold, picked on a tuning split of a third seed (not the held-out one)
+flowrvs synth "$WORK/data-tune" --videos 20 --seed 3 --split-name valid --quiet
+python "$(dirname "$0")/tune_threshold.py" --model "$WORK/flow/model" --root "$WORK/data-tune" --split valid --write
+
 # the quality bar: the held-out split (another seed, never seen in training)
 flowrvs evaluate --dataset mevis --root "$DATA" --split valid_u --model "$WORK/flow/model" --out "$WORK/eval" --device cpu
