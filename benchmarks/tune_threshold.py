@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 import torch
 
 GRID = (-12.0, -10.0, -8.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0)
@@ -22,8 +21,9 @@ GRID = (-12.0, -10.0, -8.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 
 def main() -> None:
     from flowrvs.data.mevis import MeViSDataset
     from flowrvs.fileio import write_json
-    from flowrvs.metrics import contour_accuracy, jf_summary, region_similarity
+    from flowrvs.metrics import jf_summary
     from flowrvs.pipeline import FlowRVSPipeline, resolve_model_dir
+    from flowrvs.scoring import score_expression
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -45,9 +45,9 @@ def main() -> None:
         for expression, logits in zip(expressions, result.logits):
             truth = dataset.load_mask(expression)
             for threshold, (js, fs) in scores.items():
-                pred = logits > threshold
-                js.append(float(np.mean(region_similarity(pred, truth))))
-                fs.append(float(np.mean(contour_accuracy(pred, truth))))
+                j, f = score_expression(logits > threshold, truth)
+                js.append(j)
+                fs.append(f)
     summaries = {t: jf_summary(js, fs) for t, (js, fs) in scores.items()}
     print(f"{'threshold':>9}  {'J':>6}  {'F':>6}  {'J&F':>6}   ({len(scores[0.0][0])} expressions)")
     for t, s in summaries.items():

@@ -914,30 +914,45 @@ def save_checkpoint(
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def load_checkpoint(path: Path, config: TrainConfig, named, optimizer: torch.optim.Optimizer, ema: EMA | None) -> int:
-    """Restore weights, optimizer, EMA and RNG states from ``path``; returns its step."""
+def read_checkpoint(path: Path, prefixes: tuple[str, ...] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of a flowrvs training checkpoint (only keys with ``prefixes``, if given)."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys() if prefixes is None or k.startswith(prefixes)}
     except Exception as err:  # safetensors raises its own error types
         raise FlowRVSError(f"cannot read checkpoint {path}: {first_line(err)}") from None
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise FlowRVSError(f"{path} is not a flowrvs training checkpoint")
+    return tensors, meta
+
+
+@torch.no_grad()
+def copy_weights(path: Path, tensors: dict[str, torch.Tensor], named, use_ema: bool) -> None:
+    """Copy a checkpoint's ``model.`` (or, where present, ``ema.``) weights into ``named`` parameters."""
+    for name, p in named:
+        src = tensors.get(f"ema.{name}") if use_ema else None
+        src = tensors.get(f"model.{name}") if src is None else src
+        if src is None:
+            raise FlowRVSError(f"checkpoint {path} lacks {name} (another model or stage?)")
+        if src.shape != p.shape:
+            raise FlowRVSError(f"checkpoint {path}: {name} has shape {tuple(src.shape)}, the model {tuple(p.shape)}")
+        p.copy_(src)
+
+
+def load_checkpoint(path: Path, config: TrainConfig, named, optimizer: torch.optim.Optimizer, ema: EMA | None) -> int:
+    """Restore weights, optimizer, EMA and RNG states from ``path``; returns its step."""
+    tensors, meta = read_checkpoint(path)
     if meta.get("stage") != config.stage:
         raise FlowRVSError(f"checkpoint {path} is of stage {meta.get('stage')}, this run is stage {config.stage}")
     opt_meta = json.loads(meta["optimizer"])
     names = [n for n, _ in named]
     if opt_meta["param_names"] != names:
         raise FlowRVSError(f"checkpoint {path} trains other parameters than this run (another model or stage?)")
+    copy_weights(path, tensors, named, use_ema=False)
     with torch.no_grad():
-        for name, p in named:
-            src = tensors[f"model.{name}"]
-            if src.shape != p.shape:
-                raise FlowRVSError(f"checkpoint {path}: {name} has shape {tuple(src.shape)}, the model {tuple(p.shape)}")
-            p.copy_(src)
         if ema is not None:
             for name in names:
                 if f"ema.{name}" in tensors:
@@ -969,34 +984,16 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, use_ema: bool = T
     (the weights a stage does not train come from there). ``use_ema`` picks the EMA weights
     when the checkpoint holds them. Returns the folder, written atomically.
     """
-    from safetensors import safe_open
+    from .pipeline import DTYPES
 
     path = Path(checkpoint)
     if not path.is_file():
         raise FlowRVSError(f"no such checkpoint: {path}")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
-            meta = fh.metadata() or {}
-            prefixes = ("ema.", "model.") if use_ema else ("model.",)
-            keys = [k for k in fh.keys() if k.startswith(prefixes)]
-            tensors = {k: fh.get_tensor(k) for k in keys}
-    except Exception as err:  # safetensors raises its own error types
-        raise FlowRVSError(f"cannot read checkpoint {path}: {first_line(err)}") from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise FlowRVSError(f"{path} is not a flowrvs training checkpoint")
+    tensors, meta = read_checkpoint(path, ("ema.", "model.") if use_ema else ("model.",))
     config = config_from_dict(json.loads(meta["config"]))
-    from .pipeline import DTYPES
-
     pipe = load_model(config.model, config.seed, torch.device("cpu"), DTYPES[config.dtype])
     stage = STAGE_CLASSES[config.stage](config, pipe)
-    with torch.no_grad():
-        for name, p in stage.named_parameters():
-            src = tensors.get(f"ema.{name}" if use_ema else f"model.{name}", tensors.get(f"model.{name}"))
-            if src is None:
-                raise FlowRVSError(f"checkpoint {path} lacks {name} (another model or stage?)")
-            if src.shape != p.shape:
-                raise FlowRVSError(f"checkpoint {path}: {name} has shape {tuple(src.shape)}, the model {tuple(p.shape)}")
-            p.copy_(src)
+    copy_weights(path, tensors, stage.named_parameters(), use_ema)
     stage.export(Path(out))
     return Path(out)
 
