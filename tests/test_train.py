@@ -111,6 +111,7 @@ def test_defaults_follow_the_paper():
         ("flow.bbs_p=1.5", "flow.bbs_p"),
         ("data.size=[64]", "data.size"),
         ("data.datasets.3.root=x", "data.datasets"),
+        ("optim.decay_start=5000000", "optim.decay_start"),
     ],
 )
 def test_bad_keys_and_values_are_named(override, named):
@@ -279,7 +280,7 @@ def test_init_from_a_wan_style_folder(tmp_path, synth_root):
 
 
 # --------------------------------------------------------------------------- fast paths
-def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root):
+def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root, single_root):
     from flowrvs.data.mevis import MeViSDataset
     from flowrvs.latent_cache import LatentCache
 
@@ -317,6 +318,52 @@ def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root):
     assert files[0].stat().st_mtime_ns == mtime
     for step in (4, 5, 6):
         assert resumed[step] == pytest.approx(full[step], abs=1e-6, rel=0)
+    # adding a dataset (and reweighting the first) encodes only the new one
+    from flowrvs.train import DatasetConfig
+
+    two = make_config(tmp_path / "two", synth_root, "flow", overrides + ["optim.steps=1", "data.datasets.0.weight=2"])
+    two.data.datasets.append(DatasetConfig(type="mevis", root=str(single_root), split="train"))
+    train(two)
+    assert files[0].stat().st_mtime_ns == mtime
+    added = [f for f in (tmp_path / "cache").iterdir() if f != files[0]]
+    assert len(added) == 1
+    single = MeViSDataset(single_root, "train")
+    assert LatentCache.load(added[0]).sentence == [e.sentence for e in single.all_expressions()]
+
+
+def test_latent_caches_concatenate_with_their_groups():
+    from flowrvs.latent_cache import LatentCache
+
+    def cache(videos, per_video, tag):
+        c = LatentCache()
+        for v in range(videos):
+            c.video_mean.append(torch.full((16, 1, 2, 2), float(v)))
+            c.video_std.append(torch.ones(16, 1, 2, 2))
+            for e in range(per_video):
+                c.mask.append(torch.zeros(16, 1, 2, 2))
+                c.sentence.append(f"{tag}{v}.{e}")
+                c.video.append(v)
+                c.group.append(0)
+        return c
+
+    both = LatentCache.concat([cache(2, 1, "a"), cache(3, 2, "b")])
+    assert len(both) == 2 + 6 and len(both.video_mean) == 5
+    assert both.group == [0, 0] + [1] * 6
+    assert both.video == [0, 1, 2, 2, 3, 3, 4, 4]
+    batch = both.batch([7])  # the second dataset's last video, index 2 within it
+    assert batch["prompts"] == ["b2.1"] and torch.all(batch["z_video_mean"] == 2.0)
+
+
+def test_learning_rate_schedules():
+    from flowrvs.train import OptimConfig, lr_at
+
+    constant = OptimConfig(steps=100, lr=1.0, warmup_steps=10)
+    assert [lr_at(constant, s) for s in (1, 5, 10, 11, 100)] == pytest.approx([0.1, 0.5, 1.0, 1.0, 1.0])
+    cosine = OptimConfig(steps=110, lr=1.0, warmup_steps=10, schedule="cosine")
+    assert [lr_at(cosine, s) for s in (10, 60, 110)] == pytest.approx([1.0, 0.5, 0.0])
+    # decay_start: constant until then, then a cosine to zero at the last step
+    late = OptimConfig(steps=110, lr=1.0, warmup_steps=10, schedule="cosine", decay_start=90)
+    assert [lr_at(late, s) for s in (50, 90, 100, 110)] == pytest.approx([1.0, 1.0, 0.5, 0.0])
 
 
 def test_crops_and_measured_latent_stats(tmp_path, synth_root):

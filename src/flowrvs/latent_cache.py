@@ -5,6 +5,8 @@ flow stage it only ever sees the same clips again. The cache encodes one clip pe
 expression (frame indices drawn once from ``seed``), keeps the video posterior (normalised
 mean and std, so Start-Point Augmentation still draws a fresh start point each step) and the
 mask latent, and serves batches of them. Horizontal flips are not available in this mode.
+Each dataset of a run has its own cache file, so datasets can be added to a run without
+re-encoding the others.
 """
 
 from __future__ import annotations
@@ -38,6 +40,20 @@ class LatentCache:
 
     def __len__(self) -> int:
         return len(self.mask)
+
+    @classmethod
+    def concat(cls, caches: list["LatentCache"]) -> "LatentCache":
+        """One cache of ``caches`` in order; the expressions of ``caches[g]`` get ``group`` g."""
+        out = cls()
+        for group, cache in enumerate(caches):
+            offset = len(out.video_mean)
+            out.video_mean += cache.video_mean
+            out.video_std += cache.video_std
+            out.mask += cache.mask
+            out.sentence += cache.sentence
+            out.video += [offset + v for v in cache.video]
+            out.group += [group] * len(cache)
+        return out
 
     def batch(self, indices) -> dict:
         """A batch for :func:`flowrvs.objective.encode_batch` (``z_video_mean``, ``z_video_std``,
@@ -88,36 +104,31 @@ def cache_key(vae, settings: dict) -> str:
 
 
 @torch.no_grad()
-def build_latent_cache(pipe, datasets, num_frames: int, box, sampling: str, seed: int, progress=None) -> LatentCache:
-    """Encode one clip per expression of ``datasets`` (``[(ReferringVideoDataset, weight), ...]``).
+def build_latent_cache(pipe, dataset, num_frames: int, box, sampling: str, seed: int, progress=None) -> LatentCache:
+    """Encode one clip per expression of ``dataset`` (a ``ReferringVideoDataset``; ``group`` 0).
 
     Each video is read and VAE-encoded once for all its expressions, whose masks are encoded
-    together.
+    together. Video ``v``'s frame indices are drawn from ``(seed, v)``.
     """
     vae, device, dtype = pipe.vae, pipe.device, pipe.dtype
     cache = LatentCache()
-    total = sum(len(ds.videos()) for ds, _ in datasets)
-    bar = tqdm(total=total, desc="encode latents", unit="video", disable=None if progress is None else not progress)
-    for group, (dataset, _) in enumerate(datasets):
-        for v, video in enumerate(dataset.videos()):
-            rng = np.random.default_rng([seed, group, v])
-            indices = list(sample_clip_indices(len(dataset.frame_names(video)), num_frames, rng, sampling))
-            frames = dataset.load_frames(video, indices)
-            size = fit_size(frames.shape[1], frames.shape[2], tuple(box))
-            posterior = vae.encode(frames_to_tensor(frames, size).to(device, dtype)).latent_dist
-            shift, scale = latent_stats(vae, posterior.mean)
-            cache.video_mean.append(((posterior.mean - shift) / scale)[0].cpu())
-            cache.video_std.append((posterior.std / scale)[0].cpu())
-            expressions = list(dataset.expressions(video))
-            masks = [masks_to_tensor(dataset.load_mask(e, indices), size) for e in expressions]
-            latents = (  # all of a video's masks in one VAE call
-                encode_mask(vae, torch.cat(masks).to(device, dtype), pipe.config.mask_latent_normalized).cpu() if masks else []
-            )
-            for expression, latent in zip(expressions, latents):
-                cache.mask.append(latent)
-                cache.sentence.append(expression.sentence)
-                cache.video.append(len(cache.video_mean) - 1)
-                cache.group.append(group)
-            bar.update()
-    bar.close()
+    videos = list(dataset.videos())
+    for v, video in enumerate(tqdm(videos, desc="encode latents", unit="video", disable=None if progress is None else not progress)):
+        indices = list(sample_clip_indices(len(dataset.frame_names(video)), num_frames, np.random.default_rng([seed, v]), sampling))
+        frames = dataset.load_frames(video, indices)
+        size = fit_size(frames.shape[1], frames.shape[2], tuple(box))
+        posterior = vae.encode(frames_to_tensor(frames, size).to(device, dtype)).latent_dist
+        shift, scale = latent_stats(vae, posterior.mean)
+        cache.video_mean.append(((posterior.mean - shift) / scale)[0].cpu())
+        cache.video_std.append((posterior.std / scale)[0].cpu())
+        expressions = list(dataset.expressions(video))
+        masks = [masks_to_tensor(dataset.load_mask(e, indices), size) for e in expressions]
+        latents = (  # all of a video's masks in one VAE call
+            encode_mask(vae, torch.cat(masks).to(device, dtype), pipe.config.mask_latent_normalized).cpu() if masks else []
+        )
+        for expression, latent in zip(expressions, latents):
+            cache.mask.append(latent)
+            cache.sentence.append(expression.sentence)
+            cache.video.append(v)
+            cache.group.append(0)
     return cache

@@ -144,7 +144,11 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW; lr warms up linearly over ``warmup_steps`` then stays (constant) or decays (cosine)."""
+    """AdamW; lr warms up linearly over ``warmup_steps`` then stays (constant) or decays (cosine).
+
+    ``decay_start``: the cosine holds ``lr`` until this step, then decays to zero at ``steps``
+    (null: it decays from the end of warmup). It lets a resumed run anneal a constant-lr run.
+    """
 
     steps: int = 1000
     lr: float = 5e-5
@@ -155,6 +159,7 @@ class OptimConfig:
     batch_size: int = 1
     warmup_steps: int = 0
     schedule: str = "constant"
+    decay_start: int | None = None
 
 
 @dataclass
@@ -320,6 +325,7 @@ def validate_config(config: TrainConfig) -> TrainConfig:
         ("optim.grad_clip", config.optim.grad_clip >= 0),
         ("optim.batch_size", config.optim.batch_size >= 1),
         ("optim.warmup_steps", config.optim.warmup_steps >= 0),
+        ("optim.decay_start", config.optim.decay_start is None or 0 <= config.optim.decay_start < config.optim.steps),
         ("optim.eps", config.optim.eps > 0),
         ("optim.betas", all(0.0 <= b < 1.0 for b in config.optim.betas)),
         ("ema.decay", 0.0 <= config.ema.decay < 1.0),
@@ -710,18 +716,23 @@ class FlowStage(Stage):
 
         data = self.config.data
         clip_seed = self.config.seed if data.cache_seed is None else data.cache_seed
-        settings = {
-            "datasets": [dataclasses.asdict(ds) for ds in data.datasets],
-            "frames": data.num_frames, "size": list(data.size), "sampling": data.sampling,
-            "seed": clip_seed, "normalized": self.pipe.config.mask_latent_normalized,
-        }
-        path = Path(data.cache_dir or Path(self.config.output_dir) / "cache") / f"latents-{cache_key(self.pipe.vae, settings)}.safetensors"
-        if path.is_file():
-            cache = LatentCache.load(path)
-        else:
-            cache = build_latent_cache(self.pipe, build_datasets(self.config), data.num_frames, data.size,
-                                       data.sampling, clip_seed, self.config.progress)
-            cache.save(path)
+        folder = Path(data.cache_dir or Path(self.config.output_dir) / "cache")
+        caches = []
+        for spec, (dataset, _) in zip(data.datasets, build_datasets(self.config)):
+            # one file per dataset: adding a dataset or changing a weight re-encodes nothing
+            settings = {
+                "dataset": {k: v for k, v in dataclasses.asdict(spec).items() if k != "weight"},
+                "frames": data.num_frames, "size": list(data.size), "sampling": data.sampling,
+                "seed": clip_seed, "normalized": self.pipe.config.mask_latent_normalized,
+            }
+            path = folder / f"latents-{cache_key(self.pipe.vae, settings)}.safetensors"
+            if path.is_file():
+                caches.append(LatentCache.load(path))
+            else:
+                caches.append(build_latent_cache(self.pipe, dataset, data.num_frames, data.size,
+                                                 data.sampling, clip_seed, self.config.progress))
+                caches[-1].save(path)
+        cache = LatentCache.concat(caches)
         return self._cached_batches(cache, start_step, rank, world_size)
 
     def _cached_batches(self, cache, start_step, rank, world_size):
@@ -1021,8 +1032,8 @@ def lr_at(optim: OptimConfig, step: int) -> float:
     if optim.warmup_steps and step <= optim.warmup_steps:
         return optim.lr * step / optim.warmup_steps
     if optim.schedule == "cosine":
-        span = max(1, optim.steps - optim.warmup_steps)
-        progress = min(1.0, (step - optim.warmup_steps) / span)
+        start = max(optim.warmup_steps, optim.decay_start or 0)
+        progress = min(1.0, max(0, step - start) / max(1, optim.steps - start))
         return optim.lr * 0.5 * (1 + math.cos(math.pi * progress))
     return optim.lr
 
