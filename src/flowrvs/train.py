@@ -712,28 +712,38 @@ class FlowStage(Stage):
     def batches(self, start_step, rank=0, world_size=1):
         if not self.config.data.cache_latents:
             return super().batches(start_step, rank, world_size)
-        from .latent_cache import LatentCache, build_latent_cache, cache_key
+        from .latent_cache import LatentCache, build_latent_cache
 
         data = self.config.data
-        clip_seed = self.config.seed if data.cache_seed is None else data.cache_seed
-        folder = Path(data.cache_dir or Path(self.config.output_dir) / "cache")
         caches = []
         for spec, (dataset, _) in zip(data.datasets, build_datasets(self.config)):
-            # one file per dataset: adding a dataset or changing a weight re-encodes nothing
-            settings = {
-                "dataset": {k: v for k, v in dataclasses.asdict(spec).items() if k != "weight"},
-                "frames": data.num_frames, "size": list(data.size), "sampling": data.sampling,
-                "seed": clip_seed, "normalized": self.pipe.config.mask_latent_normalized,
-            }
-            path = folder / f"latents-{cache_key(self.pipe.vae, settings)}.safetensors"
+            path = self.cache_path(spec)
             if path.is_file():
                 caches.append(LatentCache.load(path))
             else:
                 caches.append(build_latent_cache(self.pipe, dataset, data.num_frames, data.size,
-                                                 data.sampling, clip_seed, self.config.progress))
+                                                 data.sampling, self.cache_seed, self.config.progress))
                 caches[-1].save(path)
         cache = LatentCache.concat(caches)
         return self._cached_batches(cache, start_step, rank, world_size)
+
+    @property
+    def cache_seed(self) -> int:
+        return self.config.seed if self.config.data.cache_seed is None else self.config.data.cache_seed
+
+    def cache_path(self, spec: DatasetConfig) -> Path:
+        """The latent cache file of one dataset: one file per dataset, named by everything that
+        changes its content (not its weight), so adding a dataset re-encodes nothing else."""
+        from .latent_cache import cache_key
+
+        data = self.config.data
+        settings = {
+            "dataset": {k: v for k, v in dataclasses.asdict(spec).items() if k != "weight"},
+            "frames": data.num_frames, "size": list(data.size), "sampling": data.sampling,
+            "seed": self.cache_seed, "normalized": self.pipe.config.mask_latent_normalized,
+        }
+        folder = Path(data.cache_dir or Path(self.config.output_dir) / "cache")
+        return folder / f"latents-{cache_key(self.pipe.vae, settings)}.safetensors"
 
     def _cached_batches(self, cache, start_step, rank, world_size):
         weights = np.array([ds.weight for ds in self.config.data.datasets], dtype=float)[cache.group]
