@@ -1,0 +1,19 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowrvs.synth import generate_video, video_rng, write_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from score_by_kind import kinds_of_split  # noqa: E402
+
+
+def test_kinds_are_the_generators_and_a_wrong_seed_fails(tmp_path):
+    write_split(tmp_path, "valid_u", videos=3, frames=5, size=(32, 48), seed=4, progress=False)
+    kinds = kinds_of_split(tmp_path, "valid_u", 4)
+    for i in range(3):
+        video = generate_video(video_rng(4, i), 5, (32, 48))
+        assert [kinds[(f"synth_4_{i:04d}", str(k))] for k in range(len(video.kinds))] == video.kinds
+    with pytest.raises(SystemExit, match="seed 5 gives"):
+        kinds_of_split(tmp_path, "valid_u", 5)
