@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -25,17 +24,16 @@ def kinds_of_split(root: Path, split: str, seed: int) -> dict[tuple[str, str], s
     from flowrvs.data.mevis import MeViSDataset
 
     dataset = MeViSDataset(root, split)
-    meta = json.loads((root / split / "meta_expressions.json").read_text())["videos"]
     out = {}
-    for video, entry in meta.items():
+    for video in dataset.videos():
         index = int(video.rsplit("_", 1)[1])
         frames = dataset.load_frames(video, [0])
-        synth = generate_video(video_rng(seed, index), len(entry["frames"]), tuple(frames.shape[1:3]))
-        for exp_id, expression in entry["expressions"].items():
-            sentence, _ = synth.expressions[int(exp_id)]
-            if sentence != expression["exp"]:
-                sys.exit(f"error: {video} expression {exp_id} is {expression['exp']!r}, seed {seed} gives {sentence!r}")
-            out[(video, exp_id)] = synth.kinds[int(exp_id)]
+        synth = generate_video(video_rng(seed, index), len(dataset.frame_names(video)), tuple(frames.shape[1:3]))
+        for expression in dataset.expressions(video):
+            sentence, _ = synth.expressions[int(expression.exp_id)]
+            if sentence != expression.sentence:
+                sys.exit(f"error: {video} expression {expression.exp_id} is {expression.sentence!r}, seed {seed} gives {sentence!r}")
+            out[(video, expression.exp_id)] = synth.kinds[int(expression.exp_id)]
     return out
 
 
