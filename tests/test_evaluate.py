@@ -185,6 +185,23 @@ def test_other_run_in_same_out_is_refused(full_run, model_dir, mevis_root, capsy
     assert "mask_threshold None there, -1.0 now" in capsys.readouterr().err
 
 
+def test_model_edited_in_place_is_refused(model_dir, mevis_root, tmp_path, capsys):
+    """Same folder, changed contents (a re-tuned threshold): the old predictions are not reused."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    out = tmp_path / "out"
+    assert main(evaluate_args("mevis", mevis_root, out, model, "--limit", 1, split="valid_u")) == 0
+    index = model / "model_index.json"
+    config = json.loads(index.read_text())
+    config["mask_threshold"] = -2.0
+    index.write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(evaluate_args("mevis", mevis_root, out, model, "--limit", 1, split="valid_u")) == 2
+    assert "model_files" in capsys.readouterr().err
+
+
 def test_out_inside_root_is_refused(model_dir, mevis_root, capsys):
     assert main(evaluate_args("mevis", mevis_root, mevis_root / "preds", model_dir, split="valid_u")) == 2
     assert "inside the dataset root" in capsys.readouterr().err

@@ -22,8 +22,8 @@ Layouts under ``out`` (0/255 PNGs named after the dataset's frame names, at the 
   expression of that set), the layout of the DAVIS-2017 evaluation toolkit
   (``--task unsupervised --results_path out/official/anno_<i>``). No zip (there is no server).
 
-Plus ``evaluate.json`` (what produced the predictions; a later run with another model or split into
-the same ``out`` is refused) and, for a split with masks, ``metrics.json``/``metrics.csv`` in the
+Plus ``evaluate.json`` (what produced the predictions; a later run into the same ``out`` with another
+model, a model folder whose files changed since, another split or other settings is refused) and, for a split with masks, ``metrics.json``/``metrics.csv`` in the
 format of ``flowrvs score`` (Ref-DAVIS: ``official/`` scored as the toolkit's unsupervised task per
 annotator set, sets averaged, per-set and per-object numbers under ``annotator_sets``; see
 :func:`flowrvs.scoring.score_davis_split`). Nothing under the dataset root is written.
@@ -340,12 +340,14 @@ def score_predictions(dataset_name: str, dataset: ReferringVideoDataset, layout:
     return score_split(view, layout.video_root, progress=progress, dataset_name=dataset_name)
 
 
-def _run_record(dataset_name, dataset, root, split, model, num_steps, size, mask_threshold=None) -> dict:
+def _run_record(dataset_name, dataset, root, split, model, num_steps, size, mask_threshold=None,
+                model_files=None) -> dict:
     return {
         "dataset": dataset_name,
         "split": split,
         "root": str(Path(root).resolve()),
         "model": str(model),
+        "model_files": model_files,
         "steps": num_steps,
         "size": list(size) if size else None,
         "mask_threshold": mask_threshold,
@@ -363,7 +365,8 @@ def _check_run_record(out: Path, record: dict, info: DistInfo) -> None:
         except (OSError, ValueError):
             old = None
         if isinstance(old, dict):
-            diff = [k for k in ("dataset", "split", "model", "steps", "size", "mask_threshold") if old.get(k) != record[k]]
+            diff = [k for k in ("dataset", "split", "model", "model_files", "steps", "size", "mask_threshold")
+                    if old.get(k) != record[k]]
             if diff:
                 what = "; ".join(f"{k} {old.get(k)!r} there, {record[k]!r} now" for k in diff)
                 raise FlowRVSError(f"{out} holds predictions of another run ({what}); use another --out")
@@ -392,6 +395,7 @@ def evaluate(
     out,
     *,
     model_id: str = "",
+    model_files: str | None = None,
     num_steps: int | None = None,
     mask_threshold: float | None = None,
     size: tuple[int, int] | None = None,
@@ -404,7 +408,8 @@ def evaluate(
     """Predict, package and score one split (see the module docstring).
 
     ``get_pipe()`` returns the :class:`~flowrvs.pipeline.FlowRVSPipeline` (called only when there
-    is work). ``info`` says which shard this process runs (default: one process); a process group
+    is work). ``model_id`` names the model and ``model_files`` fingerprints its folder
+    (:func:`~flowrvs.pipeline.model_fingerprint`); both go into the run record. ``info`` says which shard this process runs (default: one process); a process group
     must already be up when ``info.world > 1``.
     """
     info = info or DistInfo()
@@ -431,7 +436,8 @@ def evaluate(
         raise FlowRVSError(f"{dataset_name} split {split} under {root} has no videos")
     layout = Layout(dataset_name, out, dataset)
     out.mkdir(parents=True, exist_ok=True)
-    _check_run_record(out, _run_record(dataset_name, dataset, root, split, model_id, num_steps, size, mask_threshold), info)
+    _check_run_record(out, _run_record(dataset_name, dataset, root, split, model_id, num_steps, size, mask_threshold,
+                                        model_files), info)
 
     mine = videos[info.rank :: info.world]
     stats = predict_videos(get_pipe, dataset, layout, mine, num_steps=num_steps, mask_threshold=mask_threshold, size=size,

@@ -142,6 +142,26 @@ def resolve_model_dir(model: str | Path) -> Path:
     return path
 
 
+def model_fingerprint(folder: str | Path, content_limit: int = 64 << 20) -> str:
+    """A short hash that changes when any file of a model folder changes.
+
+    Files up to ``content_limit`` bytes (configs, a small model's weights) are hashed by content;
+    larger ones by size and modification time, so a multi-GB model is not read just to name it.
+    """
+    import hashlib
+
+    folder = Path(folder)
+    digest = hashlib.sha1()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{stat.st_size}\0".encode())
+        if stat.st_size <= content_limit:
+            digest.update(path.read_bytes())
+        else:
+            digest.update(str(stat.st_mtime_ns).encode())
+    return digest.hexdigest()[:16]
+
+
 def write_model_index(folder: Path, config: FlowRVSConfig) -> None:
     """Write ``model_index.json``: the class name, our version and the :class:`FlowRVSConfig`."""
     index = {"_class_name": "FlowRVSPipeline", "_flowrvs_version": __version__, **config.to_dict()}

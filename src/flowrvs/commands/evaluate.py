@@ -56,7 +56,7 @@ def _init_distributed(info, args) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import dist_info, evaluate
-    from ..pipeline import resolve_model_dir
+    from ..pipeline import model_fingerprint, resolve_model_dir
     from ..scoring import summary_line
     from .common import load_pipeline
 
@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             args.split,
             args.out,
             model_id=str(model_dir.resolve()),
+            model_files=model_fingerprint(model_dir),
             num_steps=args.steps,
             mask_threshold=args.mask_threshold,
             size=size,
