@@ -23,9 +23,10 @@ Layouts under ``out`` (0/255 PNGs named after the dataset's frame names, at the 
   (``--task unsupervised --results_path out/official/anno_<i>``). No zip (there is no server).
 
 Plus ``evaluate.json`` (what produced the predictions; a later run into the same ``out`` with another
-model, a model folder whose files changed since, another split or other settings is refused) and, for a split with masks, ``metrics.json``/``metrics.csv`` in the
-format of ``flowrvs score`` (Ref-DAVIS: ``official/`` scored as the toolkit's unsupervised task per
-annotator set, sets averaged, per-set and per-object numbers under ``annotator_sets``; see
+model, a model folder whose files changed since, another split or other settings is refused) and,
+for a split with masks, ``metrics.json``/``metrics.csv`` in the format of ``flowrvs score``
+(Ref-DAVIS: ``official/`` scored as the toolkit's unsupervised task per annotator set, sets
+averaged, per-set and per-object numbers under ``annotator_sets``; see
 :func:`flowrvs.scoring.score_davis_split`). Nothing under the dataset root is written.
 
 Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) a gloo process group is started, rank ``r``
@@ -340,7 +341,7 @@ def score_predictions(dataset_name: str, dataset: ReferringVideoDataset, layout:
     return score_split(view, layout.video_root, progress=progress, dataset_name=dataset_name)
 
 
-def _run_record(dataset_name, dataset, root, split, model, num_steps, size, mask_threshold=None,
+def _run_record(dataset_name, root, split, model, num_steps, size, mask_threshold=None,
                 model_files=None) -> dict:
     return {
         "dataset": dataset_name,
@@ -409,8 +410,9 @@ def evaluate(
 
     ``get_pipe()`` returns the :class:`~flowrvs.pipeline.FlowRVSPipeline` (called only when there
     is work). ``model_id`` names the model and ``model_files`` fingerprints its folder
-    (:func:`~flowrvs.pipeline.model_fingerprint`); both go into the run record. ``info`` says which shard this process runs (default: one process); a process group
-    must already be up when ``info.world > 1``.
+    (:func:`~flowrvs.pipeline.model_fingerprint`); both go into the run record. ``info`` says which
+    shard this process runs (default: one process); a process group must already be up when
+    ``info.world > 1``.
     """
     info = info or DistInfo()
     dataset_name = dataset_name.lower()
@@ -436,7 +438,7 @@ def evaluate(
         raise FlowRVSError(f"{dataset_name} split {split} under {root} has no videos")
     layout = Layout(dataset_name, out, dataset)
     out.mkdir(parents=True, exist_ok=True)
-    _check_run_record(out, _run_record(dataset_name, dataset, root, split, model_id, num_steps, size, mask_threshold,
+    _check_run_record(out, _run_record(dataset_name, root, split, model_id, num_steps, size, mask_threshold,
                                         model_files), info)
 
     mine = videos[info.rank :: info.world]
