@@ -285,26 +285,34 @@ def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root, single
     from flowrvs.latent_cache import LatentCache
 
     overrides = ["optim.steps=6", "checkpoint_every=3", "keep_last=0", "data.cache_latents=true",
-                 f"data.cache_dir={tmp_path / 'cache'}", "optim.batch_size=2"]
+                 f"data.cache_dir={tmp_path / 'cache'}", "optim.batch_size=2", "data.cache_dtype=float32"]
     full = train(make_config(tmp_path / "full", synth_root, "flow", overrides)).losses
     files = list((tmp_path / "cache").iterdir())
     assert len(files) == 1
     cache = LatentCache.load(files[0])
     dataset = MeViSDataset(synth_root, "train")
-    assert len(cache) == len(dataset.all_expressions())
-    assert cache.sentence == [e.sentence for e in dataset.all_expressions()]
+    expressions = dataset.all_expressions()
+    assert len(cache) == len(expressions)
+    assert cache.sentence == [e.sentence for e in expressions]
     assert cache.mask[0].shape == (16, 2, H // 8, W // 8) and torch.all(cache.video_std[0] > 0)
-    # a video's masks, encoded together, equal each mask encoded alone (the clip is the whole video)
-    from flowrvs.frames import masks_to_tensor
-    from flowrvs.models.vae import encode_mask
+    # the clips, encoded together, equal each clip encoded alone (a clip is the whole video)
+    from flowrvs.frames import frames_to_tensor, masks_to_tensor
+    from flowrvs.models.vae import encode_mask, encode_video
     from flowrvs.train import load_model
 
     vae = load_model(make_config(tmp_path / "x", synth_root).model, 0, torch.device("cpu"), torch.float32).vae
-    first = [i for i, v in enumerate(cache.video) if v == 0]
-    assert len(first) > 1
-    for i in first:
-        alone = encode_mask(vae, masks_to_tensor(dataset.load_mask(dataset.all_expressions()[i], range(T)), (H, W)))
-        assert torch.allclose(cache.mask[i], alone[0], atol=1e-5), i
+    for v, video in enumerate(dataset.videos()):
+        alone = encode_video(vae, frames_to_tensor(dataset.load_frames(video, range(T)), (H, W)))
+        assert torch.allclose(cache.video_mean[v], alone[0], atol=1e-5), v
+    objects = [tuple(sorted(e.anno_ids)) for e in expressions]
+    for i, expression in enumerate(expressions):
+        alone = encode_mask(vae, masks_to_tensor(dataset.load_mask(expression, range(T)), (H, W)))
+        assert torch.allclose(cache.mask[cache.mask_index[i]], alone[0], atol=1e-5), i
+    # expressions of one video that name the same objects share one mask latent
+    pairs = [(i, j) for i in range(len(expressions)) for j in range(i)
+             if cache.video[i] == cache.video[j] and objects[i] == objects[j]]
+    assert pairs and all(cache.mask_index[i] == cache.mask_index[j] for i, j in pairs)
+    assert len(cache.mask) <= len({(cache.video[i], objects[i]) for i in range(len(expressions))})
     # a second run reuses the file; an interrupted one resumes exactly
     mtime = files[0].stat().st_mtime_ns
 
@@ -340,7 +348,8 @@ def test_latent_caches_concatenate_with_their_groups():
             c.video_mean.append(torch.full((16, 1, 2, 2), float(v)))
             c.video_std.append(torch.ones(16, 1, 2, 2))
             for e in range(per_video):
-                c.mask.append(torch.zeros(16, 1, 2, 2))
+                c.mask_index.append(len(c.mask))
+                c.mask.append(torch.full((16, 1, 2, 2), float(e)))
                 c.sentence.append(f"{tag}{v}.{e}")
                 c.video.append(v)
                 c.group.append(0)
@@ -352,6 +361,39 @@ def test_latent_caches_concatenate_with_their_groups():
     assert both.video == [0, 1, 2, 2, 3, 3, 4, 4]
     batch = both.batch([7])  # the second dataset's last video, index 2 within it
     assert batch["prompts"] == ["b2.1"] and torch.all(batch["z_video_mean"] == 2.0)
+    assert both.mask_index == list(range(8)) and torch.all(batch["z_mask"] == 1.0)
+
+
+def test_latent_cache_precision_and_files_of_older_versions(tmp_path, synth_root):
+    from safetensors.torch import save_file
+
+    from flowrvs.latent_cache import LatentCache
+
+    base = ["optim.steps=1", "data.cache_latents=true", f"data.cache_dir={tmp_path / 'cache'}"]
+    # the default keeps latents in bfloat16, on disk too
+    train(make_config(tmp_path / "bf16", synth_root, "flow", base))
+    (bf16,) = (tmp_path / "cache").iterdir()
+    assert bf16.name.endswith("-bfloat16.safetensors")
+    half = LatentCache.load(bf16)
+    assert half.mask[0].dtype == torch.bfloat16 and half.video_mean[0].dtype == torch.bfloat16
+    # a float32 cache of the same data is written under the old name and serves a bfloat16 run
+    train(make_config(tmp_path / "f32", synth_root, "flow", base + ["data.cache_dtype=float32"]))
+    (f32,) = [f for f in (tmp_path / "cache").iterdir() if f != bf16]
+    assert f32.name == bf16.name.replace("-bfloat16", "")
+    full = LatentCache.load(f32)
+    assert full.sentence == half.sentence and full.mask_index == half.mask_index
+    assert torch.equal(full.mask[0].bfloat16(), half.mask[0])
+    bf16.unlink()
+    train(make_config(tmp_path / "again", synth_root, "flow", base))
+    assert sorted((tmp_path / "cache").iterdir()) == [f32]
+    # a file of an older version holds one mask latent per expression: equal ones are merged on load
+    old = {f"video.{v}.{k}": getattr(full, f"video_{k}")[v] for v in range(len(full.video_mean)) for k in ("mean", "std")}
+    old.update({f"mask.{i}": full.mask[m].clone() for i, m in enumerate(full.mask_index)})
+    meta = {key: json.dumps(getattr(full, key)) for key in ("sentence", "video", "group")}
+    save_file(old, str(tmp_path / "old.safetensors"), metadata=meta)
+    merged = LatentCache.load(tmp_path / "old.safetensors", torch.bfloat16)
+    assert merged.mask_index == full.mask_index and len(merged.mask) == len(full.mask) < len(full)
+    assert merged.mask[0].dtype == torch.bfloat16
 
 
 def test_learning_rate_schedules():

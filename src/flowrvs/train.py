@@ -108,7 +108,8 @@ class DataConfig:
     and train on those latents (SPA still draws a fresh start point each step; no flips),
     stored under ``cache_dir`` (default ``output_dir/cache``) and reused by any run with the
     same data settings and VAE weights; ``cache_seed`` (default ``seed``) draws the cached clips,
-    so runs of different seeds can share one cache."""
+    so runs of different seeds can share one cache; ``cache_dtype`` is the precision the cached
+    latents are kept in, in memory and on disk (a float32 cache also serves bfloat16 runs)."""
 
     datasets: list[DatasetConfig] = field(default_factory=list)
     num_frames: int = 17
@@ -120,6 +121,7 @@ class DataConfig:
     cache_latents: bool = False
     cache_dir: str | None = None
     cache_seed: int | None = None
+    cache_dtype: str = "bfloat16"
 
 
 @dataclass
@@ -291,6 +293,7 @@ def validate_config(config: TrainConfig) -> TrainConfig:
     """Range and choice checks; a FlowRVSError names the offending key."""
     _choice(config.stage, STAGES, "stage")
     _choice(config.dtype, ("float32", "bfloat16", "float16"), "dtype")
+    _choice(config.data.cache_dtype, ("float32", "bfloat16", "float16"), "data.cache_dtype")
     if config.amp is not None:
         _choice(config.amp, ("bfloat16",), "amp")
     _choice(config.model.vocabulary, VOCABULARIES, "model.vocabulary")
@@ -715,15 +718,17 @@ class FlowStage(Stage):
         from .latent_cache import LatentCache, build_latent_cache
 
         data = self.config.data
+        dtype = getattr(torch, data.cache_dtype)
         caches = []
         for spec, (dataset, _) in zip(data.datasets, build_datasets(self.config)):
-            path = self.cache_path(spec)
-            if path.is_file():
-                caches.append(LatentCache.load(path))
+            paths = self.cache_paths(spec)
+            path = next((p for p in paths if p.is_file()), None)
+            if path is not None:
+                caches.append(LatentCache.load(path, dtype))
             else:
                 caches.append(build_latent_cache(self.pipe, dataset, data.num_frames, data.size,
-                                                 data.sampling, self.cache_seed, self.config.progress))
-                caches[-1].save(path)
+                                                 data.sampling, self.cache_seed, self.config.progress, dtype))
+                caches[-1].save(paths[0])
         cache = LatentCache.concat(caches)
         return self._cached_batches(cache, start_step, rank, world_size)
 
@@ -731,9 +736,10 @@ class FlowStage(Stage):
     def cache_seed(self) -> int:
         return self.config.seed if self.config.data.cache_seed is None else self.config.data.cache_seed
 
-    def cache_path(self, spec: DatasetConfig) -> Path:
-        """The latent cache file of one dataset: one file per dataset, named by everything that
-        changes its content (not its weight), so adding a dataset re-encodes nothing else."""
+    def cache_paths(self, spec: DatasetConfig) -> list[Path]:
+        """The latent cache file of one dataset, then any file of higher precision that may
+        stand in for it: one file per dataset, named by everything that changes its content
+        (not its weight), so adding a dataset re-encodes nothing else."""
         from .latent_cache import cache_key
 
         data = self.config.data
@@ -743,7 +749,9 @@ class FlowStage(Stage):
             "seed": self.cache_seed, "normalized": self.pipe.config.mask_latent_normalized,
         }
         folder = Path(data.cache_dir or Path(self.config.output_dir) / "cache")
-        return folder / f"latents-{cache_key(self.pipe.vae, settings)}.safetensors"
+        stem = f"latents-{cache_key(self.pipe.vae, settings)}"
+        float32 = folder / f"{stem}.safetensors"  # the name caches had before cache_dtype existed
+        return [float32] if data.cache_dtype == "float32" else [folder / f"{stem}-{data.cache_dtype}.safetensors", float32]
 
     def _cached_batches(self, cache, start_step, rank, world_size):
         weights = np.array([ds.weight for ds in self.config.data.datasets], dtype=float)[cache.group]
