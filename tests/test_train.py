@@ -167,6 +167,16 @@ def test_resume_is_exact(tmp_path, synth_root):
     assert len(set(full.values())) == 6  # the steps really differ (data, times, SPA noise)
     for step in (4, 5, 6):
         assert resumed[step] == pytest.approx(full[step], abs=1e-6, rel=0)
+    # stop_at ends a run early on the same lr schedule; resumed without it, the run goes on exactly
+    part = train(make_config(tmp_path / "part", synth_root, "flow", overrides + ["stop_at=4"]))
+    assert part.step == 4 and sorted(part.losses) == [1, 2, 3, 4] and (part.model_dir / "model_index.json").is_file()
+    assert [s for s, _ in list_checkpoints(tmp_path / "part")] == [3, 4]
+    for step in (1, 2, 3, 4):
+        assert part.losses[step] == pytest.approx(full[step], abs=1e-6, rel=0)
+    with pytest.raises(FlowRVSError, match="past stop_at=3"):
+        train(make_config(tmp_path / "part", synth_root, "flow", overrides + ["stop_at=3", "resume=true"]))
+    rest = train(make_config(tmp_path / "part", synth_root, "flow", overrides + ["resume=true"])).losses
+    assert rest[5] == pytest.approx(full[5], abs=1e-6, rel=0) and rest[6] == pytest.approx(full[6], abs=1e-6, rel=0)
     a, _ = _read(tmp_path / "full" / "checkpoints" / "step-00000006.safetensors")
     b, _ = _read(tmp_path / "cut" / "checkpoints" / "step-00000006.safetensors")
     assert a.keys() == b.keys()

@@ -180,7 +180,10 @@ class TrainConfig:
     """Everything a training run reads (``flowrvs train CONFIG.yaml key=value ...``).
 
     device: null = cuda when available. dtype: weights (float32 | bfloat16). amp: null or
-    bfloat16 (autocast). progress: null = a bar only on a terminal.
+    bfloat16 (autocast). progress: null = a bar only on a terminal. stop_at: end this
+    invocation after that step, with a checkpoint and the model folder written there, while
+    the lr schedule still runs to ``optim.steps`` (a job with a time limit, or a run resumed
+    later on more data, keeps its schedule).
     """
 
     output_dir: str = "runs/train"
@@ -194,6 +197,7 @@ class TrainConfig:
     log_every: int = 10
     keep_last: int = 3
     progress: bool | None = None
+    stop_at: int | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
@@ -335,6 +339,7 @@ def validate_config(config: TrainConfig) -> TrainConfig:
         ("checkpoint_every", config.checkpoint_every >= 1),
         ("log_every", config.log_every >= 1),
         ("keep_last", config.keep_last >= 0),
+        ("stop_at", config.stop_at is None or 1 <= config.stop_at <= config.optim.steps),
         ("losses.kl_weight", config.losses.kl_weight >= 0),
         ("losses.bce_weight", config.losses.bce_weight >= 0),
         ("losses.dice_weight", config.losses.dice_weight >= 0),
@@ -1119,6 +1124,8 @@ def train(
         last_checkpoint = checkpoints[-1][1]
         if start > config.optim.steps:
             raise FlowRVSError(f"checkpoint is at step {start}, past optim.steps={config.optim.steps}")
+        if config.stop_at is not None and start > config.stop_at:
+            raise FlowRVSError(f"checkpoint is at step {start}, past stop_at={config.stop_at}")
     for group in optimizer.param_groups:  # the config's hyper-parameters win over a checkpoint's
         group.update(weight_decay=config.optim.weight_decay, betas=tuple(config.optim.betas), eps=config.optim.eps)
 
@@ -1133,7 +1140,8 @@ def train(
         _log(log_path, f"# stage={config.stage} start_step={start} steps={config.optim.steps} "
                        f"device={device.type} dtype={str(dtype).replace('torch.', '')} trainable={sum(p.numel() for _, p in named)}")
 
-    batches = stage.batches(start, rank, world_size) if start < config.optim.steps else iter(())
+    end = config.optim.steps if config.stop_at is None else config.stop_at
+    batches = stage.batches(start, rank, world_size) if start < end else iter(())
     amp = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16)
         if config.amp == "bfloat16"
@@ -1143,14 +1151,14 @@ def train(
     losses: dict[int, float] = {}
     window: list[float] = []
     bar = tqdm(
-        total=config.optim.steps,
+        total=end,
         initial=start,
         desc=f"train {config.stage}",
         unit="step",
         disable=(not main_process) or (None if config.progress is None else not config.progress),
     )
     try:
-        for step in range(start + 1, config.optim.steps + 1):
+        for step in range(start + 1, end + 1):
             batch = next(batches)
             seed = step_seed(config.seed, step, rank)
             _seed_everything(seed)
@@ -1177,11 +1185,11 @@ def train(
             window.append(value)
             bar.update()
             bar.set_postfix(loss=f"{value:.4g}", lr=f"{lr:.2g}")
-            if main_process and (step % config.log_every == 0 or step == config.optim.steps):
+            if main_process and (step % config.log_every == 0 or step == end):
                 _log(log_path, f"step={step} loss={sum(window) / len(window):.6g} lr={lr:.3e} "
                                f"seconds={time.perf_counter() - started:.2f}")
                 window = []
-            if main_process and (step % config.checkpoint_every == 0 or step == config.optim.steps):
+            if main_process and (step % config.checkpoint_every == 0 or step == end):
                 last_checkpoint = out / "checkpoints" / f"step-{step:08d}.safetensors"
                 save_checkpoint(last_checkpoint, step, config, named, optimizer, ema)
                 if config.keep_last:
@@ -1200,7 +1208,7 @@ def train(
                        f"seconds={time.perf_counter() - started:.2f}")
     return TrainResult(
         stage=config.stage,
-        step=config.optim.steps,
+        step=end,
         losses=losses,
         model_dir=model_dir,
         checkpoint=last_checkpoint,
