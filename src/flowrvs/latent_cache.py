@@ -160,6 +160,12 @@ def build_latent_cache(
     videos = list(dataset.videos())
     pending: list[_Clip] = []
     with tqdm(total=len(videos), desc="encode latents", unit="video", disable=None if progress is None else not progress) as bar:
+
+        def flush() -> None:
+            _encode_clips(pipe, pending, cache, dtype)
+            bar.update(len(pending))
+            pending.clear()
+
         for v, video in enumerate(videos):
             indices = list(sample_clip_indices(len(dataset.frame_names(video)), num_frames, np.random.default_rng([seed, v]), sampling))
             frames = dataset.load_frames(video, indices)
@@ -169,17 +175,12 @@ def build_latent_cache(
             clip = _Clip(frames_to_tensor(frames, size), torch.stack(masks) if masks else None, mask_index,
                          [e.sentence for e in expressions])
             if pending and pending[0].frames.shape != clip.frames.shape:
-                _encode_clips(pipe, pending, cache, dtype)
-                bar.update(len(pending))
-                pending = []
+                flush()
             pending.append(clip)
             if len(pending) == ENCODE_BATCH:
-                _encode_clips(pipe, pending, cache, dtype)
-                bar.update(len(pending))
-                pending = []
+                flush()
         if pending:
-            _encode_clips(pipe, pending, cache, dtype)
-            bar.update(len(pending))
+            flush()
     return cache
 
 

@@ -104,7 +104,7 @@ class DataConfig:
     """Clips: ``num_frames`` frames (padded to 4k+1), resized into the ``size`` box (short, long),
     flipped with ``hflip_p``; frame indices by ``sampling`` (local | global | mixed).
     ``crop``: the VAE stages train on random ``(h, w)`` pixel windows (multiples of 8).
-    ``cache_latents`` (flow stage): encode one fixed clip per expression once, before training,
+    ``cache_latents`` (flow stage): encode one fixed clip per video once, before training,
     and train on those latents (SPA still draws a fresh start point each step; no flips),
     stored under ``cache_dir`` (default ``output_dir/cache``) and reused by any run with the
     same data settings and VAE weights; ``cache_seed`` (default ``seed``) draws the cached clips,
