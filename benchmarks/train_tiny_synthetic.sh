@@ -48,6 +48,7 @@ flowrvs synth "$WORK/data-seed8" --videos 3600 --seed 8 --split-name train --qui
 flowrvs synth "$WORK/data-vae" --videos 300 --seed 0 --split-name train --quiet
 
 COMMON=(progress=false)
+F32=(data.cache_dtype=float32)  # phases 1-6 (see above)
 # the VAE stages train on flipped random 64x64 crops of the video (no latent cache)
 VAE_DATA=(data.crop=[64,64] data.hflip_p=0.5 data.cache_latents=false optim.warmup_steps=100 ema.enabled=false)
 # 1. a stand-in for Wan's pretrained VAE: the small VAE as an RGB (+ mask image) autoencoder
@@ -58,11 +59,10 @@ flowrvs train "$CONFIG" stage=mask_decoder output_dir="$WORK/dec" model.init="$W
     optim.steps=600 optim.lr=5e-4 optim.batch_size=4
 # 3. the flow stage (DiT + text encoder) on cached latents, with the config's own settings
 flowrvs train "$CONFIG" stage=flow output_dir="$WORK/flow-600" model.init="$WORK/dec/model" data.datasets.0.root="$DATA" "${COMMON[@]}" \
-    optim.steps="$PHASE1_STEPS" data.cache_dtype=float32
+    optim.steps="$PHASE1_STEPS" "${F32[@]}"
 mkdir -p "$WORK/flow/checkpoints"
 cp "$WORK/flow-600/checkpoints/step-$(printf %08d "$PHASE1_STEPS").safetensors" "$WORK/flow/checkpoints/"
 FLOW=(stage=flow output_dir="$WORK/flow" model.init="$WORK/dec/model" data.cache_dir="$WORK/cache" resume=true "${COMMON[@]}")
-F32=(data.cache_dtype=float32)
 flowrvs train "$CONFIG" "${FLOW[@]}" "${F32[@]}" data.datasets.0.root="$WORK/data-1800" optim.steps="$PHASE2_STEPS"
 # phase 3 reuses phase 2's cache file of data-1800 (one file per dataset) and encodes only data-seed5
 SETS5400="{type: mevis, root: $WORK/data-1800, split: train}, {type: mevis, root: $WORK/data-seed5, split: train}"
