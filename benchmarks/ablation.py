@@ -2,14 +2,17 @@
 
 Trains the flow stage of the same small model under each variant and seed, starting from one
 shared mask-decoder model (its VAE is frozen in the flow stage, so every variant sees the
-same latents; the text encoder trains with the DiT as the config says), evaluates each run on a held-out split at 1 and 4 Euler steps,
-and writes ``OUT/ablation.json`` and a markdown table ``OUT/ablation.md``.
+same latents; the text encoder trains with the DiT as the config says). Each run is then
+evaluated on a held-out split at 1 and 4 Euler steps and diagnosed (``diagnose.py``: its
+one-step error at t = 1 and how much its output depends on the sentence). Writes
+``OUT/ablation.json`` and a markdown table ``OUT/ablation.md``.
 
-    flowrvs synth data/synth --videos 300 --seed 0                         # train
+    flowrvs synth data/synth --videos 1800 --seed 0                        # train
     flowrvs synth data/synth --videos 50 --seed 1 --split-name valid_u    # held out
-    python benchmarks/ablation.py --data data/synth --decoder runs/tiny/dec/model --out runs/ablation
+    python benchmarks/ablation.py --data data/synth --decoder runs/tiny/dec/model --out runs/ablation \
+        --steps 4000 --size 48 80 --eval-videos 50
 
-Jobs run ``--jobs`` at a time, each on one CPU thread.
+Jobs run ``--jobs`` at a time, each on one CPU thread; a rerun skips what is already done.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -60,49 +64,67 @@ def train_command(args, run_dir: Path, seed: int, steps: int, overrides: list[st
 
 def build_cache(args) -> None:
     """One 1-step run on every thread writes the latent cache that all jobs then share."""
-    run(train_command(args, args.out / "runs" / "cache-warmup", 0, 1, []), args.out / "logs" / "cache.log",
-        threads=os.cpu_count() or 1)
+    warmup = args.out / "runs" / "cache-warmup"
+    if not (warmup / "model" / "model_index.json").is_file():
+        run(train_command(args, warmup, 0, 1, []), args.out / "logs" / "cache.log", threads=os.cpu_count() or 1)
+
+
+def train_seconds(run_dir: Path) -> float | None:
+    """The run's training time, from the last ``seconds=`` of its log (None if absent)."""
+    found = re.findall(r"seconds=([0-9.]+)", (run_dir / "train.log").read_text()) if (run_dir / "train.log").is_file() else []
+    return float(found[-1]) if found else None
 
 
 def job(args, variant: str, seed: int) -> dict:
+    """Train (unless its model exists), evaluate and diagnose one run; each step is skipped once done."""
     overrides, _ = VARIANTS[variant]
     name = f"{variant}-s{seed}"
     run_dir = args.out / "runs" / name
     log = args.out / "logs" / f"{name}.log"
-    started = time.perf_counter()
-    if not (run_dir / "model" / "model_index.json").is_file():
+    model = run_dir / "model"
+    if not (model / "model_index.json").is_file():
         run(train_command(args, run_dir, seed, args.steps, overrides), log)
-    trained = time.perf_counter() - started
     scores = {}
     for steps in EVAL_STEPS:
         out = args.out / "eval" / f"{name}-n{steps}"
-        run([sys.executable, "-m", "flowrvs.cli", "evaluate", "--dataset", "mevis", "--root", str(args.data),
-             "--split", args.split, "--limit", str(args.eval_videos), "--model", str(run_dir / "model"),
-             "--out", str(out), "--steps", str(steps), "--device", "cpu", "--batch-size", "8"], log)
+        if not (out / "metrics.json").is_file():
+            run([sys.executable, "-m", "flowrvs.cli", "evaluate", "--dataset", "mevis", "--root", str(args.data),
+                 "--split", args.split, "--limit", str(args.eval_videos), "--model", str(model),
+                 "--out", str(out), "--steps", str(steps), "--device", "cpu", "--batch-size", "8"], log)
         metrics = json.loads((out / "metrics.json").read_text())
         scores[steps] = {k: metrics[k] for k in ("J", "F", "J&F")}
-    return {"variant": variant, "seed": seed, "scores": scores, "train_seconds": round(trained, 1)}
+    diagnosis = args.out / "eval" / f"{name}-diagnose.json"
+    if not diagnosis.is_file():
+        run([sys.executable, str(REPO / "benchmarks" / "diagnose.py"), "--model", str(model), "--root", str(args.data),
+             "--split", args.split, "--json", str(diagnosis)], log)
+    return {"variant": variant, "seed": seed, "scores": scores, "diagnose": json.loads(diagnosis.read_text()),
+            "train_seconds": train_seconds(run_dir)}
 
 
-def spread(values: list[float]) -> str:
+def spread(values: list[float], scale: float = 100, digits: int = 1) -> str:
     mean = statistics.mean(values)
     half = (max(values) - min(values)) / 2
-    return f"{100 * mean:.1f} ± {100 * half:.1f}"
+    return f"{scale * mean:.{digits}f} ± {scale * half:.{digits}f}"
 
 
 def table(results: list[dict], seeds: list[int]) -> str:
     lines = [
-        "| variant | what changes | J&F 1 step | J&F 4 steps |",
-        "|---|---|---|---|",
+        "| variant | what changes | J&F 1 step | J&F 4 steps | t=1 error | text dependence |",
+        "|---|---|---|---|---|---|",
     ]
     for variant, (_, what) in VARIANTS.items():
         rows = [r for r in results if r["variant"] == variant]
         if not rows:
             continue
         cells = [spread([r["scores"][n]["J&F"] for r in rows]) for n in EVAL_STEPS]
-        lines.append(f"| {variant} | {what} | {cells[0]} | {cells[1]} |")
+        error = spread([r["diagnose"]["t1_error"] / r["diagnose"]["mask_latent_ms"] for r in rows], 1, 3)
+        text = spread([r["diagnose"]["text_dependence"] / r["diagnose"]["text_dependence_true"] for r in rows], 1, 3)
+        lines.append(f"| {variant} | {what} | {cells[0]} | {cells[1]} | {error} | {text} |")
     lines.append("")
-    lines.append(f"J&F in %, mean ± half-range over seeds {', '.join(map(str, seeds))}.")
+    lines.append(f"J&F in %, mean ± half-range over seeds {', '.join(map(str, seeds))}. t=1 error: mean square of "
+                 "(one-step mask latent - true one) over the true one's mean square; text dependence: spread of a "
+                 "video's one-step mask latents across its sentences over the same for the true latents "
+                 "(`benchmarks/diagnose.py`, first 40 held-out expressions).")
     return "\n".join(lines)
 
 

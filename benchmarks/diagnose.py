@@ -16,6 +16,8 @@ For the first ``--limit`` expressions of a MeViS-format split it reports
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--split", default="valid_u")
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -59,7 +62,12 @@ def main() -> None:
             z_video = pipe.encode_video(frames_to_tensor(frames, size))
             video_sq.append(float(z_video.pow(2).mean()))
             std_sq.append(float((posterior.std / scale).pow(2).mean()))
-            sampled = pipe.sample_mask_latents(z_video, pipe.encode_prompts([e.sentence for e in expressions]), 1)
+            embeds = pipe.encode_prompts([e.sentence for e in expressions])
+            if pipe.config.source == "noise":  # one noise for all sentences: their spread is the text's alone
+                sampled = torch.cat([pipe.sample_mask_latents(z_video, embeds[i : i + 1], 1, torch.Generator().manual_seed(0))
+                                     for i in range(len(expressions))])
+            else:
+                sampled = pipe.sample_mask_latents(z_video, embeds, 1)
             truths = [dataset.load_mask(e) for e in expressions]
             z_mask = torch.cat([encode_mask(pipe.vae, masks_to_tensor(m, size), pipe.config.mask_latent_normalized)
                                 for m in truths])
@@ -71,13 +79,27 @@ def main() -> None:
             if len(expressions) > 1:
                 pred_spread.append(float((sampled - sampled.mean(0)).pow(2).mean()))
                 true_spread.append(float((z_mask - z_mask.mean(0)).pow(2).mean()))
-    print(f"{args.model} on {args.root} {args.split}, {len(ceiling)} expressions")
-    print(f"mask auto-encoding ceiling (mean per-frame IoU): {np.mean(ceiling):.3f}")
-    print(f"mean square: video latent {np.mean(video_sq):.3f}, its posterior std {np.mean(std_sq):.3f}, "
-          f"mask latent {np.mean(mask_sq):.3f}")
-    print(f"DiT error at t=1 (mean square of sampled - true mask latent): {np.mean(errors):.3f}")
+    figures = {
+        "expressions": len(ceiling),
+        "ceiling_iou": float(np.mean(ceiling)),
+        "video_latent_ms": float(np.mean(video_sq)),
+        "posterior_std_ms": float(np.mean(std_sq)),
+        "mask_latent_ms": float(np.mean(mask_sq)),
+        "t1_error": float(np.mean(errors)),
+        "text_dependence": float(np.mean(pred_spread)),
+        "text_dependence_true": float(np.mean(true_spread)),
+    }
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    f = figures
+    print(f"{args.model} on {args.root} {args.split}, {f['expressions']} expressions")
+    print(f"mask auto-encoding ceiling (mean per-frame IoU): {f['ceiling_iou']:.3f}")
+    print(f"mean square: video latent {f['video_latent_ms']:.3f}, its posterior std {f['posterior_std_ms']:.3f}, "
+          f"mask latent {f['mask_latent_ms']:.3f}")
+    print(f"DiT error at t=1 (mean square of sampled - true mask latent): {f['t1_error']:.3f}")
     print(f"text dependence (spread of one video's mask latents across its sentences): "
-          f"sampled {np.mean(pred_spread):.3f}, true {np.mean(true_spread):.3f}")
+          f"sampled {f['text_dependence']:.3f}, true {f['text_dependence_true']:.3f}")
+
 
 if __name__ == "__main__":
     main()
