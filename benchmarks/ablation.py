@@ -10,7 +10,7 @@ one-step error at t = 1 and how much its output depends on the sentence). Writes
     flowrvs synth data/synth --videos 1800 --seed 0                        # train
     flowrvs synth data/synth --videos 50 --seed 1 --split-name valid_u    # held out
     python benchmarks/ablation.py --data data/synth --decoder runs/tiny/dec/model --out runs/ablation \
-        --steps 4000 --size 48 80 --eval-videos 50
+        --seeds 0 1 --steps 4000 --size 48 80 --eval-videos 50    # the defaults
 
 Jobs run ``--jobs`` at a time, each on one CPU thread; a rerun skips what is already done.
 """
@@ -27,6 +27,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from flowrvs.fileio import atomic_path, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "tiny-synthetic.yaml"
@@ -137,11 +139,11 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "full-spa"], choices=list(VARIANTS),
                         help="default: all but full-spa (the issue's list)")
-    parser.add_argument("--steps", type=int, default=1500, help="flow-stage training steps per run")
+    parser.add_argument("--steps", type=int, default=4000, help="flow-stage training steps per run")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=None, help="default: the config's")
-    parser.add_argument("--size", type=int, nargs=2, default=[96, 160], help="working size box")
-    parser.add_argument("--eval-videos", type=int, default=15)
+    parser.add_argument("--size", type=int, nargs=2, default=[48, 80], help="working size box")
+    parser.add_argument("--eval-videos", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--base", nargs="*", default=[], help="overrides of every run")
     args = parser.parse_args()
@@ -161,8 +163,9 @@ def main() -> int:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "results": results,
     }
-    (args.out / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (args.out / "ablation.md").write_text(table(results, args.seeds) + "\n")
+    write_json(args.out / "ablation.json", summary, indent=2)
+    with atomic_path(args.out / "ablation.md") as tmp:
+        tmp.write_text(table(results, args.seeds) + "\n")
     print(table(results, args.seeds))
     return 0
 

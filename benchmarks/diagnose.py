@@ -16,7 +16,6 @@ For the first ``--limit`` expressions of a MeViS-format split it reports
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ def frame_iou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 def main() -> None:
     from flowrvs.data.mevis import MeViSDataset
+    from flowrvs.fileio import write_json
     from flowrvs.frames import fit_size, frames_to_tensor, logits_to_input_shape, masks_to_tensor
     from flowrvs.models.vae import decode_mask_logits, encode_mask, latent_stats
     from flowrvs.pipeline import FlowRVSPipeline
@@ -90,7 +90,7 @@ def main() -> None:
         "text_dependence_true": float(np.mean(true_spread)),
     }
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        write_json(args.json, figures, indent=2)
     f = figures
     print(f"{args.model} on {args.root} {args.split}, {f['expressions']} expressions")
     print(f"mask auto-encoding ceiling (mean per-frame IoU): {f['ceiling_iou']:.3f}")
