@@ -73,7 +73,8 @@ def build_cache(args) -> None:
 
 def train_seconds(run_dir: Path) -> float | None:
     """The run's training time, from the last ``seconds=`` of its log (None if absent)."""
-    found = re.findall(r"seconds=([0-9.]+)", (run_dir / "train.log").read_text()) if (run_dir / "train.log").is_file() else []
+    log = run_dir / "train.log"
+    found = re.findall(r"seconds=([0-9.]+)", log.read_text()) if log.is_file() else []
     return float(found[-1]) if found else None
 
 
