@@ -112,6 +112,8 @@ def test_defaults_follow_the_paper():
         ("data.size=[64]", "data.size"),
         ("data.datasets.3.root=x", "data.datasets"),
         ("optim.decay_start=5000000", "optim.decay_start"),
+        ("data.sentences_per_video=0", "data.sentences_per_video"),
+        ("data.sentences_per_video=3", "data.sentences_per_video"),  # batch 8 is not a multiple
     ],
 )
 def test_bad_keys_and_values_are_named(override, named):
@@ -349,22 +351,27 @@ def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root, single
     assert LatentCache.load(added[0]).sentence == [e.sentence for e in single.all_expressions()]
 
 
+def fake_cache(videos: int, per_video: int, tag: str = ""):
+    """A latent cache of ``videos`` videos with ``per_video`` expressions each (tiny constant latents)."""
+    from flowrvs.latent_cache import LatentCache
+
+    c = LatentCache()
+    for v in range(videos):
+        c.video_mean.append(torch.full((16, 1, 2, 2), float(v)))
+        c.video_std.append(torch.ones(16, 1, 2, 2))
+        for e in range(per_video):
+            c.mask_index.append(len(c.mask))
+            c.mask.append(torch.full((16, 1, 2, 2), float(e)))
+            c.sentence.append(f"{tag}{v}.{e}")
+            c.video.append(v)
+            c.group.append(0)
+    return c
+
+
 def test_latent_caches_concatenate_with_their_groups():
     from flowrvs.latent_cache import LatentCache
 
-    def cache(videos, per_video, tag):
-        c = LatentCache()
-        for v in range(videos):
-            c.video_mean.append(torch.full((16, 1, 2, 2), float(v)))
-            c.video_std.append(torch.ones(16, 1, 2, 2))
-            for e in range(per_video):
-                c.mask_index.append(len(c.mask))
-                c.mask.append(torch.full((16, 1, 2, 2), float(e)))
-                c.sentence.append(f"{tag}{v}.{e}")
-                c.video.append(v)
-                c.group.append(0)
-        return c
-
+    cache = fake_cache
     both = LatentCache.concat([cache(2, 1, "a"), cache(3, 2, "b")])
     assert len(both) == 2 + 6 and len(both.video_mean) == 5
     assert both.group == [0, 0] + [1] * 6
@@ -372,6 +379,45 @@ def test_latent_caches_concatenate_with_their_groups():
     batch = both.batch([7])  # the second dataset's last video, index 2 within it
     assert batch["prompts"] == ["b2.1"] and torch.all(batch["z_video_mean"] == 2.0)
     assert both.mask_index == list(range(8)) and torch.all(batch["z_mask"] == 1.0)
+
+
+def test_batches_of_several_sentences_per_video(tmp_path, synth_root):
+    from flowrvs.latent_cache import LatentCache
+
+    cache = LatentCache.concat([fake_cache(1, 1, "a"), fake_cache(3, 5, "b")])
+    rng = np.random.default_rng(0)
+    for index in range(len(cache)):
+        mates = cache.with_video_mates(index, 4, rng)
+        assert mates[0] == index and len(mates) == 4
+        assert {cache.video[i] for i in mates} == {cache.video[index]}
+        if index > 0:  # five expressions in the video: the other three are distinct and not the anchor
+            assert len(set(mates)) == 4
+    assert cache.with_video_mates(0, 3, rng) == [0, 0, 0]  # a video with one sentence repeats it
+    # the flow stage serves batch_size / k videos with k sentences each; it trains and resumes exactly
+    base = ["optim.steps=4", "checkpoint_every=2", "keep_last=0", "data.cache_latents=true", "optim.batch_size=4",
+            "data.sentences_per_video=2", f"data.cache_dir={tmp_path / 'cache'}"]
+    full = train(make_config(tmp_path / "full", synth_root, "flow", base)).losses
+    assert sorted(full) == [1, 2, 3, 4] and all(np.isfinite(list(full.values())))
+    train(make_config(tmp_path / "cut", synth_root, "flow", base + ["stop_at=2"]))
+    seen = []
+    original = LatentCache.batch
+
+    def spy(self, indices):
+        seen.append([(self.video[i], i) for i in indices])
+        return original(self, indices)
+
+    LatentCache.batch = spy
+    try:
+        resumed = train(make_config(tmp_path / "cut", synth_root, "flow", base + ["resume=true"])).losses
+    finally:
+        LatentCache.batch = original
+    assert sorted(resumed) == [3, 4]
+    for step in (3, 4):
+        assert resumed[step] == pytest.approx(full[step], abs=1e-6, rel=0)
+    pairs = [(b[j], b[j + 1]) for b in seen for j in (0, 2)]
+    assert len(pairs) == 4 and all(a[0] == b[0] and a[1] != b[1] for a, b in pairs)  # one video, two sentences
+    with pytest.raises(FlowRVSError, match="needs data.cache_latents=true"):
+        make_config(tmp_path / "x", synth_root, "flow", ["data.sentences_per_video=2", "optim.batch_size=4"])
 
 
 def test_latent_cache_precision_and_files_of_older_versions(tmp_path, synth_root):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,21 @@ class LatentCache:
             out.video += [videos + v for v in cache.video]
             out.group += [group] * len(cache)
         return out
+
+    @cached_property
+    def expressions_of_video(self) -> list[list[int]]:
+        """Per video, the indices of its expressions (computed once; the cache is not changed after)."""
+        out: list[list[int]] = [[] for _ in range(max(self.video, default=-1) + 1)]
+        for i, v in enumerate(self.video):
+            out[v].append(i)
+        return out
+
+    def with_video_mates(self, index: int, k: int, rng: np.random.Generator) -> list[int]:
+        """Expression ``index`` and ``k - 1`` others of its video, drawn uniformly without
+        replacement (with replacement when the video has fewer; itself when it has no other)."""
+        others = [i for i in self.expressions_of_video[self.video[index]] if i != index] or [index]
+        mates = rng.choice(others, size=k - 1, replace=len(others) < k - 1)
+        return [int(index), *(int(i) for i in mates)]
 
     def batch(self, indices) -> dict:
         """A batch for :func:`flowrvs.objective.encode_batch` (``z_video_mean``, ``z_video_std``,

@@ -109,7 +109,10 @@ class DataConfig:
     stored under ``cache_dir`` (default ``output_dir/cache``) and reused by any run with the
     same data settings and VAE weights; ``cache_seed`` (default ``seed``) draws the cached clips,
     so runs of different seeds can share one cache; ``cache_dtype`` is the precision the cached
-    latents are kept in, in memory and on disk (a float32 cache also serves bfloat16 runs)."""
+    latents are kept in, in memory and on disk (a float32 cache also serves bfloat16 runs).
+    ``sentences_per_video`` (cached latents only): each batch holds ``batch_size / k`` videos with
+    ``k`` of their expressions each, so the sentence is all that tells a video's samples apart
+    (the anchor expression is drawn as usual; the others uniformly among its video's other ones)."""
 
     datasets: list[DatasetConfig] = field(default_factory=list)
     num_frames: int = 17
@@ -122,6 +125,7 @@ class DataConfig:
     cache_dir: str | None = None
     cache_seed: int | None = None
     cache_dtype: str = "bfloat16"
+    sentences_per_video: int = 1
 
 
 @dataclass
@@ -324,6 +328,7 @@ def validate_config(config: TrainConfig) -> TrainConfig:
         ("data.size", min(config.data.size) >= 16),
         ("data.hflip_p", 0.0 <= config.data.hflip_p <= 1.0),
         ("data.workers", config.data.workers >= 0),
+        ("data.sentences_per_video", config.data.sentences_per_video >= 1),
         ("flow.bbs_p", 0.0 <= config.flow.bbs_p <= 1.0),
         ("flow.spa_strength", config.flow.spa_strength >= 0.0),
         ("optim.steps", config.optim.steps >= 1),
@@ -350,6 +355,12 @@ def validate_config(config: TrainConfig) -> TrainConfig:
             for part in key.split("."):
                 value = getattr(value, part)
             raise FlowRVSError(f"config key {key} is out of range: {value!r}")
+    k = config.data.sentences_per_video
+    if k > 1 and not config.data.cache_latents:
+        raise FlowRVSError(f"config key data.sentences_per_video={k} needs data.cache_latents=true")
+    if config.optim.batch_size % k:
+        raise FlowRVSError(f"config key optim.batch_size ({config.optim.batch_size}) must be a multiple of "
+                           f"data.sentences_per_video ({k})")
     return config
 
 
@@ -763,7 +774,9 @@ class FlowStage(Stage):
         weights /= weights.sum()
         for step in range(start_step + 1, self.config.optim.steps + 1):
             rng = np.random.default_rng([self.config.seed, step, rank])  # a function of the step: exact resume
-            yield cache.batch(rng.choice(len(cache), size=self.config.optim.batch_size, p=weights))
+            k = self.config.data.sentences_per_video
+            anchors = rng.choice(len(cache), size=self.config.optim.batch_size // k, p=weights)
+            yield cache.batch(anchors if k == 1 else [i for a in anchors for i in cache.with_video_mates(a, k, rng)])
 
 
 class MaskDecoderStage(Stage):
