@@ -381,7 +381,7 @@ def test_latent_caches_concatenate_with_their_groups():
     assert both.mask_index == list(range(8)) and torch.all(batch["z_mask"] == 1.0)
 
 
-def test_batches_of_several_sentences_per_video(tmp_path, synth_root):
+def test_batches_of_several_sentences_per_video(tmp_path, synth_root, monkeypatch):
     from flowrvs.latent_cache import LatentCache
 
     cache = LatentCache.concat([fake_cache(1, 1, "a"), fake_cache(3, 5, "b")])
@@ -406,11 +406,8 @@ def test_batches_of_several_sentences_per_video(tmp_path, synth_root):
         seen.append([(self.video[i], i) for i in indices])
         return original(self, indices)
 
-    LatentCache.batch = spy
-    try:
-        resumed = train(make_config(tmp_path / "cut", synth_root, "flow", base + ["resume=true"])).losses
-    finally:
-        LatentCache.batch = original
+    monkeypatch.setattr(LatentCache, "batch", spy)
+    resumed = train(make_config(tmp_path / "cut", synth_root, "flow", base + ["resume=true"])).losses
     assert sorted(resumed) == [3, 4]
     for step in (3, 4):
         assert resumed[step] == pytest.approx(full[step], abs=1e-6, rel=0)
