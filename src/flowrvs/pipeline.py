@@ -327,28 +327,35 @@ class FlowRVSPipeline:
     def __call__(
         self,
         video,
-        prompts: str | Sequence[str],
-        num_steps: int | None = None,
+        prompt: str | Sequence[str] | None = None,
+        num_inference_steps: int | None = None,
         size: tuple[int, int] | None = None,
         batch_size: int = 1,
         return_logits: bool = False,
         generator: torch.Generator | None = None,
         progress: bool | None = None,
         mask_threshold: float | None = None,
+        prompts: str | Sequence[str] | None = None,
+        num_steps: int | None = None,
     ) -> SegmentationResult:
         """Segment the objects that ``prompts`` describe in ``video``.
 
         video: a path (video file, GIF, image or folder of frames), a ``(T, H, W, 3)`` uint8
-        array, or a list of PIL images. prompts: one sentence or a list. num_steps: Euler
-        steps (default from the config, 1). size: ``(short, long)`` box frames are resized
+        array, or a list of PIL images. prompt: one sentence or a list (``prompts`` is its
+        older name). num_inference_steps: Euler steps (default from the config, 1; ``num_steps``
+        is its older name). size: ``(short, long)`` box frames are resized
         into (default from the config, 480x832). batch_size: prompts per DiT/decoder pass.
         progress: a progress bar (default: when stderr is a terminal). mask_threshold: logit
         above which a pixel is foreground (default from the config, 0).
         """
         from .video import read_video
 
-        prompts = check_prompts(prompts)
-        num_steps = self.config.num_steps if num_steps is None else int(num_steps)
+        if prompt is not None and prompts is not None:
+            raise FlowRVSError("pass the sentences once, as prompt= (prompts= is its older name)")
+        prompts = check_prompts(prompt if prompt is not None else prompts)
+        if num_inference_steps is None:
+            num_inference_steps = num_steps
+        num_steps = self.config.num_steps if num_inference_steps is None else int(num_inference_steps)
         threshold = self.config.mask_threshold if mask_threshold is None else float(mask_threshold)
         if not math.isfinite(threshold):
             raise FlowRVSError(f"mask_threshold must be a finite number, got {threshold}")

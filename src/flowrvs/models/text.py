@@ -28,6 +28,8 @@ def clean_prompt(text: str) -> str:
 
 def check_prompts(prompts) -> list[str]:
     """Validate prompts: a non-empty list of strings that are not empty after cleaning."""
+    if prompts is None:
+        raise FlowRVSError("no prompt given")
     if isinstance(prompts, str):
         prompts = [prompts]
     prompts = list(prompts)
