@@ -7,24 +7,8 @@ the video must match the training mask (IoU > 0.9).
 import numpy as np
 
 from flowrvs.pipeline import FlowRVSPipeline
-from flowrvs.synth import SynthVideo, generate_video, write_split
 from flowrvs.train import config_from_dict, train
-
-T, H, W = 5, 32, 48
-SENTENCE = "the large red square"
-
-
-def one_clip(root):
-    """One 5-frame 32x48 video with a big red rectangle moving right, and one sentence for it."""
-    video = generate_video(0, frames=T, size=(H, W))
-    mask = np.zeros((T, H, W), bool)
-    for t in range(T):
-        mask[t, 6:24, 8 + 2 * t : 32 + 2 * t] = True
-    frames = video.frames.copy()
-    frames[mask] = (220, 30, 30)
-    write_split(root, "train", [SynthVideo(frames=frames, masks=mask[None], expressions=[(SENTENCE, (0,))], name="clip")],
-                progress=False)
-    return frames, mask
+from helpers.clips import H, SENTENCE, T, W, one_clip
 
 
 def stage_config(out, root, stage, steps, init=None, **sections):

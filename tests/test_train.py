@@ -22,7 +22,7 @@ from flowrvs.train import (
     train,
 )
 
-from test_overfit import one_clip
+from helpers.clips import one_clip
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tiny-synthetic.yaml"
