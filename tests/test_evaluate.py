@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,11 +15,8 @@ import torch
 from PIL import Image
 
 from flowrvs.cli import main
+from helpers.ytvos_davis import make_davis, make_ytvos
 
-# the fake Ref-YTVOS / Ref-DAVIS builders live in test_data_ytvos_davis.py; load it by path
-_spec = importlib.util.spec_from_file_location("_fake_ytvos_davis", Path(__file__).with_name("test_data_ytvos_davis.py"))
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
 
 SIZE = "32x48"  # work at the frames' own size: fast, and the tiny model accepts it
 
@@ -240,7 +236,7 @@ def test_torchrun_two_processes_equal_one(full_run, model_dir, mevis_root, tmp_p
 
 
 def test_ytvos_layout_official_valid_only_and_train_scoring(model_dir, tmp_path, capsys):
-    root = fake.make_ytvos(tmp_path / "ytvos")
+    root = make_ytvos(tmp_path / "ytvos")
     out = tmp_path / "out_valid"
     assert main(evaluate_args("ytvos", root, out, model_dir)) == 0  # default split: valid
     assert "no masks" in capsys.readouterr().err
@@ -262,7 +258,7 @@ def test_ytvos_layout_official_valid_only_and_train_scoring(model_dir, tmp_path,
 
 
 def test_davis_annotator_sets_indexed_pngs(model_dir, tmp_path, capsys):
-    root = fake.make_davis(tmp_path / "davis")
+    root = make_davis(tmp_path / "davis")
     out = tmp_path / "out"
     assert main(evaluate_args("davis", root, out, model_dir)) == 0
     assert "J&F" in capsys.readouterr().out

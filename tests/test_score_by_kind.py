@@ -1,12 +1,10 @@
-import sys
-from pathlib import Path
-
 import pytest
 
 from flowrvs.synth import generate_video, video_rng, write_split
+from helpers.benchmarks import import_benchmark
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from score_by_kind import kinds_of_split, summarize  # noqa: E402
+score_by_kind = import_benchmark("score_by_kind")
+kinds_of_split, summarize = score_by_kind.kinds_of_split, score_by_kind.summarize
 
 
 def test_kinds_are_the_generators_and_a_wrong_seed_fails(tmp_path):
