@@ -8,7 +8,6 @@ decay, the first-frame object rule; then the scorer end to end on a tiny fake Re
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -29,10 +28,8 @@ from flowrvs.davis_protocol import (
 from flowrvs.errors import FlowRVSError
 from flowrvs.metrics import contour_accuracy, region_similarity
 from flowrvs.scoring import score_davis
+from helpers import ytvos_davis as fake
 
-_spec = importlib.util.spec_from_file_location("_fake_ytvos_davis", Path(__file__).with_name("test_data_ytvos_davis.py"))
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
 
 H, W = fake.H, fake.W
 

@@ -1,5 +1,4 @@
 import csv
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -11,11 +10,8 @@ from PIL import Image
 from flowrvs.cli import main
 from flowrvs.errors import FlowRVSError
 from flowrvs.scoring import read_prediction_mask, score_dataset, score_expression, score_mevis
+from helpers import mevis as fake
 
-# the fake MeViS split builder lives in test_mevis.py; load it by path (works in any import mode)
-_spec = importlib.util.spec_from_file_location("_fake_mevis", Path(__file__).with_name("test_mevis.py"))
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
 
 KEYS = ["vidA_0", "vidA_1", "vidB_0"]
 

@@ -6,8 +6,8 @@ import pytest
 from flowrvs.pipeline import FlowRVSPipeline
 from flowrvs.synth import write_split
 from flowrvs.train import config_from_dict, train
-from test_data_refcoco import make_coco
-from test_data_ytvos_davis import make_davis, make_ytvos
+from helpers.refcoco import make_coco
+from helpers.ytvos_davis import make_davis, make_ytvos
 
 
 @pytest.fixture(scope="module")
