@@ -84,3 +84,34 @@ def test_euler_on_curved_field_is_not_exact():
     many = flow.euler_solve(lambda x, t: x, x1, flow.inference_times(64, shift=1.0, t_end=0.0))
     assert torch.allclose(one, torch.zeros(1, 2))
     assert torch.allclose(many, x1 / torch.e, atol=0.01)
+
+
+@pytest.mark.parametrize("prediction", ["velocity", "mask"])
+def test_parametrization_target_and_velocity_agree(prediction):
+    """A model that outputs the exact target yields the exact path velocity, so one Euler step
+    from the start point lands on the mask latent."""
+    z_video, z_mask = torch.randn(3, 4, 2, 2, 2, dtype=torch.float64), torch.randn(3, 4, 2, 2, 2, dtype=torch.float64)
+    p = flow.FlowParametrization("video", prediction)
+    x1 = p.start(z_video)
+    assert x1 is z_video
+    t = torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64)
+    x_t = flow.interpolate(x1, z_mask, t)
+    v = p.velocity(p.target(x1, z_mask), x_t, t)
+    assert torch.allclose(v, z_video - z_mask, atol=1e-12)
+    out = flow.euler_solve(lambda x, s: p.velocity(p.target(x1, z_mask), x, s), x1, flow.inference_times(1))
+    assert torch.allclose(out, z_mask, atol=1e-12)
+    with pytest.raises(ValueError):
+        flow.FlowParametrization("video", "epsilon")
+
+
+def test_noise_source_and_per_sample_generators():
+    z = torch.zeros(2, 4, 1, 2, 2)
+    p = flow.FlowParametrization("noise", "velocity")
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (7, 8)]
+    both = p.start(z, gens())
+    assert both.shape == z.shape and not torch.equal(both[0], both[1])
+    # sample i depends on its own generator only: a batch split in two draws the same numbers
+    alone = p.start(z[1:], [torch.Generator().manual_seed(8)])
+    assert torch.equal(alone[0], both[1])
+    t = flow.sample_bbs_time(2, 0.5, gens())
+    assert torch.equal(flow.sample_bbs_time(1, 0.5, [torch.Generator().manual_seed(8)]), t[1:])
