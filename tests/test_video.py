@@ -10,11 +10,15 @@ import pytest
 from PIL import Image
 
 from flowrvs.errors import FlowRVSError
+from flowrvs.windows import plan_windows
 from flowrvs.video import (
     IMAGE_EXTENSIONS,
     PALETTE,
     VIDEO_EXTENSIONS,
     Video,
+    VideoStream,
+    iter_windows,
+    open_video,
     overlay_masks,
     read_video,
     side_by_side,
@@ -360,3 +364,196 @@ def test_atomic_files_get_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# ---- streamed reading ---------------------------------------------------------------------
+
+
+def assert_stream_equals_read(source, **kwargs):
+    stream = open_video(source, **kwargs)
+    video = read_video(source, **kwargs)
+    assert isinstance(stream, VideoStream)
+    assert stream.names == video.names and len(stream) == len(video)
+    assert stream.fps == video.fps
+    assert (stream.height, stream.width) == video.frames.shape[1:3]
+    items = list(stream)
+    assert [name for name, _ in items] == video.names
+    assert np.array_equal(np.stack([f for _, f in items]), video.frames)
+    assert np.array_equal(stream.read().frames, video.frames)
+    assert [name for name, _ in stream] == video.names  # a stream can be iterated again
+
+
+def test_open_video_matches_read_video_mp4(tmp_path):
+    path = tmp_path / "clip.mp4"
+    write_video(path, smooth_frames(13, 32, 48), fps=30000 / 1001)
+    assert_stream_equals_read(path)
+    assert_stream_equals_read(path, max_frames=5)
+
+
+def test_open_video_matches_read_video_rotated_mkv_without_frame_count(tmp_path):
+    path = tmp_path / "rotated.mkv"  # Matroska announces no frame count: the packets are counted
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=Fraction(24))
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(-90)
+        for i, arr in enumerate(smooth_frames(6, 32, 64)):
+            frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    assert_stream_equals_read(path)
+    assert (open_video(path).height, open_video(path).width) == (64, 32)
+
+
+def test_open_video_matches_read_video_folder_gif_image_array_list(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rgb = smooth_frames(3, 24, 20)
+    Image.fromarray(rgb[0]).save(folder / "f10.jpg", quality=95)
+    Image.fromarray(rgb[1]).convert("RGBA").save(folder / "f2.png")
+    Image.fromarray(rgb[2][..., 0]).save(folder / "f1.png")
+    assert_stream_equals_read(folder)
+    assert_stream_equals_read(folder, max_frames=2)
+    gif = tmp_path / "anim.gif"
+    write_gif(gif, distinct_frames(5, 20, 30), fps=10)
+    assert_stream_equals_read(gif)
+    assert_stream_equals_read(gif, max_frames=3)
+    assert_stream_equals_read(folder / "f2.png")
+    clip = distinct_frames(4, 8, 9)
+    assert_stream_equals_read(clip)
+    assert_stream_equals_read(clip[..., 0], max_frames=2)
+    assert_stream_equals_read([Image.fromarray(f) for f in clip])
+    assert_stream_equals_read(list(clip))
+    assert_stream_equals_read(Video(clip, list("abcd"), 7.0), max_frames=3)
+
+
+def _rotated_jpeg(path, arr):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    Image.fromarray(arr).save(path, exif=exif)
+
+
+def test_open_video_folder_checks_sizes_after_exif_rotation_on_opening(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    _rotated_jpeg(folder / "a.jpg", smooth_frames(1, 16, 24)[0])  # 24x16 once turned
+    Image.fromarray(smooth_frames(1, 24, 16)[0]).save(folder / "b.png")
+    assert_stream_equals_read(folder)
+    Image.fromarray(smooth_frames(1, 16, 24)[0]).save(folder / "c.png")
+    with pytest.raises(FlowRVSError, match="c.png"):
+        open_video(folder)
+
+
+@pytest.mark.parametrize(
+    "make_source, needle",
+    [
+        (lambda tmp: tmp / "missing.mp4", "missing.mp4"),
+        (lambda tmp: _write(tmp / "fake.mp4", b"this is just text, not a video\n" * 20), "fake.mp4"),
+        (lambda tmp: _write(tmp / "fake.jpg", b"not a jpeg"), "fake.jpg"),
+        (lambda tmp: _write(tmp / "fake.gif", b"GIF89a nonsense"), "fake.gif"),
+        (lambda tmp: _write(tmp / "notes.txt", b"hello"), "notes.txt"),
+        (lambda tmp: _mkdir(tmp / "empty"), "empty"),
+        (lambda tmp: _mixed_sizes(tmp / "mixed"), "b.png"),
+        (lambda tmp: np.zeros((2, 8, 8, 3), dtype=np.float32), "uint8"),
+        (lambda tmp: [], "empty"),
+        (lambda tmp: [Image.new("RGB", (4, 4)), Image.new("RGB", (5, 4))], "image 1"),
+        (lambda tmp: [np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.float64)], "item 1"),
+        (lambda tmp: [Image.new("RGB", (4, 4)), "frame.png"], "item 1"),
+        (lambda tmp: 42, "int"),
+    ],
+)
+def test_open_video_errors_are_one_line_and_come_on_opening(tmp_path, make_source, needle):
+    source = make_source(tmp_path)
+    with pytest.raises(FlowRVSError) as info:
+        open_video(source)
+    assert "\n" not in str(info.value) and needle in str(info.value)
+
+
+def test_open_video_truncated_file_raises_one_line_error_or_reads_what_it_announced(tmp_path):
+    path = tmp_path / "clip.mp4"
+    write_video(path, smooth_frames(24, 32, 32), fps=24)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    try:
+        stream = open_video(path)
+        frames = [f for _, f in stream]
+    except FlowRVSError as exc:
+        assert "clip.mp4" in str(exc) and "\n" not in str(exc)
+    else:
+        assert len(frames) == stream.num_frames
+
+
+def peak_traced_bytes(fn) -> int:
+    """Peak bytes NumPy and Python allocate while ``fn`` runs (tracemalloc counts NumPy's arrays)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_open_video_holds_one_frame_at_a_time(tmp_path):
+    h, w = 96, 128
+    frame_bytes = h * w * 3
+    path = tmp_path / "long.mp4"
+    write_video(path, smooth_frames(40, h, w), fps=24)
+    stream = open_video(path)
+
+    def consume():
+        for _, frame in stream:
+            assert frame.shape == (h, w, 3)
+
+    assert peak_traced_bytes(consume) < 4 * frame_bytes  # read_video would hold all 40
+
+
+class CountingStream:
+    """(name, frame) pairs of ``num_frames`` fresh frames whose pixels are the frame index."""
+
+    def __init__(self, num_frames: int, h: int = 64, w: int = 64):
+        self.num_frames, self.h, self.w = num_frames, h, w
+        self.pulled = 0
+
+    def __iter__(self):
+        for i in range(self.num_frames):
+            self.pulled += 1
+            yield f"{i:05d}", np.full((self.h, self.w, 3), i % 256, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("num_frames,window,overlap", [(100, 17, 4), (40, 17, 4), (31, 9, 4), (12, 17, 4), (9, None, 0)])
+def test_iter_windows_gives_each_windows_frames_reading_lazily(num_frames, window, overlap):
+    plan = plan_windows(num_frames, window, overlap)
+    stream = CountingStream(num_frames, 4, 4)
+    got = []
+    for win, frames in iter_windows(stream, plan):
+        assert stream.pulled == win.stop  # never reads ahead of the window it builds
+        assert frames.shape == (len(win), 4, 4, 3) and frames.dtype == np.uint8
+        assert np.array_equal(frames[:, 0, 0, 0], np.arange(win.start, win.stop) % 256)
+        got.append(win)
+    assert got == plan
+
+
+def test_iter_windows_holds_a_bounded_number_of_frames_whatever_the_length():
+    h = w = 64
+    frame_bytes = h * w * 3
+
+    def peak_frames(num_frames: int) -> float:
+        plan = plan_windows(num_frames, 17, 4)
+
+        def consume():
+            for win, frames in iter_windows(CountingStream(num_frames, h, w), plan):
+                assert len(frames) == len(win)
+                del frames
+
+        return peak_traced_bytes(consume) / frame_bytes
+
+    short, long = peak_frames(3 * 13 + 4), peak_frames(12 * 13 + 4)  # 3 and 12 windows
+    assert long <= 17 + 4 + 2  # one window, the overlap it passes on, the frame being read
+    assert long <= short + 0.5  # flat in the number of frames
+
+
+def test_iter_windows_short_stream_is_an_error():
+    with pytest.raises(FlowRVSError, match="ended after 20 frames"):
+        list(iter_windows(CountingStream(20, 2, 2), plan_windows(30, 17, 4)))

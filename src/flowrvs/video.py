@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -109,25 +109,39 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _read_gif(path: Path, max_frames: int | None) -> Video:
-    frames: list[np.ndarray] = []
-    fps = DEFAULT_FPS
+def _iter_gif(path: Path, max_frames: int | None) -> Iterator[np.ndarray]:
+    """The frames of a GIF as ``(H, W, 3)`` uint8, one at a time."""
+    count = 0
+    shape = None
     try:
         with Image.open(path) as img:
-            duration = img.info.get("duration") or 0
-            if duration > 0:
-                fps = 1000.0 / duration
             for frame in ImageSequence.Iterator(img):
                 arr = _pil_to_rgb(frame)
-                if frames and arr.shape != frames[0].shape:
-                    raise FlowRVSError(f"GIF {path} changes frame size at frame {len(frames)}")
-                frames.append(arr)
-                if max_frames is not None and len(frames) >= max_frames:
+                if shape is not None and arr.shape != shape:
+                    raise FlowRVSError(f"GIF {path} changes frame size at frame {count}")
+                shape = arr.shape
+                yield arr
+                count += 1
+                if max_frames is not None and count >= max_frames:
                     break
     except _PIL_ERRORS as exc:
         raise FlowRVSError(f"cannot read GIF {path}: {_one_line(exc)}") from None
-    if not frames:
+    if not count:
         raise FlowRVSError(f"GIF {path} has no frames")
+
+
+def _gif_fps(path: Path) -> float:
+    try:
+        with Image.open(path) as img:
+            duration = img.info.get("duration") or 0
+    except _PIL_ERRORS as exc:
+        raise FlowRVSError(f"cannot read GIF {path}: {_one_line(exc)}") from None
+    return 1000.0 / duration if duration > 0 else DEFAULT_FPS
+
+
+def _read_gif(path: Path, max_frames: int | None) -> Video:
+    fps = _gif_fps(path)
+    frames = list(_iter_gif(path, max_frames))
     return Video(np.stack(frames), _index_names(len(frames)), fps)
 
 
@@ -140,16 +154,15 @@ def _stream_fps(stream) -> float:
     return DEFAULT_FPS
 
 
-def _read_container(path: Path, max_frames: int | None) -> Video:
-    """Decode every frame of the first video stream, honouring the display rotation."""
-    frames: list[np.ndarray] = []
+def _iter_container(path: Path, max_frames: int | None) -> Iterator[np.ndarray]:
+    """Decode the first video stream frame by frame, honouring the display rotation."""
+    count = 0
     try:
         with av.open(str(path), mode="r") as container:
             if not container.streams.video:
                 raise FlowRVSError(f"{path} has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            fps = _stream_fps(stream)
             size = None
             try:
                 for frame in container.decode(stream):
@@ -161,8 +174,9 @@ def _read_container(path: Path, max_frames: int | None) -> Video:
                     turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
                     if turns:
                         arr = np.ascontiguousarray(np.rot90(arr, turns))
-                    frames.append(arr)
-                    if max_frames is not None and len(frames) >= max_frames:
+                    yield arr
+                    count += 1
+                    if max_frames is not None and count >= max_frames:
                         break
             except av.error.EOFError:
                 pass
@@ -170,8 +184,32 @@ def _read_container(path: Path, max_frames: int | None) -> Video:
         raise FlowRVSError(f"video {path} has no frames (the file is empty or truncated)") from None
     except av.FFmpegError as exc:
         raise FlowRVSError(f"cannot decode video {path}: {_av_reason(exc)}") from None
-    if not frames:
+    if not count:
         raise FlowRVSError(f"video {path} has no frames")
+
+
+def _container_info(path: Path, count_frames: bool = True) -> tuple[float, int]:
+    """``(fps, frames announced)`` of the first video stream; the count comes from the container
+    header, else from counting its packets (no decoding; skipped, 0, when not ``count_frames``)."""
+    try:
+        with av.open(str(path), mode="r") as container:
+            if not container.streams.video:
+                raise FlowRVSError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            fps = _stream_fps(stream)
+            count = int(stream.frames or 0)
+            if count <= 0 and count_frames:
+                count = sum(1 for packet in container.demux(stream) if packet.size)
+    except av.error.EOFError:
+        raise FlowRVSError(f"video {path} has no frames (the file is empty or truncated)") from None
+    except av.FFmpegError as exc:
+        raise FlowRVSError(f"cannot decode video {path}: {_av_reason(exc)}") from None
+    return fps, count
+
+
+def _read_container(path: Path, max_frames: int | None) -> Video:
+    fps, _ = _container_info(path, count_frames=False)
+    frames = list(_iter_container(path, max_frames))
     return Video(np.stack(frames), _index_names(len(frames)), fps)
 
 
@@ -182,7 +220,8 @@ def _av_reason(exc: av.FFmpegError) -> str:
     return " ".join(str(reason).split())
 
 
-def _read_folder(folder: Path, max_frames: int | None) -> Video:
+def _folder_files(folder: Path, max_frames: int | None) -> list[Path]:
+    """The frame files of a folder in natural order (checked: some exist, stems unique)."""
     files = [
         p
         for p in folder.iterdir()
@@ -200,18 +239,42 @@ def _read_folder(folder: Path, max_frames: int | None) -> Video:
                 f"folder {folder} has two frames named {p.stem!r}: {seen[p.stem].name} and {p.name}"
             )
         seen[p.stem] = p
+    return files
+
+
+def _size_mismatch(folder: Path, path: Path, first: Path, got: tuple[int, int], want: tuple[int, int]) -> FlowRVSError:
+    """got/want: ``(H, W)``."""
+    return FlowRVSError(
+        f"frame {path} is {got[1]}x{got[0]} but {first.name} is "
+        f"{want[1]}x{want[0]}; all frames in {folder} must have the same size"
+    )
+
+
+def _read_folder(folder: Path, max_frames: int | None) -> Video:
+    files = _folder_files(folder, max_frames)
     first = _load_image(files[0])
     frames = np.empty((len(files), *first.shape), dtype=np.uint8)
     frames[0] = first
     for i, p in enumerate(files[1:], start=1):
         arr = _load_image(p)
         if arr.shape != first.shape:
-            raise FlowRVSError(
-                f"frame {p} is {arr.shape[1]}x{arr.shape[0]} but {files[0].name} is "
-                f"{first.shape[1]}x{first.shape[0]}; all frames in {folder} must have the same size"
-            )
+            raise _size_mismatch(folder, p, files[0], arr.shape[:2], first.shape[:2])
         frames[i] = arr
     return Video(frames, [p.stem for p in files], DEFAULT_FPS)
+
+
+_SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that turn the image by 90 degrees
+
+
+def _image_shape(path: Path) -> tuple[int, int]:
+    """``(H, W)`` of an image after its EXIF orientation, from its header (no decoding)."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112)
+    except _PIL_ERRORS as exc:
+        raise FlowRVSError(f"cannot read image {path}: {_one_line(exc)}") from None
+    return (w, h) if orientation in _SWAPS_SIDES else (h, w)
 
 
 def _array_to_frames(arr: np.ndarray, what: str = "array") -> np.ndarray:
@@ -240,6 +303,44 @@ def _array_to_frames(arr: np.ndarray, what: str = "array") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _check_list(items: Sequence) -> None:
+    """Types and sizes of a list of frames, checked without converting any."""
+    if len(items) == 0:
+        raise FlowRVSError("empty list of images: need at least one frame")
+    first = None
+    for i, item in enumerate(items):
+        if isinstance(item, Image.Image):
+            shape = (item.height, item.width)
+        elif isinstance(item, np.ndarray):
+            shape = _list_item(i, item).shape[:2]
+        else:
+            raise FlowRVSError(
+                f"item {i} of the list is a {type(item).__name__}; expected a PIL image or uint8 array"
+            )
+        if first is None:
+            first = shape
+        elif shape != first:
+            raise FlowRVSError(
+                f"image {i} of the list is {shape[1]}x{shape[0]} but image 0 is "
+                f"{first[1]}x{first[0]}; all frames must have the same size"
+            )
+
+
+def _list_item(i: int, item) -> np.ndarray:
+    """Item ``i`` of a list of frames -> ``(H, W, 3)`` uint8 RGB."""
+    if isinstance(item, Image.Image):
+        try:
+            return _pil_to_rgb(item)
+        except _PIL_ERRORS as exc:
+            raise FlowRVSError(f"cannot convert image {i} of the list to RGB: {_one_line(exc)}") from None
+    if isinstance(item, np.ndarray):
+        arr = _array_to_frames(item, what=f"item {i} of the list")
+        if arr.shape[0] != 1:
+            raise FlowRVSError(f"item {i} of the list has shape {item.shape}; expected one (H,W,3) image")
+        return arr[0]
+    raise FlowRVSError(f"item {i} of the list is a {type(item).__name__}; expected a PIL image or uint8 array")
+
+
 def _read_list(items: Sequence, max_frames: int | None) -> Video:
     if len(items) == 0:
         raise FlowRVSError("empty list of images: need at least one frame")
@@ -247,20 +348,7 @@ def _read_list(items: Sequence, max_frames: int | None) -> Video:
         items = items[:max_frames]
     frames: list[np.ndarray] = []
     for i, item in enumerate(items):
-        if isinstance(item, Image.Image):
-            try:
-                arr = _pil_to_rgb(item)
-            except _PIL_ERRORS as exc:
-                raise FlowRVSError(f"cannot convert image {i} of the list to RGB: {_one_line(exc)}") from None
-        elif isinstance(item, np.ndarray):
-            arr = _array_to_frames(item, what=f"item {i} of the list")
-            if arr.shape[0] != 1:
-                raise FlowRVSError(f"item {i} of the list has shape {item.shape}; expected one (H,W,3) image")
-            arr = arr[0]
-        else:
-            raise FlowRVSError(
-                f"item {i} of the list is a {type(item).__name__}; expected a PIL image or uint8 array"
-            )
+        arr = _list_item(i, item)
         if frames and arr.shape != frames[0].shape:
             raise FlowRVSError(
                 f"image {i} of the list is {arr.shape[1]}x{arr.shape[0]} but image 0 is "
@@ -323,6 +411,184 @@ def read_video(source, max_frames: int | None = None) -> Video:
         f"{path} is not a supported video or image "
         f"(extensions: {' '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)})"
     )
+
+
+class VideoStream:
+    """A video read lazily, one frame at a time.
+
+    ``names`` (one per frame, as :func:`read_video` names them), ``fps``, ``height`` and
+    ``width`` (of the RGB frames, after any rotation) are known on opening; iterating yields
+    ``(name, frame)`` with ``frame`` ``(H, W, 3)`` uint8 RGB, decoding as it goes, so only one
+    frame is held at a time. Each iteration starts again from the first frame. A source whose
+    frames turn out fewer or more than announced (a truncated file) raises
+    :class:`FlowRVSError` when that is found.
+    """
+
+    def __init__(self, source: str, names: list[str], fps: float, height: int, width: int,
+                 frames: Callable[[], Iterator[np.ndarray]]):
+        self.source = source
+        self.names = names
+        self.fps = fps
+        self.height = height
+        self.width = width
+        self._frames = frames
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        count = 0
+        for frame in self._frames():
+            if count == len(self.names):
+                raise FlowRVSError(f"{self.source} has more frames than the {len(self.names)} it announced")
+            if frame.shape != (self.height, self.width, 3):
+                raise FlowRVSError(
+                    f"frame {self.names[count]} of {self.source} is {frame.shape[1]}x{frame.shape[0]}, "
+                    f"the first is {self.width}x{self.height}; all frames must have the same size"
+                )
+            yield self.names[count], frame
+            count += 1
+            if count == len(self.names):
+                return
+        if count < len(self.names):
+            raise FlowRVSError(
+                f"{self.source} ended after {count} of the {len(self.names)} frames it announced (truncated or corrupt?)"
+            )
+
+    def read(self) -> Video:
+        """All frames at once, as :func:`read_video` gives them."""
+        frames = np.empty((self.num_frames, self.height, self.width, 3), dtype=np.uint8)
+        for i, (_, frame) in enumerate(self):
+            frames[i] = frame
+        return Video(frames, list(self.names), self.fps)
+
+
+def _first(frames: Iterator[np.ndarray]) -> np.ndarray:
+    try:
+        return next(frames)
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+
+
+def open_video(source, max_frames: int | None = None) -> VideoStream:
+    """Open ``source`` for reading frame by frame; see :class:`VideoStream`.
+
+    Takes what :func:`read_video` takes and gives the same names, fps and pixels, without
+    holding the frames: video files decode as they are iterated, frame folders read one image at
+    a time, arrays and lists are passed through frame by frame. Problems found on opening (a
+    missing or unreadable file, a folder of mixed frame sizes, a bad array) raise
+    :class:`FlowRVSError` with a one-line message here, before anything is iterated; the first
+    frame is decoded to check that the source can be read.
+    """
+    _check_max_frames(max_frames)
+    if isinstance(source, (Video, np.ndarray, Image.Image)) or isinstance(source, (list, tuple)):
+        return _open_in_memory(source, max_frames)
+    if not isinstance(source, (str, os.PathLike)):
+        raise FlowRVSError(
+            f"cannot read a video from a {type(source).__name__}; "
+            "pass a path, a uint8 array or a list of PIL images"
+        )
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FlowRVSError(f"no such file or folder: {path}")
+    if path.is_dir():
+        files = _folder_files(path, max_frames)
+        h, w = _image_shape(files[0])
+        for p in files[1:]:
+            shape = _image_shape(p)
+            if shape != (h, w):
+                raise _size_mismatch(path, p, files[0], shape, (h, w))
+        return VideoStream(str(path), [p.stem for p in files], DEFAULT_FPS, h, w, lambda: map(_load_image, files))
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        fps = _gif_fps(path)
+        first = _first(_iter_gif(path, 1))
+        try:
+            with Image.open(path) as img:
+                count = int(getattr(img, "n_frames", 1))
+        except _PIL_ERRORS as exc:
+            raise FlowRVSError(f"cannot read GIF {path}: {_one_line(exc)}") from None
+        count = count if max_frames is None else min(count, max_frames)
+        return VideoStream(str(path), _index_names(count), fps, *first.shape[:2], lambda: _iter_gif(path, max_frames))
+    if suffix in VIDEO_EXTENSIONS:
+        fps, count = _container_info(path)
+        first = _first(_iter_container(path, 1))
+        count = count if max_frames is None else min(count, max_frames)
+        if count < 1:
+            raise FlowRVSError(f"video {path} has no frames")
+        return VideoStream(str(path), _index_names(count), fps, *first.shape[:2], lambda: _iter_container(path, max_frames))
+    if suffix in IMAGE_EXTENSIONS:
+        first = _load_image(path)
+        return VideoStream(str(path), _index_names(1), DEFAULT_FPS, *first.shape[:2], lambda: iter([_load_image(path)]))
+    raise FlowRVSError(
+        f"{path} is not a supported video or image "
+        f"(extensions: {' '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)})"
+    )
+
+
+def _open_in_memory(source, max_frames: int | None) -> VideoStream:
+    """Arrays, a :class:`Video`, PIL images and lists of them, frame by frame."""
+    if isinstance(source, Video):
+        video = read_video(source, max_frames)
+        return VideoStream("video", video.names, video.fps, *video.frames.shape[1:3], lambda: iter(video.frames))
+    if isinstance(source, np.ndarray):
+        frames = _array_to_frames(source)[:max_frames]
+        return VideoStream("array", _index_names(len(frames)), DEFAULT_FPS, *frames.shape[1:3], lambda: iter(frames))
+    items = [source] if isinstance(source, Image.Image) else list(source)[:max_frames]
+    _check_list(items)
+    first = _list_item(0, items[0])
+    return VideoStream(
+        "list of images", _index_names(len(items)), DEFAULT_FPS, *first.shape[:2],
+        lambda: (_list_item(i, item) for i, item in enumerate(items)),
+    )
+
+
+def iter_windows(stream: Iterable[tuple[str, np.ndarray]], plan: Sequence) -> Iterator[tuple[object, np.ndarray]]:
+    """Read ``stream``'s frames in the windows of ``plan`` (:func:`flowrvs.windows.plan_windows`).
+
+    Yields ``(window, frames)`` with ``frames`` a new ``(len(window), H, W, 3)`` uint8 array, in
+    plan order. Frames are pulled from the stream only as the window being built needs them, and
+    between windows only the frames the next window shares with this one are kept, so the
+    generator holds at most ``len(window) + overlap`` frames whatever the length of the video.
+    """
+    frames = iter(stream)
+    position = 0  # index of the next frame the stream will give
+    carried: np.ndarray | None = None  # frames [carried_start, position) shared with the next window
+    carried_start = 0
+    for i, win in enumerate(plan):
+        if i and win.start < plan[i - 1].start:
+            raise ValueError(f"window {i} starts before window {i - 1}: plan out of order")
+        out: np.ndarray | None = None
+        filled = 0
+        if carried is not None and win.start < position:
+            keep = carried[win.start - carried_start :]
+            filled = len(keep)
+            out = np.empty((len(win), *keep.shape[1:]), dtype=np.uint8)
+            out[:filled] = keep
+        carried = keep = None
+        while position < win.stop:
+            try:
+                _, frame = next(frames)
+            except StopIteration:
+                raise FlowRVSError(f"the video ended after {position} frames; window {i} needs frames up to {win.stop}") from None
+            position += 1
+            if position <= win.start:
+                continue  # before the window (a plan with gaps)
+            if out is None:
+                out = np.empty((len(win), *frame.shape), dtype=np.uint8)
+            out[filled] = frame
+            filled += 1
+        following = plan[i + 1] if i + 1 < len(plan) else None
+        if following is not None and following.start < win.stop:
+            carried_start = max(following.start, win.start)
+            carried = out[carried_start - win.start :].copy()
+        yield win, out
 
 
 def _check_frames(frames: np.ndarray) -> None:
