@@ -39,3 +39,95 @@ def test_embeddings_zero_padded_and_cached(tiny_pipe):
     with_grad = fresh.encode_with_grad(["the red circle", "a dog"])
     assert len(fresh._cache) == 1
     assert torch.allclose(with_grad.detach(), emb[:2], atol=1e-6)
+
+
+# ---- the embedding cache and loading the encoder only on a miss ----------------------------
+import gc  # noqa: E402
+import weakref  # noqa: E402
+
+from flowrvs.models.text import EmbeddingCache, default_cache_folder, encode_sentences  # noqa: E402
+
+
+class CountingLoader:
+    """Builds a fresh tiny text encoder per call, counting calls and keeping weak references."""
+
+    def __init__(self, tiny_pipe):
+        self.pipe = tiny_pipe
+        self.calls = 0
+        self.built: list[weakref.ref] = []
+
+    def __call__(self):
+        import copy
+
+        self.calls += 1
+        encoder = copy.deepcopy(self.pipe.text_encoder)
+        self.built.append(weakref.ref(encoder))
+        return self.pipe.tokenizer, encoder
+
+
+def test_second_encode_does_not_build_the_text_encoder(tiny_pipe, tmp_path):
+    loader = CountingLoader(tiny_pipe)
+    cache = EmbeddingCache(tmp_path / "emb")
+    first = encode_sentences(["the red circle", "a dog"], loader, cache, text_len=16, model="m1")
+    assert loader.calls == 1
+    gc.collect()
+    assert all(ref() is None for ref in loader.built)  # the encoder was freed
+    reference = PromptEncoder(tiny_pipe.tokenizer, tiny_pipe.text_encoder, 16).encode(["the red circle", "a dog"])
+    torch.testing.assert_close(first, reference)
+    assert len(list((tmp_path / "emb").glob("*.safetensors"))) == 2
+
+    # a new process (a new cache object on the same folder) does not load the encoder either
+    again = encode_sentences(["a dog", "the red circle"], loader, EmbeddingCache(tmp_path / "emb"), 16, "m1")
+    assert loader.calls == 1
+    assert torch.equal(again, first.flip(0))
+    # one new sentence loads the encoder once, for that sentence only
+    seen = []
+    original = PromptEncoder._embed
+    try:
+        PromptEncoder._embed = lambda self, prompts: seen.append(list(prompts)) or original(self, prompts)
+        encode_sentences(["a dog", "a cat"], loader, cache, 16, "m1")
+    finally:
+        PromptEncoder._embed = original
+    assert loader.calls == 2 and seen == [["a cat"]]
+
+
+def test_cache_keys_differ_by_model_and_text_len_and_share_cleaned_sentences(tiny_pipe, tmp_path):
+    loader = CountingLoader(tiny_pipe)
+    cache = EmbeddingCache(tmp_path)
+    encode_sentences(['the  "red" circle'], loader, cache, 16, "m1")
+    encode_sentences(["the red circle "], loader, cache, 16, "m1")  # cleaned-equal: same entry
+    assert loader.calls == 1
+    encode_sentences(["the red circle"], loader, cache, 8, "m1")
+    assert loader.calls == 2
+    out = encode_sentences(["the red circle"], loader, cache, 16, "m2")
+    assert loader.calls == 3
+    assert out.shape == (1, 16, tiny_pipe.text_encoder.config.d_model)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 3
+    assert EmbeddingCache.key("m1", "a  dog", 16) == EmbeddingCache.key("m1", "a dog", 16)
+
+
+def test_cache_survives_bad_files_and_can_be_off(tiny_pipe, tmp_path, monkeypatch):
+    loader = CountingLoader(tiny_pipe)
+    cache = EmbeddingCache(tmp_path)
+    good = encode_sentences(["a dog"], loader, cache, 16, "m")
+    (entry,) = tmp_path.glob("*.safetensors")
+    entry.write_bytes(b"not a safetensors file")
+    again = encode_sentences(["a dog"], loader, EmbeddingCache(tmp_path), 16, "m")  # a miss, not a crash
+    assert loader.calls == 2 and torch.equal(again, good)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
+
+    memory = EmbeddingCache(None)
+    encode_sentences(["a dog"], loader, memory, 16, "m")
+    encode_sentences(["a dog"], loader, memory, 16, "m")
+    assert loader.calls == 3  # memory-only: cached within the object, nothing on disk
+    encode_sentences(["a dog"], loader, None, 16, "m")
+    assert loader.calls == 4
+
+    monkeypatch.setenv("FLOWRVS_CACHE", str(tmp_path / "c"))
+    assert default_cache_folder() == tmp_path / "c" / "embeddings"
+    monkeypatch.setenv("FLOWRVS_CACHE", "off")
+    assert default_cache_folder() is None and EmbeddingCache.default().folder is None
+    monkeypatch.delenv("FLOWRVS_CACHE")
+    assert default_cache_folder().parts[-3:] == (".cache", "flowrvs", "embeddings")
+    with pytest.raises(FlowRVSError):
+        encode_sentences(["  "], loader, memory, 16, "m")

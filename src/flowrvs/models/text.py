@@ -5,16 +5,28 @@ real token length is zero, and the sequence is zero-padded to a fixed length (``
 256 for current checkpoints, 64 for older ones). With the attention mask, umT5's embeddings of
 the real tokens do not depend on the padding, so prompts are tokenized to their real length
 only and padded afterwards.
+
+Peak memory is the largest part, never the sum: :func:`encode_sentences` loads the encoder
+only for sentences that an on-disk :class:`EmbeddingCache` has not seen, and frees it (memory
+returned to the OS) before the DiT and the VAE run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
+import logging
+import os
 import re
+from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 
-from ..errors import FlowRVSError
+from ..errors import FlowRVSError, first_line
+
+logger = logging.getLogger(__name__)
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -78,10 +90,7 @@ class PromptEncoder:
         return [hidden[i, :n] for i, n in enumerate(lengths)]
 
     def _pad(self, embeds: list[torch.Tensor]) -> torch.Tensor:
-        out = embeds[0].new_zeros(len(embeds), self.text_len, embeds[0].shape[-1])
-        for i, emb in enumerate(embeds):
-            out[i, : emb.shape[0]] = emb
-        return out
+        return pad_embeddings(embeds, self.text_len)
 
     def encode(self, prompts: list[str], device=None, dtype=None) -> torch.Tensor:
         """Embeddings ``(B, text_len, D)``: real tokens, then zeros."""
@@ -97,3 +106,135 @@ class PromptEncoder:
         """Like :meth:`encode`, but uncached and differentiable (for training the text encoder);
         on the encoder's device and dtype."""
         return self._pad(self._embed([clean_prompt(p) for p in check_prompts(prompts)]))
+
+
+# ---- embeddings on disk ------------------------------------------------------------------
+CACHE_ENV = "FLOWRVS_CACHE"  # a folder; "0", "off" or "none" keeps embeddings in memory only
+_OFF = ("0", "off", "none", "false", "no")
+
+
+def default_cache_folder() -> Path | None:
+    """``$FLOWRVS_CACHE/embeddings``, else ``~/.cache/flowrvs/embeddings``; ``None`` when turned off."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value.lower() in _OFF:
+        return None
+    root = Path(value).expanduser() if value else Path.home() / ".cache" / "flowrvs"
+    return root / "embeddings"
+
+
+class EmbeddingCache:
+    """Sentence embeddings ``(n_tokens, D)`` of the real tokens, one safetensors file each.
+
+    Keyed by ``(model, cleaned sentence, text_len)``: ``model`` is any string that changes with
+    the encoder's weights and compute dtype (e.g. ``f"{model_fingerprint(folder)}-bfloat16"``).
+    Files are ``<folder>/<sha256 of the key>.safetensors`` written atomically; an unreadable file
+    is a miss. ``folder=None`` (or :meth:`memory_only`) keeps entries in this process only.
+    Use :meth:`default` for the user's cache folder.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None):
+        self.folder = Path(folder).expanduser() if folder is not None else None
+        self._memory: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def default(cls) -> "EmbeddingCache":
+        return cls(default_cache_folder())
+
+    @classmethod
+    def memory_only(cls) -> "EmbeddingCache":
+        return cls(None)
+
+    @staticmethod
+    def key(model: str, sentence: str, text_len: int) -> str:
+        payload = json.dumps([str(model), clean_prompt(sentence), int(text_len)], ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{key}.safetensors"
+
+    def get(self, model: str, sentence: str, text_len: int) -> torch.Tensor | None:
+        """The cached ``(n_tokens, D)`` embedding on the CPU, or ``None``."""
+        key = self.key(model, sentence, text_len)
+        if key in self._memory:
+            return self._memory[key]
+        if self.folder is None or not self._path(key).is_file():
+            return None
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            embedding = load_file(self._path(key))["embedding"]
+        except (OSError, KeyError, SafetensorError, ValueError) as err:
+            logger.warning("ignoring unreadable cached embedding %s: %s", self._path(key), first_line(err))
+            return None
+        self._memory[key] = embedding
+        return embedding
+
+    def put(self, model: str, sentence: str, text_len: int, embedding: torch.Tensor) -> None:
+        """Store ``(n_tokens, D)``; on disk atomically (a failed write leaves no file)."""
+        key = self.key(model, sentence, text_len)
+        embedding = embedding.detach().to("cpu").contiguous()
+        self._memory[key] = embedding
+        if self.folder is None:
+            return
+        from safetensors.torch import save_file
+
+        from ..fileio import atomic_path
+
+        meta = {"model": str(model), "sentence": clean_prompt(sentence), "text_len": str(int(text_len))}
+        try:
+            with atomic_path(self._path(key)) as tmp:
+                save_file({"embedding": embedding}, str(tmp), metadata=meta)
+        except OSError as err:  # a read-only or full disk costs speed, not the result
+            logger.warning("cannot write the embedding cache in %s: %s", self.folder, first_line(err))
+
+    def __contains__(self, item: tuple[str, str, int]) -> bool:
+        return self.get(*item) is not None
+
+
+def pad_embeddings(embeds: Sequence[torch.Tensor], text_len: int) -> torch.Tensor:
+    """Stack ``(n_i, D)`` embeddings into ``(B, text_len, D)``, zeros past each real length."""
+    out = embeds[0].new_zeros(len(embeds), text_len, embeds[0].shape[-1])
+    for i, emb in enumerate(embeds):
+        out[i, : emb.shape[0]] = emb[:text_len]
+    return out
+
+
+def encode_sentences(
+    sentences: Sequence[str] | str,
+    load_encoder: Callable[[], tuple[object, torch.nn.Module]],
+    cache: EmbeddingCache | None,
+    text_len: int,
+    model: str,
+    device=None,
+    dtype: torch.dtype | None = None,
+    batch_size: int = 8,
+) -> torch.Tensor:
+    """Embeddings ``(B, text_len, D)`` of ``sentences``, loading the text encoder only on a miss.
+
+    load_encoder: returns ``(tokenizer, text_encoder)``, freshly loaded; it is called at most
+    once, only when some cleaned sentence is not in ``cache``, and both are dropped (and the
+    memory returned to the OS) before this returns, so the caller must not keep references.
+    cache: ``None`` encodes every time. model: the cache key of the encoder (weights and dtype).
+    device/dtype: of the result (default: CPU, the cached dtype).
+    """
+    from ..memory import release_memory
+
+    keys = [clean_prompt(s) for s in check_prompts(sentences)]
+    cache = cache if cache is not None else EmbeddingCache.memory_only()
+    missing = [k for k in dict.fromkeys(keys) if cache.get(model, k, text_len) is None]
+    if missing:
+        tokenizer, encoder = load_encoder()
+        prompt_encoder = None
+        try:
+            prompt_encoder = PromptEncoder(tokenizer, encoder, text_len)
+            with torch.no_grad():
+                for start in range(0, len(missing), batch_size):
+                    chunk = missing[start : start + batch_size]
+                    for key, emb in zip(chunk, prompt_encoder._embed(chunk)):
+                        cache.put(model, key, text_len, emb)
+        finally:
+            del tokenizer, encoder, prompt_encoder
+            release_memory()
+    embeds = [cache.get(model, k, text_len) for k in keys]
+    return pad_embeddings(embeds, text_len).to(device=device, dtype=dtype)

@@ -1,0 +1,25 @@
+import ctypes.util
+import sys
+
+import pytest
+import torch
+
+from flowrvs.memory import current_rss_bytes, peak_rss_bytes, release_memory
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and glibc are Linux's")
+
+
+@linux_only
+def test_rss_readings_follow_a_large_allocation():
+    before = current_rss_bytes()
+    block = torch.ones(256 << 20, dtype=torch.uint8)  # 256 MiB, touched
+    now = current_rss_bytes()
+    assert now - before >= 0.9 * block.numel()
+    assert peak_rss_bytes() >= now
+    del block
+
+
+@linux_only
+@pytest.mark.skipif("libc.so" not in (ctypes.util.find_library("c") or ""), reason="needs glibc")
+def test_release_memory_trims_with_glibc():
+    assert release_memory() is True
