@@ -6,6 +6,7 @@ Video containers go through PyAV, still images and GIFs through Pillow.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -601,6 +602,19 @@ def _check_frames(frames: np.ndarray) -> None:
         raise ValueError(f"frames has shape {frames.shape}; need at least one non-empty frame")
 
 
+def check_mask_name(name: str) -> None:
+    """A frame name usable as a file stem (no path separators, not empty, not . or ..)."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ValueError(f"bad mask name {name!r}")
+
+
+def write_mask_png(path, mask: np.ndarray) -> None:
+    """Write one ``(H, W)`` mask (nonzero = foreground) as an 8-bit 'L' PNG of 0/255, atomically."""
+    img = Image.fromarray(np.where(np.asarray(mask).astype(bool), np.uint8(255), np.uint8(0)))
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
 def write_mask_pngs(folder, masks: np.ndarray, names: list[str]) -> None:
     """Write ``masks`` ``(T, H, W)`` bool as ``folder/<name>.png``: 8-bit 'L' PNGs with values 0/255.
 
@@ -614,15 +628,12 @@ def write_mask_pngs(folder, masks: np.ndarray, names: list[str]) -> None:
     if len(set(names)) != len(names):
         raise ValueError("mask names must be unique")
     for name in names:
-        if not name or "/" in name or "\\" in name or name in (".", ".."):
-            raise ValueError(f"bad mask name {name!r}")
+        check_mask_name(name)
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for mask, name in zip(masks, names):
-            img = Image.fromarray(np.where(mask.astype(bool), np.uint8(255), np.uint8(0)))
-            with atomic_path(folder / f"{name}.png") as tmp:
-                img.save(tmp, format="PNG")
+            write_mask_png(folder / f"{name}.png", mask)
     except OSError as exc:
         raise FlowRVSError(f"cannot write masks to {folder}: {_one_line(exc)}") from None
 
@@ -632,6 +643,21 @@ def _inner_contour(mask: np.ndarray) -> np.ndarray:
     padded = np.pad(mask, 1, mode="edge")
     interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return mask & ~interior
+
+
+def overlay_frame(frame: np.ndarray, masks, alpha: float = 0.5) -> np.ndarray:
+    """One frame of :func:`overlay_masks`: ``frame`` ``(H, W, 3)`` uint8, ``masks`` ``(K, H, W)``
+    bool (or a list of ``(H, W)``), prompt ``k`` in ``PALETTE[k % len(PALETTE)]``. Returns a new
+    ``(H, W, 3)`` uint8 frame."""
+    out = frame.astype(np.float32)
+    for k, sel in enumerate(masks):
+        sel = np.asarray(sel).astype(bool, copy=False)
+        if not sel.any():
+            continue
+        colour = np.array(PALETTE[k % len(PALETTE)], dtype=np.float32)
+        out[sel] = (1.0 - alpha) * out[sel] + alpha * colour
+        out[_inner_contour(sel)] = colour
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def overlay_masks(frames: np.ndarray, masks: list[np.ndarray], alpha: float = 0.5) -> np.ndarray:
@@ -652,16 +678,8 @@ def overlay_masks(frames: np.ndarray, masks: list[np.ndarray], alpha: float = 0.
     out = frames.copy()
     if not masks:
         return out
-    colours = [np.array(PALETTE[k % len(PALETTE)], dtype=np.float32) for k in range(len(masks))]
     for t in range(frames.shape[0]):
-        frame = out[t].astype(np.float32)
-        for m, colour in zip(masks, colours):
-            sel = m[t]
-            if not sel.any():
-                continue
-            frame[sel] = (1.0 - alpha) * frame[sel] + alpha * colour
-            frame[_inner_contour(sel)] = colour
-        out[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+        out[t] = overlay_frame(frames[t], [m[t] for m in masks], alpha)
     return out
 
 
@@ -681,41 +699,112 @@ def _check_fps(fps: float) -> None:
         raise FlowRVSError(f"fps must be a positive number, got {fps!r}")
 
 
+class VideoWriter:
+    """Encode ``(H, W, 3)`` uint8 RGB frames into an MP4 (yuv420p) one at a time.
+
+    Encodes H.264 with libx264 (CRF 18) when the installed PyAV has it, otherwise MPEG-4 Part 2
+    (``mpeg4``); the container is MP4 whatever the suffix of ``path``. The size comes from the
+    first frame; an odd height or width is padded by repeating the last row/column. The file is
+    written beside ``path`` and renamed onto it by :meth:`close`; :meth:`abort` (or leaving a
+    ``with`` block by an exception) deletes it instead.
+    """
+
+    def __init__(self, path, fps: float):
+        _check_fps(fps)
+        self.path = Path(path)
+        self.fps = float(fps)
+        self.frames_written = 0
+        self._exit = contextlib.ExitStack()
+        self._tmp = self._exit.enter_context(atomic_path(self.path))
+        self._container = None
+        self._stream = None
+        self._size: tuple[int, int] | None = None  # (H, W) of the frames given
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _open(self, height: int, width: int) -> None:
+        codec = _video_codec()
+        rate = Fraction(self.fps).limit_denominator(1001)
+        self._container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
+        options = {"crf": "18", "preset": "medium"} if codec == "libx264" else {}
+        stream = self._container.add_stream(codec, rate=rate, options=options)
+        stream.width, stream.height = width + width % 2, height + height % 2
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = 1 / rate
+        if codec != "libx264":
+            stream.bit_rate = max(2_000_000, int(stream.width * stream.height * self.fps * 0.3))
+        self._stream = stream
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one ``(H, W, 3)`` uint8 RGB frame (all frames the same size)."""
+        if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[-1] == 3):
+            raise ValueError(f"a frame must be an (H,W,3) uint8 array, got {getattr(frame, 'shape', type(frame))}")
+        if self._size is None:
+            self._size = frame.shape[:2]
+        elif frame.shape[:2] != self._size:
+            raise ValueError(f"frame {self.frames_written} is {frame.shape[:2]}, the first was {self._size}")
+        pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
+        if pad_h or pad_w:
+            frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        with self._errors():
+            if self._container is None:
+                self._open(*self._size)
+            out = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            out.pts = self.frames_written
+            self._container.mux(self._stream.encode(out))
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder and put the file at ``path``."""
+        if self._container is None:
+            self.abort()
+            raise ValueError("no frames were written")
+        try:
+            with self._errors():
+                self._container.mux(self._stream.encode(None))
+                self._container.close()
+        except BaseException as exc:
+            self._exit.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._exit.close()
+
+    def abort(self) -> None:
+        """Stop writing and delete the temporary file; ``path`` is left as it was."""
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                self._container.close()
+            self._container = None
+        err = RuntimeError("video writing aborted")
+        self._exit.__exit__(RuntimeError, err, None)
+
+    @contextlib.contextmanager
+    def _errors(self):
+        try:
+            yield
+        except av.FFmpegError as exc:
+            raise FlowRVSError(f"cannot encode video {self.path}: {_av_reason(exc)}") from None
+        except OSError as exc:
+            raise FlowRVSError(f"cannot write video {self.path}: {_one_line(exc)}") from None
+
+
 def write_video(path, frames: np.ndarray, fps: float) -> None:
     """Write ``frames`` ``(T, H, W, 3)`` uint8 RGB as an MP4 (yuv420p) at ``path``, atomically.
 
-    Encodes H.264 with libx264 (CRF 18) when the installed PyAV has it, otherwise MPEG-4 Part 2
-    (``mpeg4``). The container is MP4 whatever the suffix of ``path``. An odd height or width is
-    padded by repeating the last row/column, so reading the file back may give ``H+1``/``W+1``:
-    the output is for viewing, not a lossless store.
+    See :class:`VideoWriter` (the same encoder, frame by frame). Reading the file back may give
+    ``H+1``/``W+1`` (odd sides are padded): the output is for viewing, not a lossless store.
     """
     _check_frames(frames)
     _check_fps(fps)
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
-    if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    height, width = frames.shape[1:3]
-    codec = _video_codec()
-    rate = Fraction(float(fps)).limit_denominator(1001)
-    try:
-        with atomic_path(path) as tmp:
-            with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-                options = {"crf": "18", "preset": "medium"} if codec == "libx264" else {}
-                stream = container.add_stream(codec, rate=rate, options=options)
-                stream.width, stream.height = width, height
-                stream.pix_fmt = "yuv420p"
-                stream.codec_context.time_base = 1 / rate
-                if codec != "libx264":
-                    stream.bit_rate = max(2_000_000, int(width * height * float(fps) * 0.3))
-                for i, arr in enumerate(frames):
-                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-                    frame.pts = i
-                    container.mux(stream.encode(frame))
-                container.mux(stream.encode(None))
-    except av.FFmpegError as exc:
-        raise FlowRVSError(f"cannot encode video {path}: {_av_reason(exc)}") from None
-    except OSError as exc:
-        raise FlowRVSError(f"cannot write video {path}: {_one_line(exc)}") from None
+    with VideoWriter(path, fps) as writer:
+        for frame in frames:
+            writer.write(frame)
 
 
 def write_gif(path, frames: np.ndarray, fps: float) -> None:
