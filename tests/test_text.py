@@ -131,3 +131,24 @@ def test_cache_survives_bad_files_and_can_be_off(tiny_pipe, tmp_path, monkeypatc
     assert default_cache_folder().parts[-3:] == (".cache", "flowrvs", "embeddings")
     with pytest.raises(FlowRVSError):
         encode_sentences(["  "], loader, memory, 16, "m")
+
+
+def test_streamed_text_encoder_reads_weights_from_disk_layer_by_layer(tiny_pipe, tmp_path):
+    from flowrvs.models.text import load_streamed_text_encoder
+
+    folder = tmp_path / "text_encoder"
+    tiny_pipe.text_encoder.save_pretrained(folder, max_shard_size="100KB")  # sharded, like umT5-XXL's
+    assert (folder / "model.safetensors.index.json").is_file()
+    streamed = load_streamed_text_encoder(folder)
+    assert {p.device.type for p in streamed.parameters()} == {"meta"}  # nothing resident
+    sentences = ["the red circle", "a dog", "the red circle"]
+    expected = PromptEncoder(tiny_pipe.tokenizer, tiny_pipe.text_encoder, 16).encode(sentences)
+    out = encode_sentences(sentences, lambda: (tiny_pipe.tokenizer, streamed), None, 16, "m")
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-6)
+    assert {p.device.type for p in streamed.parameters()} == {"meta"}  # and nothing left after
+    ids = tiny_pipe.tokenizer(["a dog", "the red circle"], padding="longest", return_tensors="pt").input_ids
+    assert streamed.shared.rows_read == len(ids.unique())  # the batch's distinct tokens, not the table
+
+    sorted(folder.glob("model-*.safetensors"))[-1].unlink()  # a shard the index names is gone
+    with pytest.raises(FlowRVSError):
+        load_streamed_text_encoder(folder)

@@ -55,6 +55,11 @@ def check_prompts(prompts) -> list[str]:
     return prompts
 
 
+def execution_device(encoder: torch.nn.Module) -> torch.device:
+    """Where ``encoder`` computes: its parameters' device, or the one a streamed encoder names."""
+    return getattr(encoder, "flowrvs_execution_device", None) or encoder.device
+
+
 class PromptEncoder:
     """Turns prompts into ``(B, text_len, D)`` embeddings, each distinct prompt encoded once.
 
@@ -83,7 +88,7 @@ class PromptEncoder:
             return_attention_mask=True,
             return_tensors="pt",
         )
-        device = self.text_encoder.device
+        device = execution_device(self.text_encoder)
         ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
         hidden = self.text_encoder(ids, attention_mask=mask).last_hidden_state
         lengths = mask.sum(dim=1).tolist()
@@ -238,3 +243,89 @@ def encode_sentences(
             release_memory()
     embeds = [cache.get(model, k, text_len) for k in keys]
     return pad_embeddings(embeds, text_len).to(device=device, dtype=dtype)
+
+
+# ---- an encoder whose weights stay on disk -----------------------------------------------
+def _safetensors_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (OSError, ValueError, KeyError) as err:
+            raise FlowRVSError(f"cannot read {index}: {first_line(err)}") from None
+        return [folder / name for name in sorted(set(weight_map.values()))]
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    raise FlowRVSError(f"{folder} has no model.safetensors or model.safetensors.index.json")
+
+
+class RowsFromDisk(torch.nn.Module):
+    """An embedding table left in its safetensors file: a lookup reads only the rows it needs.
+
+    ids ``(...)`` int -> ``(..., D)`` in ``dtype``. umT5-XXL's table is 256384 x 4096 (4.2 GB
+    in float32); a prompt needs a few dozen rows.
+    """
+
+    def __init__(self, path: Path, name: str, shape: tuple[int, int], dtype: torch.dtype, device):
+        super().__init__()
+        self.path, self.name, self.shape, self.dtype, self.device = str(path), name, tuple(shape), dtype, device
+        self.rows_read = 0
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.shape[0]
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        from safetensors import safe_open
+
+        unique, inverse = torch.unique(ids.cpu(), return_inverse=True)
+        with safe_open(self.path, framework="pt") as f:
+            table = f.get_slice(self.name)
+            rows = torch.cat([table[i : i + 1] for i in unique.tolist()]).to(self.dtype)
+        self.rows_read += len(unique)
+        return rows[inverse].to(self.device)
+
+
+def load_streamed_text_encoder(folder: str | os.PathLike, dtype: torch.dtype = torch.float32, device="cpu"):
+    """A umT5 encoder (``UMT5EncoderModel``) whose weights stay in its safetensors files.
+
+    Built on the ``meta`` device; before each layer runs, accelerate's offload hooks read its
+    weights from the shards (cast to ``dtype``, moved to ``device``) and drop them after, and the
+    token embedding reads only the rows of the prompt's tokens. Resident memory is one layer's
+    weights plus activations (umT5-XXL: about 170 MB of weights instead of 22.7 GB in float32
+    or 11.4 GB in bfloat16), for the price of reading the shards once per call: encode all
+    sentences in one call, and cache the results (:func:`encode_sentences`).
+    """
+    from accelerate import init_empty_weights
+    from accelerate.hooks import attach_align_device_hook
+    from accelerate.utils import OffloadedWeightsLoader
+    from safetensors import SafetensorError, safe_open
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    folder = Path(folder)
+    dtype_name = str(dtype).removeprefix("torch.")
+    index: dict[str, dict] = {}
+    try:
+        config = UMT5Config.from_pretrained(folder)
+        for path in _safetensors_files(folder):
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    index[key] = {"safetensors_file": str(path), "weight_name": key, "dtype": dtype_name}
+    except (OSError, ValueError, SafetensorError) as err:
+        raise FlowRVSError(f"cannot read the text encoder in {folder}: {first_line(err)}") from None
+    with init_empty_weights():
+        model = UMT5EncoderModel(config)
+    model.to(dtype)
+    table_key = next((k for k in ("shared.weight", "encoder.embed_tokens.weight") if k in index), None)
+    if table_key is None:
+        raise FlowRVSError(f"the text encoder in {folder} has no shared.weight (token embedding)")
+    shape = (config.vocab_size, config.d_model)
+    model.set_input_embeddings(RowsFromDisk(Path(index[table_key]["safetensors_file"]), table_key, shape, dtype, device))
+    missing = [name for name, _ in model.named_parameters() if name not in index]
+    if missing:
+        raise FlowRVSError(f"the text encoder in {folder} lacks {len(missing)} weight(s), e.g. {missing[0]}")
+    model.eval().requires_grad_(False)
+    attach_align_device_hook(model, execution_device=device, offload=True, weights_map=OffloadedWeightsLoader(index=index))
+    model.flowrvs_execution_device = torch.device(device)
+    return model
