@@ -1,0 +1,8 @@
+"""``python -m flowrvs ...`` runs the ``flowrvs`` command line (needed by ``torchrun -m flowrvs``)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
