@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-# pycocotools 2.0.x calls np.array(copy=False) internally, which NumPy 2 flags; harmless here.
-warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy", category=DeprecationWarning)
+
+@contextmanager
+def _pycocotools_quiet() -> Iterator[None]:
+    """pycocotools 2.0.x calls ``np.array(copy=False)`` internally, which NumPy 2 flags; harmless here.
+
+    Silenced only around our own calls: the caller's warning filters stay as they were.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy", category=DeprecationWarning)
+        yield
 
 
 def encode_rle(mask: np.ndarray) -> dict:
     """Encode one ``(H, W)`` mask (any dtype, nonzero = foreground) as ``{"size": [H, W], "counts": str}``."""
     if mask.ndim != 2:
         raise ValueError(f"encode_rle takes one (H, W) mask, got shape {mask.shape}")
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    with _pycocotools_quiet():
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
@@ -31,7 +42,9 @@ def decode_rle(rle: dict | None, shape: tuple[int, int] | None = None) -> np.nda
     size = [int(s) for s in rle["size"]]
     counts = rle["counts"]
     if isinstance(counts, list):
-        compressed = mask_utils.frPyObjects({"size": size, "counts": counts}, size[0], size[1])
+        with _pycocotools_quiet():
+            compressed = mask_utils.frPyObjects({"size": size, "counts": counts}, size[0], size[1])
     else:
         compressed = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return mask_utils.decode(compressed).astype(bool)
+    with _pycocotools_quiet():
+        return mask_utils.decode(compressed).astype(bool)
