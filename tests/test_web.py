@@ -1,0 +1,209 @@
+"""`flowrvs web`: the Gradio page end to end in headless Chromium, and its helpers.
+
+The browser is Debian's ``chromium`` (``.ci/run`` installs it), driven by Playwright; the test
+is skipped only where neither the browser nor Playwright is there and ``CI`` is unset.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from flowrvs.errors import FlowRVSError
+from flowrvs.rle import decode_rle
+
+CHROMIUM = os.environ.get("FLOWRVS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SIZE = (32, 48)  # frames at the tiny model's working size: seconds, not minutes
+SENTENCES = ["the red circle", "the square that moves to the left"]
+LOCAL = ("http://127.0.0.1", "http://localhost", "data:", "blob:")
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
+
+
+def _browser_ready() -> bool:
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return False
+    return Path(CHROMIUM).is_file()
+
+
+needs_browser = pytest.mark.skipif(
+    not _browser_ready() and not os.environ.get("CI"),
+    reason=f"needs Playwright and {CHROMIUM} (.ci/run installs them; under CI this test never skips)",
+)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Two shared cores: oversubscribed threads make the tiny VAE several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def video_path(tmp_path_factory):
+    from flowrvs.synth import generate_video
+    from flowrvs.video import write_video
+
+    path = tmp_path_factory.mktemp("upload") / "clip.mp4"
+    write_video(path, generate_video(5, frames=5, size=SIZE).frames, fps=8)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_pipe, tmp_path_factory, one_thread):
+    from flowrvs.web import build_app, serve
+
+    work = tmp_path_factory.mktemp("web")
+    app = build_app(tiny_pipe, size=SIZE, examples_dir=work / "examples", result_root=work / "results")
+    url = serve(app, port=_free_port(), block=False)
+    yield url, work
+    app.close()
+
+
+@needs_browser
+@pytest.mark.slow
+def test_browser_upload_segment_download(server, tiny_pipe, video_path, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from flowrvs.video import read_video
+
+    url, work = server
+    outside = []
+
+    def only_local(route):
+        if route.request.url.startswith(LOCAL):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(accept_downloads=True)
+            page.route("**/*", only_local)
+            page.goto(url)
+            # the synthetic examples are on the page, generated into the cache at first use
+            expect(page.get_by_text("synthetic-2026.mp4")).to_be_visible(timeout=20_000)
+
+            # no sentence: a short message on the page, no model work, no trace
+            page.locator("#video input[type=file]").set_input_files(str(video_path))
+            expect(page.locator("#video").get_by_text("clip.mp4")).to_be_visible(timeout=20_000)
+            page.get_by_role("button", name="Segment").click()
+            expect(page.get_by_text("type at least one sentence")).to_be_visible(timeout=20_000)
+            assert "Traceback" not in page.content()
+
+            page.get_by_label("Sentences").fill("\n".join(SENTENCES))
+            page.get_by_role("button", name="Segment").click()
+            page.locator("#overlay video[src]").wait_for(timeout=45_000)
+            overlay = page.request.get(page.locator("#overlay video").get_attribute("src"))
+            assert overlay.ok
+            (tmp_path / "overlay.mp4").write_bytes(overlay.body())
+            if os.environ.get("FLOWRVS_WEB_SCREENSHOT"):
+                page.screenshot(path=os.environ["FLOWRVS_WEB_SCREENSHOT"], full_page=True)
+            legend = page.locator("#legend")
+            for sentence in SENTENCES:
+                expect(legend.get_by_text(sentence)).to_be_visible()
+            expect(page.locator("#previews img")).to_have_count(len(SENTENCES))
+            with page.expect_download() as info:
+                page.locator("#masks-zip a[download]").click()
+            download = info.value
+            assert download.suggested_filename == "masks.zip"
+            zip_path = tmp_path / "masks.zip"
+            download.save_as(zip_path)
+        finally:
+            browser.close()
+    assert outside == []  # the page fetched nothing from the internet
+    assert len(read_video(tmp_path / "overlay.mp4")) == 5
+
+    direct = tiny_pipe(read_video(video_path), SENTENCES, size=SIZE, progress=False)
+    with zipfile.ZipFile(zip_path) as zf:
+        names = set(zf.namelist())
+        index = json.loads(zf.read("masks.json"))
+        assert [p["prompt"] for p in index["prompts"]] == SENTENCES
+        assert index["frame_names"] == direct.frame_names
+        assert names == {"masks.json"} | {f"{k}/{n}.png" for k in range(2) for n in direct.frame_names}
+        for k, expected in enumerate(direct.masks):
+            for t, name in enumerate(direct.frame_names):
+                png = np.array(Image.open(io.BytesIO(zf.read(f"{k}/{name}.png"))))
+                assert set(np.unique(png)) <= {0, 255}
+                assert np.array_equal(png > 0, expected[t]), (k, name)
+                assert np.array_equal(decode_rle(index["prompts"][k]["masks"][name]), expected[t])
+
+
+# ---- the page's helpers, without a browser --------------------------------------------------
+def test_parse_sentences_and_steps():
+    from flowrvs.web import parse_sentences, parse_steps
+
+    assert parse_sentences("  the dog \n\n the cat\n") == ["the dog", "the cat"]
+    for empty in ("", "  \n \n", None):
+        with pytest.raises(FlowRVSError, match="at least one sentence"):
+            parse_sentences(empty)
+    assert parse_steps(2.0) == 2 and parse_steps("3") == 3
+    for bad in (0, 1.5, "x", None):
+        with pytest.raises(FlowRVSError, match="Euler steps"):
+            parse_steps(bad)
+
+
+def test_default_steps_reads_config_attribute_or_dict():
+    from types import SimpleNamespace
+
+    from flowrvs.web import default_steps
+
+    assert default_steps(SimpleNamespace(config=SimpleNamespace(num_steps=4))) == 4
+    assert default_steps(SimpleNamespace(config={"num_steps": 3})) == 3
+    assert default_steps(SimpleNamespace(config=None)) == 1
+
+
+def test_segment_upload_errors_before_model_work(tmp_path):
+    from flowrvs.web import segment_upload
+
+    class NoModel:
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("the model must not run")
+
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    text = tmp_path / "notes.txt"
+    text.write_text("hi")
+    cases = [(None, "one", "upload a video"), (str(text), "one", "not a video"),
+             (str(bad), "the dog", "cannot decode"), (str(bad), "\n", "at least one sentence")]
+    for video, sentences, message in cases:
+        with pytest.raises(FlowRVSError, match=message):
+            segment_upload(NoModel(), video, sentences, 1, tmp_path / "results")
+
+
+def test_legend_escapes_and_previews_use_sentence_colours():
+    from flowrvs.video import PALETTE
+    from flowrvs.web import legend_html, mask_previews
+
+    html = legend_html(["a <b>", "c"])
+    assert "&lt;b&gt;" in html and "<b>" not in html and "#%02x%02x%02x" % PALETTE[1] in html
+    frames = np.zeros((3, 8, 10, 3), np.uint8)
+    masks = [np.zeros((3, 8, 10), bool), np.ones((3, 8, 10), bool)]
+    previews = mask_previews(frames, masks, ["x", "y"])
+    assert [caption for _, caption in previews] == ["0: x", "1: y"]
+    assert previews[0][0].shape == (8, 30, 3) and not previews[0][0].any()
+    assert tuple(previews[1][0][4, 4]) == tuple(round(0.5 * c) for c in PALETTE[1])
