@@ -7,9 +7,6 @@ prompt per frame, with the prompt text) and ``DIR/overlay.mp4``.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from ..errors import FlowRVSError
 from .common import add_model_args, load_pipeline, parse_size
 
@@ -26,39 +23,20 @@ def register(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def write_segmentation(folder: Path, frames, result, source: str, overlay: bool = True) -> None:
-    """Write ``<k>/<frame>.png``, masks.json and overlay.mp4 of a :class:`SegmentationResult` into ``folder``.
+def __getattr__(name: str):
+    # write_segmentation moved to flowrvs.writer; still importable from here, loaded only when asked for
+    if name == "write_segmentation":
+        from ..writer import write_segmentation
 
-    frames: the ``(T, H, W, 3)`` uint8 input frames (for the overlay).
-    """
-    from ..rle import encode_rle
-    from ..video import overlay_masks, write_mask_pngs, write_video
-
-    folder = Path(folder)
-    entries = []
-    for k, (prompt, masks) in enumerate(zip(result.prompts, result.masks)):
-        write_mask_pngs(folder / str(k), masks, result.frame_names)
-        rles = {name: encode_rle(m) for name, m in zip(result.frame_names, masks)}
-        entries.append({"index": k, "prompt": prompt, "masks": rles})
-    num_frames, height, width = result.masks[0].shape
-    index = {
-        "video": source,
-        "num_frames": num_frames,
-        "height": height,
-        "width": width,
-        "fps": result.fps,
-        "frame_names": result.frame_names,
-        "prompts": entries,
-    }
-    (folder / "masks.json").write_text(json.dumps(index))
-    if overlay:
-        write_video(folder / "overlay.mp4", overlay_masks(frames, result.masks), result.fps)
+        return write_segmentation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(args) -> int:
     from ..fileio import atomic_dir
     from ..models.text import check_prompts
     from ..video import read_video
+    from ..writer import write_segmentation
 
     prompts = check_prompts(args.prompts)
     size = parse_size(args.size) if args.size else None
