@@ -222,6 +222,7 @@ def test_limit_and_split_without_masks(model_dir, tmp_path, capsys):
         assert {n.split("/")[0] for n in zf.namelist()} == {first}
 
 
+@pytest.mark.slow  # about 12 s: two torchrun processes, each importing torch
 def test_torchrun_two_processes_equal_one(full_run, model_dir, mevis_root, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

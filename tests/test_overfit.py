@@ -5,6 +5,7 @@ the video must match the training mask (IoU > 0.9).
 """
 
 import numpy as np
+import pytest
 
 from flowrvs.pipeline import FlowRVSPipeline
 from flowrvs.train import config_from_dict, train
@@ -34,6 +35,7 @@ def stage_config(out, root, stage, steps, init=None, **sections):
     })
 
 
+@pytest.mark.slow  # about 100 s on 2 cores: 210 training steps
 def test_tiny_model_overfits_one_clip(tmp_path):
     frames, mask = one_clip(tmp_path / "data")
 
