@@ -17,9 +17,18 @@ from pathlib import Path
 from .common import add_model_args, parse_size
 
 
+DESCRIPTION = (
+    "Segment each video named in the sentence file (JSON {\"video\": [\"sentence\", ...]} or a CSV with the "
+    "columns video,sentence) with all its sentences into OUT/<video>/ (the layout of flowrvs segment), and "
+    "list frames, sentences, seconds and status per video in OUT/summary.json. Run again with the same OUT, "
+    "finished videos are skipped. A video that fails is reported and the batch goes on; the exit status is "
+    "then 2. Under torchrun --nproc_per_node N the videos are shared out among the processes."
+)
+
+
 def register(sub) -> None:
     parser = sub.add_parser("segment-batch", help="segment every video of a folder with its own sentences",
-                            description=__doc__.split("\n\n")[1].replace("``", ""))
+                            description=DESCRIPTION)
     parser.add_argument("videos", type=Path, help="folder of videos (files, or folders of frames)")
     parser.add_argument("--sentences", required=True, type=Path,
                         help='JSON {"video name": ["sentence", ...]} or CSV with columns video,sentence')
