@@ -2,7 +2,9 @@
 
 ``wan2.1-1.3b`` holds the real configs of the Wan 2.1 T2V 1.3B diffusers release (umT5-XXL,
 the 1.3B DiT, the Wan VAE); build it on the ``meta`` device to check that real checkpoints
-fit. ``tiny`` has the same architecture at a few hundred thousand parameters and a small
+fit. ``wan2.1-14b`` is the Wan 2.1 T2V 14B DiT (5120 wide, 40 heads, 40 layers, FFN 13824:
+the diffusers release's configuration) with the same VAE and text encoder; it needs FSDP to
+train. ``tiny`` has the same architecture at a few hundred thousand parameters and a small
 word-level tokenizer; the tests use it. ``small`` (a 6-layer, 128-wide DiT on 4x4 latent
 patches, a VAE that compresses 4x in space and time so that small shapes survive the latent,
 about 2.4M parameters in all) is what the shipped ``tiny-synthetic`` model is trained from.
@@ -21,7 +23,7 @@ import torch
 
 from ..errors import FlowRVSError
 
-PRESETS = ("wan2.1-1.3b", "small", "tiny")
+PRESETS = ("wan2.1-1.3b", "wan2.1-14b", "small", "tiny")
 SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
 
 
