@@ -39,11 +39,11 @@ def test_mask_threshold_from_call_or_config(tiny_pipe, tmp_path):
     cut = float(np.quantile(logits, 0.3))  # a threshold that moves many pixels
     low = tiny_pipe(frames, "a dog", size=(32, 48), mask_threshold=cut)
     assert np.array_equal(low.masks[0], logits > cut) and not np.array_equal(low.masks[0], base.masks[0])
-    tiny_pipe.config.mask_threshold = cut
+    tiny_pipe.update_settings(mask_threshold=cut)
     try:
         tiny_pipe.save_pretrained(tmp_path / "m")
     finally:
-        tiny_pipe.config.mask_threshold = 0.0
+        tiny_pipe.update_settings(mask_threshold=0.0)
     loaded = FlowRVSPipeline.from_pretrained(tmp_path / "m", device="cpu")
     assert loaded.config.mask_threshold == pytest.approx(cut)
     assert np.array_equal(loaded(frames, "a dog", size=(32, 48)).masks[0], low.masks[0])
@@ -73,7 +73,7 @@ def test_save_and_reload_bit_identical(tiny_pipe, tmp_path):
     before = tiny_pipe(frames, ["the red circle"], size=(32, 48), return_logits=True, num_steps=2)
     tiny_pipe.save_pretrained(tmp_path / "model")
     loaded = FlowRVSPipeline.from_pretrained(tmp_path / "model", device="cpu", dtype="float32")
-    assert loaded.dvi and loaded.config == tiny_pipe.config
+    assert loaded.dvi and loaded.settings == tiny_pipe.settings
     after = loaded(frames, ["the red circle"], size=(32, 48), return_logits=True, num_steps=2)
     assert np.array_equal(before.logits[0], after.logits[0])
 

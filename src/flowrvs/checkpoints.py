@@ -205,6 +205,16 @@ def convert_vae(wan_dir: Path, vae_path: Path):
     return load_checked(model, state, f"checkpoint {vae_path}", assign=True)
 
 
+def _tokenizer_class(folder: Path) -> str:
+    """The transformers class that loads the tokenizer in ``folder`` (named in ``model_index.json``)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return type(AutoTokenizer.from_pretrained(str(folder))).__name__
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise FlowRVSError(f"cannot load the tokenizer in {folder}: {err}") from None
+
+
 def convert_release(
     wan_dir: str | Path,
     dit_path: str | Path,
@@ -226,10 +236,11 @@ def convert_release(
     transformer = convert_transformer(wan_dir, dit_path)
     vae = convert_vae(wan_dir, vae_path)
     config = FlowRVSConfig(text_len=text_len, mask_latent_normalized=mask_latent_normalized)
+    tokenizer_class = _tokenizer_class(wan_dir / "tokenizer")
     with atomic_dir(out_dir) as tmp:
         transformer.save_pretrained(tmp / "transformer")
         vae.save_pretrained(tmp / "vae")
         _link_or_copy_tree(wan_dir / "text_encoder", tmp / "text_encoder")
         _link_or_copy_tree(wan_dir / "tokenizer", tmp / "tokenizer")
-        write_model_index(tmp, config)
+        write_model_index(tmp, config, tokenizer_class)
     return Path(out_dir)

@@ -174,6 +174,20 @@ def inference_times(num_steps: int, shift: float = DEFAULT_SHIFT, t_end: float =
     return grid
 
 
+def public_timesteps(num_steps: int, shift: float = DEFAULT_SHIFT, t_end: float = DEFAULT_T_END) -> list[float]:
+    """The ``N`` model timesteps of an ``N``-step solve on the 0..1000 scale, as the public code
+    computes them: ``round(1000 * shift_time(linspace(1, t_end, N + 1)))[:N]`` in float32.
+
+    Whole numbers (for N = 1, 2, 4: 1000; 1000, 750; 1000, 900, 750, 501). A scheduler steps
+    through them with ``sigma = timestep / 1000`` down to sigma 0, so the sigmas are these
+    rounded values, not the exact :func:`inference_times`.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    grid = torch.linspace(1.0, t_end, num_steps + 1, dtype=torch.float32)
+    return torch.round(1000 * shift_time(grid, shift))[:num_steps].tolist()
+
+
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 

@@ -1,40 +1,48 @@
 """FlowRVSPipeline: video + sentences -> one mask per frame per sentence.
 
-Data flows one way: frames -> video latent (encoded once per video) -> Euler solve of the
-learned flow, one per sentence (sentences embedded once) -> mask latent -> mask decoder
-logits -> masks at the input's resolution and frame count.
+A diffusers :class:`~diffusers.DiffusionPipeline` holding five registered components (the Wan
+DiT ``transformer``, the Wan ``vae`` with a 1-channel mask decoder, the umT5 ``text_encoder``
+and its ``tokenizer``, and a ``FlowMatchEulerDiscreteScheduler``) plus its settings in the
+config (``model_index.json``). Data flows one way: frames -> video latent (encoded once per
+video) -> Euler solve of the learned flow, one per sentence (sentences embedded once) -> mask
+latent -> mask decoder logits -> masks at the input's resolution and frame count.
+
+By default it follows the public FlowRVS inference exactly (``resize_rule="public"``,
+integer timesteps stepped by the scheduler, decoder output clamped to [-1, 1] before the
+resize); ``resize_rule="oriented"`` and ``clamp_logits=False`` are flowrvs' own options.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers.utils import BaseOutput
 from tqdm.auto import tqdm
 
-from . import __version__
 from .errors import FlowRVSError, first_line
-from .flow import euler_solve, inference_times
-from .frames import fit_size, frames_to_tensor, logits_to_input_shape
-from .models.dit import predict_velocity, uses_dvi
+from .flow import public_timesteps
+from .frames import RESIZE_RULES, fit_size, frames_to_tensor, logits_to_input_shape
+from .models.dit import dit_forward, uses_dvi
 from .models.text import PromptEncoder, check_prompts
 from .models.vae import decode_mask_logits, encode_video
 
 MODEL_PARTS = ("transformer", "vae", "text_encoder", "tokenizer")
 INDEX_FILE = "model_index.json"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+NUM_TRAIN_TIMESTEPS = 1000
 
 
 @dataclass
 class FlowRVSConfig:
-    """Settings of a model folder that are not weights (``model_index.json``).
+    """Settings of a model folder that are not weights (entries of ``model_index.json``).
 
     text_len: prompt embeddings are zero-padded to this many tokens (256 now, 64 in older
     checkpoints). mask_latent_normalized: mask latents carry the video normalisation (older
@@ -42,8 +50,11 @@ class FlowRVSConfig:
     frames are resized into. source: start point of the flow, ``"video"`` (FlowRVS) or
     ``"noise"`` (text-to-video style, an ablation). prediction: what the DiT outputs,
     ``"velocity"`` (FlowRVS) or ``"mask"`` (the mask latent itself, an ablation).
-    mask_threshold: a pixel is foreground where the mask decoder's logit exceeds this (0 is
-    probability 0.5).
+    mask_threshold: a pixel is foreground where the mask decoder's output exceeds this (0 is
+    probability 0.5). clamp_logits: clamp the decoder output to [-1, 1] before the resize, as
+    the public code does (``False`` keeps the raw logits, needed for a tuned threshold outside
+    (-1, 1)). resize_rule: ``"public"`` (scale into the box as given, sides floored to multiples
+    of 16) or ``"oriented"`` (the box turned to the frame's orientation, sides rounded).
     """
 
     text_len: int = 256
@@ -54,19 +65,39 @@ class FlowRVSConfig:
     source: str = "video"
     prediction: str = "velocity"
     mask_threshold: float = 0.0
+    clamp_logits: bool = True
+    resize_rule: str = "public"
 
     def __post_init__(self):
         self.size = tuple(int(s) for s in self.size)
         self.mask_threshold = float(self.mask_threshold)
+        self.text_len, self.num_steps = int(self.text_len), int(self.num_steps)
         if self.source not in ("video", "noise"):
             raise FlowRVSError(f"source must be 'video' or 'noise', got {self.source!r}")
         if self.prediction not in ("velocity", "mask"):
             raise FlowRVSError(f"prediction must be 'velocity' or 'mask', got {self.prediction!r}")
+        if self.resize_rule not in RESIZE_RULES:
+            raise FlowRVSError(f"resize_rule must be one of {', '.join(RESIZE_RULES)}, got {self.resize_rule!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "FlowRVSConfig":
+        """Settings from a ``model_index.json``; unknown keys are ignored.
+
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+    @classmethod
+    def from_legacy_index(cls, index: dict) -> "FlowRVSConfig":
+        """Settings of a folder written before flowrvs followed the public inference (0.1).
+
+        Those folders used the oriented box, and tuned their threshold on raw logits: unless a
+        key says otherwise, they keep both (logits clamped only when the threshold is 0).
+        """
+        values = dict(index)
+        values.setdefault("resize_rule", "oriented")
+        values.setdefault("clamp_logits", float(values.get("mask_threshold", 0.0)) == 0.0)
+        return cls.from_dict(values)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -75,25 +106,27 @@ class FlowRVSConfig:
 
 
 @dataclass
-class SegmentationResult:
+class FlowRVSPipelineOutput(BaseOutput):
     """Masks of one video, one entry per prompt.
 
-    masks[k]: ``(T, H, W)`` bool at the input's frame count and resolution. logits[k]:
-    ``(T, H, W)`` float32 (foreground where > 0), when asked for. frame_names: one per frame.
+    masks[k]: ``(T, H, W)`` bool at the input's frame count and resolution. prompts: the
+    sentences, in order. frame_names: one per frame. logits[k]: ``(T, H, W)`` float32 (the
+    decoder's output at the input's size, foreground where > the threshold), when asked for.
+    working_size: ``(h, w)`` the frames were resized to for the model.
     """
 
-    prompts: list[str]
     masks: list[np.ndarray]
+    prompts: list[str]
     frame_names: list[str]
     fps: float = 24.0
     logits: list[np.ndarray] | None = None
-    working_size: tuple[int, int] = field(default=(0, 0))
+    working_size: tuple[int, int] = (0, 0)
 
-    def __len__(self) -> int:
+    def __len__(self) -> int:  # the number of prompts, not of fields
         return len(self.masks)
 
-    def __getitem__(self, k: int) -> np.ndarray:
-        return self.masks[k]
+
+SegmentationResult = FlowRVSPipelineOutput  # the name before the diffusers pipeline
 
 
 def resolve_device_dtype(device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
@@ -124,14 +157,8 @@ def shipped_model_dir(name: str) -> Path | None:
     return path if (path / INDEX_FILE).is_file() else None
 
 
-def resolve_model_dir(model: str | Path) -> Path:
-    """A model folder from a path or the name of a shipped model; checks that every part is there."""
-    path = Path(model)
-    if not path.exists():
-        shipped = shipped_model_dir(str(model))
-        if shipped is None:
-            raise FlowRVSError(f"model folder {model} does not exist (and is not a shipped model name)")
-        path = shipped
+def check_model_dir(path: Path) -> Path:
+    """``path`` if it is a model folder with every part, else a one-line error naming what is missing."""
     if not path.is_dir():
         raise FlowRVSError(f"model {path} is not a folder")
     missing = [p + "/" for p in MODEL_PARTS if not (path / p).is_dir()]
@@ -140,6 +167,26 @@ def resolve_model_dir(model: str | Path) -> Path:
     if missing:
         raise FlowRVSError(f"model folder {path} is missing {', '.join(missing)}")
     return path
+
+
+def resolve_model_dir(model: str | Path, **hub_options) -> Path:
+    """A model folder from a path, the name of a shipped model, or a Hugging Face hub id.
+
+    Hub ids resolve through :func:`flowrvs.hub.resolve_hub_model` (``hub_options``: ``dit_file``,
+    ``base``); the folder is checked for every part.
+    """
+    path = Path(model)
+    if not path.exists():
+        shipped = shipped_model_dir(str(model))
+        if shipped is not None:
+            path = shipped
+        else:
+            from .hub import looks_like_repo_id, resolve_hub_model
+
+            if not looks_like_repo_id(str(model)):
+                raise FlowRVSError(f"model folder {model} does not exist (and is not a shipped model or a hub id)")
+            path = resolve_hub_model(str(model), **hub_options)
+    return check_model_dir(path)
 
 
 def model_fingerprint(folder: str | Path, content_limit: int = 64 << 20) -> str:
@@ -162,90 +209,171 @@ def model_fingerprint(folder: str | Path, content_limit: int = 64 << 20) -> str:
     return digest.hexdigest()[:16]
 
 
-def write_model_index(folder: Path, config: FlowRVSConfig) -> None:
-    """Write ``model_index.json``: the class name, our version and the :class:`FlowRVSConfig`."""
-    index = {"_class_name": "FlowRVSPipeline", "_flowrvs_version": __version__, **config.to_dict()}
+def default_scheduler() -> FlowMatchEulerDiscreteScheduler:
+    """The scheduler the public code steps with: flow-matching Euler, no shift of its own
+    (the shift is applied to the timesteps, :func:`flowrvs.flow.public_timesteps`)."""
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=1.0)
+
+
+def write_model_index(folder: Path, config: FlowRVSConfig, tokenizer_class: str = "AutoTokenizer") -> None:
+    """Write a diffusers ``model_index.json`` (components and :class:`FlowRVSConfig`) and the
+    scheduler's config into a folder whose parts are written by other means (conversion)."""
+    import diffusers
+
+    from . import __version__
+
+    index = {
+        "_class_name": "FlowRVSPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "_flowrvs_version": __version__,
+        "transformer": ["diffusers", "WanTransformer3DModel"],
+        "vae": ["diffusers", "AutoencoderKLWan"],
+        "text_encoder": ["transformers", "UMT5EncoderModel"],
+        "tokenizer": ["transformers", tokenizer_class],
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        **config.to_dict(),
+    }
+    default_scheduler().save_pretrained(Path(folder) / "scheduler")
     (Path(folder) / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
 
 
-class FlowRVSPipeline:
-    """Referring video object segmentation by flow matching.
+def _is_diffusers_index(index: dict, folder: Path) -> bool:
+    parts = ("scheduler",) + MODEL_PARTS
+    return all(isinstance(index.get(p), list) and (folder / p).is_dir() for p in parts)
 
-    Holds the four components (Wan DiT, Wan VAE with a mask decoder, umT5 encoder and its
-    tokenizer) and a :class:`FlowRVSConfig`. Call it as ``pipe(video, prompts)``.
+
+class FlowRVSPipeline(DiffusionPipeline):
+    """Referring video object segmentation by flow matching (FlowRVS).
+
+    Components: ``transformer`` (``WanTransformer3DModel``; 32 input channels with Direct Video
+    Injection), ``vae`` (``AutoencoderKLWan`` with a 1-channel mask decoder), ``text_encoder``
+    (``UMT5EncoderModel``), ``tokenizer``, ``scheduler`` (``FlowMatchEulerDiscreteScheduler``).
+    Settings (:class:`FlowRVSConfig` fields) live in ``pipe.config``; ``pipe.settings`` gives
+    them as a :class:`FlowRVSConfig`. Call it as ``pipe(video, prompt=..., num_inference_steps=...)``.
     """
 
-    def __init__(self, transformer, vae, text_encoder, tokenizer, config: FlowRVSConfig | None = None):
-        self.transformer = transformer
-        self.vae = vae
-        self.text_encoder = text_encoder
-        self.tokenizer = tokenizer
-        self.config = config or FlowRVSConfig()
-        self.prompt_encoder = PromptEncoder(tokenizer, text_encoder, self.config.text_len)
-        self.cpu_offload = False
-        self._execution_device = transformer.device
+    model_cpu_offload_seq = "text_encoder->transformer->vae"
+    _optional_components = ["scheduler"]
+
+    def __init__(
+        self,
+        transformer,
+        vae,
+        text_encoder,
+        tokenizer,
+        scheduler: FlowMatchEulerDiscreteScheduler | None = None,
+        text_len: int = 256,
+        mask_latent_normalized: bool = False,
+        flow_shift: float = 3.0,
+        num_steps: int = 1,
+        size: tuple = (480, 832),
+        source: str = "video",
+        prediction: str = "velocity",
+        mask_threshold: float = 0.0,
+        clamp_logits: bool = True,
+        resize_rule: str = "public",
+        config: FlowRVSConfig | None = None,
+    ):
+        """Components, then the settings (:class:`FlowRVSConfig` fields, or ``config`` whole)."""
+        super().__init__()
+        settings = config or FlowRVSConfig(
+            text_len=text_len, mask_latent_normalized=mask_latent_normalized, flow_shift=flow_shift,
+            num_steps=num_steps, size=size, source=source, prediction=prediction,
+            mask_threshold=mask_threshold, clamp_logits=clamp_logits, resize_rule=resize_rule,
+        )
+        self.register_modules(
+            transformer=transformer,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            scheduler=scheduler or default_scheduler(),
+        )
+        self.register_to_config(**{**settings.to_dict(), "size": settings.size})
+        self._prompt_encoder = None
         for module in (transformer, vae, text_encoder):
             module.requires_grad_(False)
             module.eval()
 
-    # ---- placement -------------------------------------------------------------------
+    # ---- settings and placement ------------------------------------------------------
     @property
-    def device(self) -> torch.device:
-        return self._execution_device
+    def settings(self) -> FlowRVSConfig:
+        """The settings as a :class:`FlowRVSConfig` (a copy: change them with :meth:`update_settings`)."""
+        return FlowRVSConfig.from_dict(dict(self.config))
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.transformer.dtype
+    def update_settings(self, **changes) -> "FlowRVSPipeline":
+        """Change settings (validated), e.g. ``pipe.update_settings(mask_threshold=-2)``."""
+        merged = FlowRVSConfig.from_dict({**self.settings.to_dict(), **changes})
+        self.register_to_config(**{**merged.to_dict(), "size": merged.size})
+        self._prompt_encoder = None
+        return self
 
     @property
     def dvi(self) -> bool:
         return uses_dvi(self.transformer)
 
-    def to(self, device=None, dtype=None) -> "FlowRVSPipeline":
-        device = torch.device(device) if device is not None else self._execution_device
-        self._execution_device = device
-        target = torch.device("cpu") if self.cpu_offload else device
-        for module in (self.transformer, self.vae, self.text_encoder):
-            module.to(target) if dtype is None else module.to(device=target, dtype=dtype)
-        return self
+    @property
+    def prompt_encoder(self) -> PromptEncoder:
+        """Embeds prompts; each distinct prompt is encoded once per pipeline."""
+        if self._prompt_encoder is None or self._prompt_encoder.text_encoder is not self.text_encoder:
+            self._prompt_encoder = PromptEncoder(self.tokenizer, self.text_encoder, self.config.text_len)
+        return self._prompt_encoder
 
     def enable_cpu_offload(self, enabled: bool = True) -> "FlowRVSPipeline":
-        """Keep components on the CPU and move each to the execution device only while it runs.
-
-        Trades transfer time for memory: the 10.6 GiB umT5-XXL encoder never sits on the GPU
-        together with the DiT and VAE.
-        """
-        self.cpu_offload = enabled
-        return self.to(self._execution_device)
-
-    @contextlib.contextmanager
-    def _on_device(self, module):
-        if not self.cpu_offload or self._execution_device.type == "cpu":
-            yield module
-            return
-        module.to(self._execution_device)
-        try:
-            yield module
-        finally:
-            module.to("cpu")
+        """Keep each part on the CPU and move it to the GPU only while it runs (diffusers'
+        :meth:`enable_model_cpu_offload`); nothing to do on a CPU-only machine."""
+        if enabled and torch.cuda.is_available():
+            self.enable_model_cpu_offload()
+        return self
 
     # ---- loading and saving ----------------------------------------------------------
     @classmethod
     def from_pretrained(
-        cls, model: str | Path, device=None, dtype=None, cpu_offload: bool = False
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        device=None,
+        dtype=None,
+        cpu_offload: bool = False,
+        torch_dtype=None,
+        dit_file: str | None = None,
+        base: str | None = None,
+        **kwargs,
     ) -> "FlowRVSPipeline":
-        """Load a model folder (``model_index.json``, ``transformer/``, ``vae/``,
-        ``text_encoder/``, ``tokenizer/``) or a shipped model by name (``tiny-synthetic``)."""
-        from diffusers import AutoencoderKLWan, WanTransformer3DModel
-        from transformers import AutoTokenizer, UMT5EncoderModel
+        """Load a model folder, a shipped model by name (``tiny-synthetic``) or a hub id.
 
-        device, dtype = resolve_device_dtype(device, dtype)
-        path = resolve_model_dir(model)
+        ``xmz111/FlowRVS`` (the public release) is downloaded and converted once into a cached
+        model folder (:mod:`flowrvs.hub`; ``dit_file`` and ``base`` pick other files); a hub
+        repository holding a flowrvs model folder loads directly. ``dtype`` / ``torch_dtype``:
+        a ``torch.dtype`` or its name (default: float32 on CPU, bfloat16 on CUDA). ``device``:
+        where the pipeline runs (default: CUDA when available). Folders written before this
+        pipeline was a diffusers pipeline (no ``scheduler/``) keep loading.
+        """
+        device, dtype = resolve_device_dtype(device, dtype if dtype is not None else torch_dtype)
+        path = resolve_model_dir(pretrained_model_name_or_path, dit_file=dit_file, base=base)
         try:
             index = json.loads((path / INDEX_FILE).read_text())
         except (OSError, ValueError) as err:
             raise FlowRVSError(f"cannot read {path / INDEX_FILE}: {first_line(err)}") from None
-        config = FlowRVSConfig.from_dict(index)
+        try:
+            if _is_diffusers_index(index, path):
+                kwargs.setdefault("low_cpu_mem_usage", True)
+                pipe = super().from_pretrained(str(path), dtype=dtype, **kwargs)
+            else:
+                pipe = cls._from_legacy_folder(path, index, dtype)
+        except FlowRVSError:
+            raise
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as err:
+            raise FlowRVSError(f"cannot load the model in {path}: {first_line(err)}") from None
+        if cpu_offload and device.type == "cuda":
+            pipe.enable_model_cpu_offload(device=device)
+            return pipe
+        return pipe.to(device)
+
+    @classmethod
+    def _from_legacy_folder(cls, path: Path, index: dict, dtype: torch.dtype) -> "FlowRVSPipeline":
+        """A folder whose ``model_index.json`` holds only flowrvs settings (before 0.2)."""
+        from diffusers import AutoencoderKLWan, WanTransformer3DModel
+        from transformers import AutoTokenizer, UMT5EncoderModel
+
         loaders = {
             "transformer": lambda p: WanTransformer3DModel.from_pretrained(p, torch_dtype=dtype),
             "vae": lambda p: AutoencoderKLWan.from_pretrained(p, torch_dtype=dtype),
@@ -258,39 +386,34 @@ class FlowRVSPipeline:
                 parts[name] = load(str(path / name))
             except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
                 raise FlowRVSError(f"cannot load {name} from {path / name}: {first_line(err)}") from None
-        pipe = cls(**parts, config=config)
-        pipe.cpu_offload = cpu_offload
-        return pipe.to(device)
+        return cls(**parts, config=FlowRVSConfig.from_legacy_index(index))
 
-    def save_pretrained(self, path: str | Path) -> None:
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
         """Write a model folder that :meth:`from_pretrained` reads; atomic (temp folder + rename)."""
         from .fileio import atomic_dir
 
-        with atomic_dir(path) as tmp:
-            self.transformer.save_pretrained(tmp / "transformer")
-            self.vae.save_pretrained(tmp / "vae")
-            self.text_encoder.save_pretrained(tmp / "text_encoder")
-            self.tokenizer.save_pretrained(tmp / "tokenizer")
-            write_model_index(tmp, self.config)
+        with atomic_dir(save_directory) as tmp:
+            super().save_pretrained(str(tmp), **kwargs)
 
     # ---- the stages ------------------------------------------------------------------
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """``(B, text_len, D)`` prompt embeddings on the execution device (cached per prompt)."""
-        with self._on_device(self.text_encoder):
-            return self.prompt_encoder.encode(list(prompts), device=self.device, dtype=self.dtype)
+        return self.prompt_encoder.encode(list(prompts), device=self._execution_device, dtype=self.transformer.dtype)
 
     @torch.no_grad()
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
         """``(1, 3, T, H, W)`` in [-1, 1] (T = 4k+1) -> normalised latent ``(1, 16, T', H/8, W/8)``."""
-        with self._on_device(self.vae):
-            return encode_video(self.vae, video.to(self.device))
+        return encode_video(self.vae, video.to(self._execution_device))
 
-    def velocity(self, x: torch.Tensor, t: torch.Tensor, z_video: torch.Tensor, text_embeds: torch.Tensor):
-        """The flow's velocity at ``(x, t)``; a ``"mask"``-predicting DiT is turned into one by
-        ``v = (x - z_mask_hat) / t``."""
-        out = predict_velocity(self.transformer, x, z_video, t, text_embeds).to(x.dtype)
+    def velocity(self, x: torch.Tensor, timestep: torch.Tensor, z_video: torch.Tensor, text_embeds: torch.Tensor):
+        """The flow's velocity at ``x`` and ``timestep`` (``(B,)`` on the scheduler's 0..1000 scale).
+
+        A ``"mask"``-predicting DiT is turned into a velocity by ``v = (x - z_mask_hat) / t``.
+        """
+        out = dit_forward(self.transformer, x, z_video, timestep, text_embeds)
         if self.config.prediction == "mask":
-            return (x - out) / t.clamp_min(1e-3).view(-1, 1, 1, 1, 1).to(x.dtype)
+            t = (timestep.float() / NUM_TRAIN_TIMESTEPS).clamp_min(1e-3).view(-1, 1, 1, 1, 1)
+            return (x.float() - out.float()) / t
         return out
 
     @torch.no_grad()
@@ -305,6 +428,8 @@ class FlowRVSPipeline:
         """Solve the flow from the video latent to mask latents, one per prompt.
 
         z_video: ``(1, 16, T, h, w)``; text_embeds: ``(B, L, D)``; returns ``(B, 16, T, h, w)``.
+        The model is evaluated at the integer timesteps of :func:`flowrvs.flow.public_timesteps`
+        and stepped by the scheduler down to sigma 0, as the public code does.
         """
         batch = text_embeds.shape[0]
         z_video = z_video.expand(batch, -1, -1, -1, -1)
@@ -312,15 +437,22 @@ class FlowRVSPipeline:
             x = torch.randn(z_video.shape, generator=generator, device="cpu").to(z_video)
         else:
             x = z_video
-        times = inference_times(num_steps, self.config.flow_shift)
-        with self._on_device(self.transformer):
-            return euler_solve(lambda x_t, t: self.velocity(x_t, t, z_video, text_embeds), x, times, progress)
+        timesteps = public_timesteps(num_steps, self.config.flow_shift)
+        sigmas = [t / NUM_TRAIN_TIMESTEPS for t in timesteps]
+        self.scheduler.set_timesteps(sigmas=sigmas, timesteps=timesteps, device=x.device)
+        for t in self.scheduler.timesteps:
+            v = self.velocity(x, t.expand(batch), z_video, text_embeds)
+            x = self.scheduler.step(v, t, x, return_dict=False)[0]
+            if progress is not None:
+                progress()
+        return x
 
     @torch.no_grad()
     def decode_masks(self, z_mask: torch.Tensor) -> torch.Tensor:
-        """Mask latents ``(B, 16, T', h, w)`` -> logits ``(B, 4T'-3, 8h, 8w)``."""
-        with self._on_device(self.vae):
-            return decode_mask_logits(self.vae, z_mask, self.config.mask_latent_normalized)
+        """Mask latents ``(B, 16, T', h, w)`` -> logits ``(B, 4T'-3, 8h, 8w)`` (clamped to
+        [-1, 1] when ``clamp_logits``)."""
+        logits = decode_mask_logits(self.vae, z_mask, self.config.mask_latent_normalized)
+        return logits.clamp(-1.0, 1.0) if self.config.clamp_logits else logits
 
     # ---- the whole thing -------------------------------------------------------------
     @torch.no_grad()
@@ -337,16 +469,16 @@ class FlowRVSPipeline:
         mask_threshold: float | None = None,
         prompts: str | Sequence[str] | None = None,
         num_steps: int | None = None,
-    ) -> SegmentationResult:
-        """Segment the objects that ``prompts`` describe in ``video``.
+    ) -> FlowRVSPipelineOutput:
+        """Segment the objects that ``prompt`` describes in ``video``.
 
         video: a path (video file, GIF, image or folder of frames), a ``(T, H, W, 3)`` uint8
         array, or a list of PIL images. prompt: one sentence or a list (``prompts`` is its
         older name). num_inference_steps: Euler steps (default from the config, 1; ``num_steps``
-        is its older name). size: ``(short, long)`` box frames are resized
-        into (default from the config, 480x832). batch_size: prompts per DiT/decoder pass.
-        progress: a progress bar (default: when stderr is a terminal). mask_threshold: logit
-        above which a pixel is foreground (default from the config, 0).
+        is its older name). size: ``(h, w)`` box frames are resized into (default from the
+        config, 480x832). batch_size: prompts per DiT/decoder pass. progress: a progress bar
+        (default: when stderr is a terminal). mask_threshold: decoder output above which a
+        pixel is foreground (default from the config, 0).
         """
         from .video import read_video
 
@@ -365,10 +497,11 @@ class FlowRVSPipeline:
             raise FlowRVSError(f"batch_size must be at least 1, got {batch_size}")
         clip = read_video(video)
         num_frames, height, width = clip.frames.shape[:3]
-        work_size = fit_size(height, width, tuple(size or self.config.size))
+        work_size = fit_size(height, width, tuple(size or self.config.size), rule=self.config.resize_rule)
 
         text_embeds = self.encode_prompts(prompts)
-        z_video = self.encode_video(frames_to_tensor(clip.frames, work_size).to(self.dtype))
+        frames = frames_to_tensor(clip.frames, work_size, resample="pil")
+        z_video = self.encode_video(frames.to(self.vae.dtype))
 
         batches = [range(i, min(i + batch_size, len(prompts))) for i in range(0, len(prompts), batch_size)]
         bar = tqdm(total=len(batches) * (num_steps + 1), desc="segment", unit="step", disable=_no_bar(progress))
@@ -383,23 +516,15 @@ class FlowRVSPipeline:
                 if return_logits:
                     logits_out.append(full.cpu().numpy())
         bar.close()
-        return SegmentationResult(
-            prompts=prompts,
+        self.maybe_free_model_hooks()
+        return FlowRVSPipelineOutput(
             masks=masks,
+            prompts=prompts,
             frame_names=list(clip.names),
             fps=clip.fps,
             logits=logits_out if return_logits else None,
             working_size=work_size,
         )
-
-    def training_loss(self, batch: dict, generator: torch.Generator | None = None, **objective) -> torch.Tensor:
-        """Flow-matching loss of one batch; see :func:`flowrvs.objective.training_loss`.
-
-        ``objective``: :class:`~flowrvs.objective.FlowObjective` fields (``bbs_p``, ``spa_strength``).
-        """
-        from .objective import FlowObjective, training_loss
-
-        return training_loss(self, batch, FlowObjective(**objective), generator)
 
 
 def _no_bar(progress: bool | None) -> bool | None:

@@ -79,12 +79,26 @@ def predict_velocity(
     given ``1000 t``). text_embeds: ``(B, L, D)``. With DVI ``z_video`` is concatenated to
     ``x_t`` along channels; without, it is ignored.
     """
+    return dit_forward(transformer, x_t, z_video, (t * TIMESTEP_SCALE).to(x_t.device), text_embeds)
+
+
+def dit_forward(
+    transformer: WanTransformer3DModel,
+    x_t: torch.Tensor,
+    z_video: torch.Tensor,
+    timestep: torch.Tensor,
+    text_embeds: torch.Tensor,
+) -> torch.Tensor:
+    """The DiT's output ``(B, 16, T, h, w)`` at ``timestep`` ``(B,)`` on the 0..1000 scale.
+
+    With DVI ``z_video`` is concatenated to ``x_t`` along channels; without, it is ignored.
+    Inputs are cast to the transformer's dtype; the output keeps it.
+    """
     dtype = transformer.dtype
-    hidden = torch.cat([x_t, z_video], dim=1) if uses_dvi(transformer) else x_t
-    out = transformer(
-        hidden_states=hidden.to(dtype),
-        timestep=(t * TIMESTEP_SCALE).to(x_t.device),
+    hidden = torch.cat([x_t.to(dtype), z_video.to(dtype)], dim=1) if uses_dvi(transformer) else x_t.to(dtype)
+    return transformer(
+        hidden_states=hidden,
+        timestep=timestep,
         encoder_hidden_states=text_embeds.to(dtype),
         return_dict=False,
     )[0]
-    return out
