@@ -1,7 +1,10 @@
 """Reading and writing videos, frame folders, mask PNGs and overlays.
 
 Frames are always ``(T, H, W, 3)`` uint8 RGB in ``[0, 255]``; masks are ``(T, H, W)`` bool.
-Video containers go through PyAV, still images and GIFs through Pillow.
+Video containers go through PyAV, still images and GIFs through Pillow. Videos are read whole
+(:func:`read_video`) or frame by frame (:func:`open_video`, and :func:`iter_windows` for the
+windows of a long video), and written whole (:func:`write_video`) or frame by frame
+(:class:`VideoWriter`); both ways give the same pixels.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -21,6 +24,9 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from flowrvs.errors import FlowRVSError
 from flowrvs.fileio import atomic_path
+
+if TYPE_CHECKING:
+    from flowrvs.windows import Window
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mov", ".mkv", ".gif")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -305,7 +311,7 @@ def _array_to_frames(arr: np.ndarray, what: str = "array") -> np.ndarray:
 
 
 def _check_list(items: Sequence) -> None:
-    """Types and sizes of a list of frames, checked without converting any."""
+    """Types and sizes of a list of frames (PIL images by their size, arrays by converting them)."""
     if len(items) == 0:
         raise FlowRVSError("empty list of images: need at least one frame")
     first = None
@@ -488,7 +494,7 @@ def open_video(source, max_frames: int | None = None) -> VideoStream:
     frame is decoded to check that the source can be read.
     """
     _check_max_frames(max_frames)
-    if isinstance(source, (Video, np.ndarray, Image.Image)) or isinstance(source, (list, tuple)):
+    if isinstance(source, (Video, np.ndarray, Image.Image, list, tuple)):
         return _open_in_memory(source, max_frames)
     if not isinstance(source, (str, os.PathLike)):
         raise FlowRVSError(
@@ -550,7 +556,7 @@ def _open_in_memory(source, max_frames: int | None) -> VideoStream:
     )
 
 
-def iter_windows(stream: Iterable[tuple[str, np.ndarray]], plan: Sequence) -> Iterator[tuple[object, np.ndarray]]:
+def iter_windows(stream: Iterable[tuple[str, np.ndarray]], plan: Sequence[Window]) -> Iterator[tuple[Window, np.ndarray]]:
     """Read ``stream``'s frames in the windows of ``plan`` (:func:`flowrvs.windows.plan_windows`).
 
     Yields ``(window, frames)`` with ``frames`` a new ``(len(window), H, W, 3)`` uint8 array, in
