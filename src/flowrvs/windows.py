@@ -22,7 +22,7 @@ exactly what whole-video inference does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 
@@ -157,8 +157,8 @@ class LogitBlender:
         return out
 
 
-def blend_windows(plan: list[Window], logits: list[torch.Tensor]) -> Iterator[tuple[int, torch.Tensor]]:
-    """Blend all windows' logits at once (convenience over :class:`LogitBlender`)."""
+def blend_windows(plan: list[Window], logits: Iterable[torch.Tensor]) -> Iterator[tuple[int, torch.Tensor]]:
+    """:class:`LogitBlender` over an iterable of the windows' logits (consumed lazily, in order)."""
     blender = LogitBlender(plan)
     for window_logits in logits:
         yield from blender.add(window_logits)
