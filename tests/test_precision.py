@@ -156,7 +156,12 @@ def test_layerwise_casting_matches_float32_on_tiny_models(tiny_pipe, conv3d_dtyp
     out = parts["text_encoder"](ids).last_hidden_state
     ref = references["text_encoder"](ids).last_hidden_state
     assert out.dtype == FP32
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    # umT5's feed-forward rounds its activations to the stored dtype of ``wo`` before calling it
+    # (transformers' code), so this part is close, not equal; a whole-bf16 encoder is further off
+    error = (out - ref).abs().max()
+    assert error < 1e-2 * ref.abs().max()
+    whole_bf16 = copy.deepcopy(references["text_encoder"]).to(BF16)
+    assert error < (whole_bf16(ids).last_hidden_state.float() - ref).abs().max()
 
     config = tiny_pipe.transformer.config
     x = torch.randn(1, config.in_channels, 2, 8, 8)

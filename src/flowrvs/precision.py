@@ -219,6 +219,14 @@ def _has_layerwise_hook(module: torch.nn.Module) -> bool:
     return registry is not None and registry.get_hook(_LAYERWISE_HOOK) is not None
 
 
+def _cast_inputs(dtype: torch.dtype):
+    # T5-style blocks cast activations to a layer's *stored* weight dtype before calling it
+    def hook(module, args):
+        return tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+
+    return hook
+
+
 def _cast_output(dtype: torch.dtype):
     def hook(module, args, output):
         return output.to(dtype)
@@ -226,10 +234,31 @@ def _cast_output(dtype: torch.dtype):
     return hook
 
 
+def _keep_in_float32(module: torch.nn.Module) -> tuple[str, ...]:
+    """Names a diffusers model keeps in float32 under a half dtype (Wan: time embedder, norms, rope)."""
+    from diffusers import ModelMixin
+
+    if not isinstance(module, ModelMixin):
+        return ()
+    return tuple(getattr(module, "_keep_in_fp32_modules", None) or ())
+
+
+def _cast(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    """``module.to(dtype)``, except what diffusers' ``from_pretrained(torch_dtype=...)`` keeps in float32."""
+    keep = _keep_in_float32(module) if dtype in (torch.bfloat16, torch.float16) else ()
+    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+        if not tensor.is_floating_point():
+            continue
+        target = torch.float32 if keep and any(k in name.split(".") for k in keep) else dtype
+        if tensor.dtype != target:
+            tensor.data = tensor.data.to(target)
+
+
 def apply_part_precision(module: torch.nn.Module, part: PartPrecision, device=None) -> torch.nn.Module:
     """Put one loaded module into ``part``'s precision (in place; returns it).
 
-    Without layerwise casting: ``module.to(device, part.compute)``. With it (storage differs
+    Without layerwise casting: ``module.to(device, part.compute)``, except the modules a diffusers
+    model keeps in float32 under a half dtype (as its ``from_pretrained`` does). With it (storage differs
     from compute): Linear and Conv layers keep their weights in ``storage`` and are cast to
     ``compute`` only while they run (diffusers' layerwise casting; a diffusers model's own
     skip patterns are honoured); embedding tables stay in ``storage`` and their *outputs* are
@@ -242,11 +271,12 @@ def apply_part_precision(module: torch.nn.Module, part: PartPrecision, device=No
     if device is not None:
         module.to(device)
     if not part.layerwise:
-        return module.to(dtype=part.compute)
+        _cast(module, part.compute)
+        return module
     if any(_has_layerwise_hook(m) for m in module.modules()):
         raise FlowRVSError(f"{type(module).__name__} already has layerwise casting; apply a precision once")
     patterns = getattr(module, "_skip_layerwise_casting_patterns", None) or ("norm",)
-    keep_fp32 = tuple(getattr(module, "_keep_in_fp32_modules", None) or ())
+    keep_fp32 = _keep_in_float32(module)
     apply_layerwise_casting(
         module,
         storage_dtype=part.storage,
@@ -256,6 +286,7 @@ def apply_part_precision(module: torch.nn.Module, part: PartPrecision, device=No
     )
     for sub in module.modules():
         if _has_layerwise_hook(sub):
+            sub.register_forward_pre_hook(_cast_inputs(part.compute))
             continue
         if isinstance(sub, torch.nn.Embedding):
             sub.to(dtype=part.storage)

@@ -280,6 +280,8 @@ class RowsFromDisk(torch.nn.Module):
         from safetensors import safe_open
 
         unique, inverse = torch.unique(ids.cpu(), return_inverse=True)
+        if len(unique) and not 0 <= int(unique[0]) <= int(unique[-1]) < self.shape[0]:
+            raise FlowRVSError(f"token id {int(unique[-1])} is outside the text encoder's table of {self.shape[0]} rows")
         with safe_open(self.path, framework="pt") as f:
             table = f.get_slice(self.name)
             rows = torch.cat([table[i : i + 1] for i in unique.tolist()]).to(self.dtype)
