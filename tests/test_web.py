@@ -77,7 +77,7 @@ def server(tiny_pipe, tmp_path_factory, one_thread):
 
     work = tmp_path_factory.mktemp("web")
     app = build_app(tiny_pipe, size=SIZE, examples_dir=work / "examples", result_root=work / "results")
-    url = serve(app, port=_free_port(), block=False)
+    url = serve(app, port=_free_port())
     yield url, work
     app.close()
 
@@ -207,3 +207,16 @@ def test_legend_escapes_and_previews_use_sentence_colours():
     assert [caption for _, caption in previews] == ["0: x", "1: y"]
     assert previews[0][0].shape == (8, 30, 3) and not previews[0][0].any()
     assert tuple(previews[1][0][4, 4]) == tuple(round(0.5 * c) for c in PALETTE[1])
+
+
+def test_web_command_user_errors_are_one_line(server, capsys):
+    from flowrvs.cli import main
+
+    assert main(["web", "--model", "no-such-model", "--no-examples"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["web", "--port", "0"]) == 2
+    assert "--port must be between 1 and 65535" in capsys.readouterr().err
+    port = int(server[0].rstrip("/").rsplit(":", 1)[1])  # taken by the page under test
+    assert main(["web", "--model", "tiny-synthetic", "--device", "cpu", "--port", str(port), "--no-examples"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"flowrvs web: error: cannot serve on 127.0.0.1:{port}: port {port} is in use"

@@ -282,10 +282,10 @@ def build_app(pipe, *, size: tuple[int, int] | None = None, examples_dir: Path |
     return app
 
 
-def serve(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> str:
-    """Start ``app`` (from :func:`build_app`) on ``host:port``; returns its URL.
+def serve(app, host: str = "127.0.0.1", port: int = 7860) -> str:
+    """Start ``app`` (from :func:`build_app`) on ``host:port`` in the background; returns its URL.
 
-    ``block=False`` returns once the server is up (tests; stop it with ``app.close()``).
+    :func:`wait` then serves until interrupted; ``app.close()`` stops it.
     """
     gr = _import_gradio()
     try:
@@ -304,10 +304,14 @@ def serve(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True) ->
             theme=gr.themes.Default(),  # its fonts are served by Gradio itself (LocalFont)
         )
     except OSError as err:
-        raise FlowRVSError(f"cannot serve on {host}:{port}: {first_line(err)}") from None
-    if block:
-        try:
-            app.block_thread()
-        finally:
-            app.close()
+        reason = f"port {port} is in use" if "empty port" in str(err) else first_line(err)
+        raise FlowRVSError(f"cannot serve on {host}:{port}: {reason}") from None
     return url
+
+
+def wait(app) -> None:
+    """Serve ``app`` until the process is interrupted, then close it."""
+    try:
+        app.block_thread()
+    finally:
+        app.close()

@@ -29,7 +29,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..errors import FlowRVSError
-    from ..web import build_app, serve
+    from ..web import build_app, serve, wait
     from .common import load_pipeline
 
     if not 0 < args.port < 65536:
@@ -37,6 +37,7 @@ def run(args) -> int:
     size = parse_size(args.size) if args.size else None
     pipe = load_pipeline(args)
     app = build_app(pipe, size=size, examples_dir=False if args.no_examples else None)
-    print(f"flowrvs web: model {args.model}; open http://{args.host}:{args.port} (Ctrl+C stops)", flush=True)
-    serve(app, host=args.host, port=args.port, block=True)
+    url = serve(app, host=args.host, port=args.port)
+    print(f"flowrvs web: model {args.model}; open {url} (Ctrl+C stops)", flush=True)
+    wait(app)
     return 0
