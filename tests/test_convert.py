@@ -6,50 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from flowrvs.checkpoints import apply_ema, load_checked
+from helpers.releases import write_dit_checkpoint, write_tuned_vae, write_wan_base
+
+from flowrvs.checkpoints import load_checked
 from flowrvs.cli import main
-from flowrvs.models.dit import add_video_injection
 from flowrvs.pipeline import FlowRVSConfig, FlowRVSPipeline
-from flowrvs.presets import build_text_encoder, build_transformer, build_vae, build_word_tokenizer, preset_vocabulary
+from flowrvs.presets import build_transformer
 
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
-    """A Wan diffusers folder (3-channel VAE) plus the two FlowRVS checkpoints' raw parts."""
-    from diffusers import AutoencoderKLWan
-
-    from flowrvs.presets import preset_config
-
+    """A Wan diffusers folder (3-channel VAE) plus the tuned VAE checkpoint."""
     root = tmp_path_factory.mktemp("release")
-    torch.manual_seed(0)
-    wan = root / "Wan2.1-T2V-1.3B-Diffusers"
-    build_transformer("tiny", dvi=False).save_pretrained(wan / "transformer")
-    AutoencoderKLWan.from_config(preset_config("tiny", "vae")).save_pretrained(wan / "vae")
-    tokenizer = build_word_tokenizer(preset_vocabulary("tiny"))
-    build_text_encoder("tiny", vocab_size=len(tokenizer)).save_pretrained(wan / "text_encoder")
-    tokenizer.save_pretrained(wan / "tokenizer")
-    (wan / "scheduler").mkdir()
-    tuned_vae = build_vae("tiny")  # 1-channel head, all weights "fine-tuned"
-    torch.save({"model": {f"vae.{k}": v for k, v in tuned_vae.state_dict().items()}}, root / "tuned_vae.pth")
+    wan = write_wan_base(root / "Wan2.1-T2V-1.3B-Diffusers")
+    tuned_vae = write_tuned_vae(root / "tuned_vae.pth")
     return root, wan, tuned_vae
-
-
-def _dit_checkpoint(path, dvi, ema, prefix):
-    torch.manual_seed(1)
-    model = build_transformer("tiny", dvi=False)
-    if dvi:
-        model = add_video_injection(model)
-        with torch.no_grad():
-            model.patch_embedding.weight[:, 16:].normal_(std=0.1)  # "trained" video channels
-    state = {prefix + k: v for k, v in model.state_dict().items()}
-    if ema:
-        shadow = [p.detach() + 0.01 * torch.randn_like(p) for p in model.parameters()]
-        obj = {"model": state, "ema_model": {"decay": 0.9999, "optimization_step": 10, "shadow_params": shadow}}
-    else:
-        obj = state if prefix == "" else {"model": state}
-    torch.save(obj, path)
-    expected = apply_ema(model, model.state_dict(), shadow) if ema else model.state_dict()
-    return model, expected
 
 
 @pytest.mark.parametrize(
@@ -57,7 +28,7 @@ def _dit_checkpoint(path, dvi, ema, prefix):
 )
 def test_convert_round_trip(release, tmp_path, dvi, ema, prefix):
     root, wan, tuned_vae = release
-    model, expected_state = _dit_checkpoint(tmp_path / "dit.pth", dvi, ema, prefix)
+    expected_state = write_dit_checkpoint(tmp_path / "dit.pth", dvi, ema, prefix)
     out = tmp_path / "model"
     code = main(["convert", "--wan", str(wan), "--dit", str(tmp_path / "dit.pth"), "--vae",
                  str(root / "tuned_vae.pth"), "--out", str(out), "--text-len", "64"])
@@ -86,7 +57,7 @@ def test_convert_round_trip(release, tmp_path, dvi, ema, prefix):
 
 def test_convert_flags(release, tmp_path):
     root, wan, _ = release
-    _dit_checkpoint(tmp_path / "dit.pth", True, False, "")
+    write_dit_checkpoint(tmp_path / "dit.pth", True, False, "")
     assert main(["convert", "--wan", str(wan), "--dit", str(tmp_path / "dit.pth"), "--vae", str(root / "tuned_vae.pth"),
                  "--out", str(tmp_path / "m"), "--mask-latent-normalized"]) == 0
     pipe = FlowRVSPipeline.from_pretrained(tmp_path / "m")
@@ -124,7 +95,7 @@ def test_wrong_shape_names_the_tensor(release, tmp_path, capsys):
 
 def test_missing_parts_and_bad_vae(release, tmp_path, capsys):
     root, wan, _ = release
-    _dit_checkpoint(tmp_path / "dit.pth", True, False, "")
+    write_dit_checkpoint(tmp_path / "dit.pth", True, False, "")
     code = main(["convert", "--wan", str(tmp_path), "--dit", str(tmp_path / "dit.pth"), "--vae",
                  str(root / "tuned_vae.pth"), "--out", str(tmp_path / "m")])
     assert code == 2 and "missing transformer/" in capsys.readouterr().err

@@ -145,6 +145,7 @@ def _link_or_copy_tree(src: Path, dst: Path) -> None:
     """Copy a folder, hard-linking files where the file system allows (umT5-XXL is 11 GB)."""
 
     def link_or_copy(s, d):
+        s = os.path.realpath(s)  # a hub snapshot holds relative links to its blobs: link the blob
         try:
             os.link(s, d)
         except OSError:

@@ -16,9 +16,24 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
+DEFAULT_MODEL = "xmz111/FlowRVS"
+
+
+def hub_options(args) -> dict:
+    """``dit_file`` / ``base`` of the parsed arguments, for resolving a hub id."""
+    return {"dit_file": getattr(args, "dit_file", None), "base": getattr(args, "base", None)}
+
+
 def add_model_args(parser: argparse.ArgumentParser, steps: bool = True) -> None:
     """--model, --device, --dtype (and --steps): how a model is loaded and run."""
-    parser.add_argument("--model", required=True, help="model folder, or the name of a shipped model (tiny-synthetic)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="model folder, shipped model name (tiny-synthetic) or hub id (default: %(default)s, "
+                             "the public release, converted once)")
+    parser.add_argument("--dit-file", default=None,
+                        help="with a hub id of a release: the DiT checkpoint's file name (default: FlowRVS_dit_mevis.pth, "
+                             "then mevis_dit.pth)")
+    parser.add_argument("--base", default=None,
+                        help="with a hub id of a release: the Wan diffusers repository (default: Wan-AI/Wan2.1-T2V-1.3B-Diffusers)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                         help="weights dtype (default: float32 on cpu, bfloat16 on cuda)")
@@ -33,4 +48,5 @@ def add_model_args(parser: argparse.ArgumentParser, steps: bool = True) -> None:
 def load_pipeline(args):
     from ..pipeline import FlowRVSPipeline
 
-    return FlowRVSPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype, cpu_offload=args.cpu_offload)
+    return FlowRVSPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype,
+                                           cpu_offload=args.cpu_offload, **hub_options(args))

@@ -58,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import dist_info, evaluate
     from ..pipeline import model_fingerprint, resolve_model_dir
     from ..scoring import summary_line
-    from .common import load_pipeline
+    from .common import hub_options, load_pipeline
 
     size = parse_size(args.size) if args.size else None
-    model_dir = resolve_model_dir(args.model)  # fails fast on a bad model before any work
+    model_dir = resolve_model_dir(args.model, **hub_options(args))  # fails fast on a bad model before any work
     info = dist_info()
     prefix = f"[rank {info.rank}/{info.world}] " if info.distributed else ""
 
