@@ -9,6 +9,7 @@ from PIL import Image
 
 from flowrvs.cli import main
 from flowrvs.errors import FlowRVSError
+from flowrvs.data import open_dataset
 from flowrvs.scoring import read_prediction_mask, score_dataset, score_expression, score_mevis
 from helpers import mevis as fake
 
@@ -73,7 +74,7 @@ def test_score_expression():
 
 def test_perfect_predictions(root, tmp_path):
     pred = write_predictions(tmp_path / "pred", styles=True)
-    metrics = score_mevis(pred, root, "valid_u")
+    metrics = score_mevis(open_dataset("mevis", root, "valid_u"), pred)
     assert metrics["J"] == metrics["F"] == metrics["J&F"] == 1.0
     assert metrics["num_expressions"] == 3 and metrics["missing_frames"] == 0
     assert sorted(metrics["per_expression"]) == KEYS
@@ -93,7 +94,7 @@ def test_empty_predictions(root, tmp_path):
             expected[f"{video}_{exp_id}"] = float(np.mean([not g.any() for g in gt]))
     assert expected == {"vidA_0": 0.0, "vidA_1": 0.0, "vidB_0": 0.25}
     pred = write_predictions(tmp_path / "pred", empty=True)
-    metrics = score_mevis(pred, root, "valid_u")
+    metrics = score_mevis(open_dataset("mevis", root, "valid_u"), pred)
     for key, value in expected.items():
         rec = metrics["per_expression"][key]
         assert rec["J"] == pytest.approx(value) and rec["F"] == pytest.approx(value)
@@ -171,4 +172,4 @@ def test_cli_user_errors(root, tmp_path, capsys):
     assert main(["score", str(tmp_path / "nope"), "--root", str(root)]) == 2
     assert "nope" in capsys.readouterr().err
     with pytest.raises(FlowRVSError, match="supported: mevis"):
-        score_dataset("davis17", pred, root, "valid")
+        score_dataset("davis17", open_dataset("mevis", root, "valid_u"), pred)

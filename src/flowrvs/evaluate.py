@@ -47,6 +47,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from .data import BENCHMARKS, DEFAULT_SPLITS, open_dataset
 from .data.base import Expression, ReferringVideoDataset
 from .errors import FlowRVSError
 from .fileio import atomic_dir, atomic_path, write_json
@@ -55,7 +56,6 @@ __all__ = [
     "DATASETS",
     "DEFAULT_SPLITS",
     "DAVIS_PALETTE",
-    "open_dataset",
     "Layout",
     "DistInfo",
     "dist_info",
@@ -68,8 +68,7 @@ __all__ = [
     "evaluate",
 ]
 
-DATASETS = ("mevis", "ytvos", "davis")
-DEFAULT_SPLITS = {"mevis": "valid_u", "ytvos": "valid", "davis": "valid"}
+DATASETS = BENCHMARKS  # the video benchmarks of the registry (RefCOCO is training data only)
 RUN_FILE = "evaluate.json"
 #: DAVIS colour palette (index 1 = dark red, 2 = green, ...), the one of the DAVIS annotation PNGs.
 DAVIS_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128, 128, 0, 128, 0, 128, 128, 128, 128, 128,
@@ -81,27 +80,6 @@ Log = Callable[[str], None]
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def open_dataset(name: str, root, split: str | None = None) -> ReferringVideoDataset:
-    """The reader of ``split`` (default: :data:`DEFAULT_SPLITS`) of dataset ``name`` under ``root``."""
-    name = name.lower()
-    if name not in DATASETS:
-        raise FlowRVSError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    split = split or DEFAULT_SPLITS[name]
-    if not Path(root).is_dir():
-        raise FlowRVSError(f"dataset root {root} does not exist")
-    if name == "mevis":
-        from .data.mevis import MeViSDataset
-
-        return MeViSDataset(root, split)
-    if name == "ytvos":
-        from .data.ytvos import RefYouTubeVOSDataset
-
-        return RefYouTubeVOSDataset(root, split)
-    from .data.davis import RefDAVISDataset
-
-    return RefDAVISDataset(root, split)
 
 
 @dataclass
@@ -422,6 +400,8 @@ def evaluate(
         raise FlowRVSError(f"--batch-size must be at least 1, got {batch_size}")
     if num_steps is not None and num_steps < 1:
         raise FlowRVSError(f"--steps must be at least 1, got {num_steps}")
+    if dataset_name not in DATASETS:
+        raise FlowRVSError(f"unknown benchmark {dataset_name!r}; choose one of {', '.join(DATASETS)}")
     dataset = open_dataset(dataset_name, root, split)
     split = dataset.split
     out = Path(out)

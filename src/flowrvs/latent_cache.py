@@ -78,7 +78,7 @@ class LatentCache:
         return [int(index), *(int(i) for i in mates)]
 
     def batch(self, indices) -> dict:
-        """A batch for :func:`flowrvs.objective.encode_batch` (``z_video_mean``, ``z_video_std``,
+        """A batch for :func:`flowrvs.training.losses.encode_batch` (``z_video_mean``, ``z_video_std``,
         ``z_mask``, ``prompts``) of the expressions at ``indices``, in the cache's precision."""
         indices = [int(i) for i in indices]
         return {

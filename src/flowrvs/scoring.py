@@ -161,12 +161,9 @@ def score_split(dataset: ReferringVideoDataset, pred_dir, *, allow_missing: bool
     }
 
 
-def score_mevis(pred_dir, root, split: str = "valid_u", *, allow_missing: bool = False,
+def score_mevis(dataset: ReferringVideoDataset, pred_dir, *, allow_missing: bool = False,
                 progress: bool | None = None) -> dict:
-    """Score MeViS predictions in ``pred_dir`` against ``root/<split>``; see :func:`score_split`."""
-    from .data.mevis import MeViSDataset
-
-    dataset = MeViSDataset(root, split)
+    """Score MeViS predictions (``pred_dir/<video>/<exp_id>/<frame>.png``); see :func:`score_split`."""
     return score_split(dataset, pred_dir, allow_missing=allow_missing, progress=progress, dataset_name="MeViS")
 
 
@@ -211,18 +208,15 @@ class SubsetDataset(ReferringVideoDataset):
         return self.base.load_mask(expression, indices)
 
 
-def score_ytvos(pred_dir, root, split: str = "train", *, allow_missing: bool = False,
+def score_ytvos(dataset: ReferringVideoDataset, pred_dir, *, allow_missing: bool = False,
                 progress: bool | None = None) -> dict:
     """Score Ref-YouTube-VOS predictions (``pred_dir[/Annotations]/<video>/<exp_id>/<frame>.png``).
 
     Only a split with ``Annotations/`` (``train``) can be scored locally; valid/test go to the server.
     """
-    from .data.ytvos import RefYouTubeVOSDataset
-
     pred_dir = Path(pred_dir)
     if (pred_dir / "Annotations").is_dir():
         pred_dir = pred_dir / "Annotations"
-    dataset = RefYouTubeVOSDataset(root, split)
     return score_split(dataset, pred_dir, allow_missing=allow_missing, progress=progress,
                        dataset_name="Ref-YouTube-VOS")
 
@@ -442,25 +436,23 @@ def score_davis_split(dataset, pred_dir, *, allow_missing: bool = False, progres
     }
 
 
-def score_davis(pred_dir, root, split: str = "valid", *, allow_missing: bool = False,
-                progress: bool | None = None) -> dict:
+def score_davis(dataset, pred_dir, *, allow_missing: bool = False, progress: bool | None = None) -> dict:
     """Score Ref-DAVIS17 predictions in ``pred_dir/anno_<i>/...``; see :func:`score_davis_split`."""
-    from .data.davis import RefDAVISDataset
-
-    return score_davis_split(RefDAVISDataset(root, split), pred_dir, allow_missing=allow_missing, progress=progress)
+    return score_davis_split(dataset, pred_dir, allow_missing=allow_missing, progress=progress)
 
 
-#: dataset name -> scorer(pred_dir, root, split, *, allow_missing, progress) -> metrics dict.
+#: dataset name -> scorer(dataset, pred_dir, *, allow_missing, progress) -> metrics dict.
 SCORERS: dict[str, Callable[..., dict]] = {"mevis": score_mevis, "ytvos": score_ytvos, "davis": score_davis}
 
 
-def score_dataset(dataset: str, pred_dir, root, split: str, *, allow_missing: bool = False,
+def score_dataset(name: str, dataset: ReferringVideoDataset, pred_dir, *, allow_missing: bool = False,
                   progress: bool | None = None) -> dict:
-    """Dispatch to the scorer for ``dataset`` (FlowRVSError naming the supported ones otherwise)."""
-    scorer = SCORERS.get(dataset.lower())
+    """Score ``pred_dir`` against ``dataset`` (opened by the caller, e.g. with
+    :func:`flowrvs.data.open_dataset`) with the scorer of benchmark ``name``."""
+    scorer = SCORERS.get(name.lower())
     if scorer is None:
-        raise FlowRVSError(f"cannot score dataset {dataset!r}; supported: {', '.join(SCORERS)}")
-    return scorer(pred_dir, root, split, allow_missing=allow_missing, progress=progress)
+        raise FlowRVSError(f"cannot score dataset {name!r}; supported: {', '.join(SCORERS)}")
+    return scorer(dataset, pred_dir, allow_missing=allow_missing, progress=progress)
 
 
 def write_metrics(metrics: dict, out_dir) -> tuple[Path, Path]:

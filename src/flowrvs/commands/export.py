@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..errors import FlowRVSError
-    from ..train import export_checkpoint, list_checkpoints
+    from ..training import export_checkpoint, list_checkpoints
 
     source = Path(args.source)
     if source.is_dir():

@@ -36,12 +36,17 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..scoring import score_dataset, summary_line, write_metrics
+    from ..data import open_dataset
+    from ..scoring import SCORERS, score_dataset, summary_line, write_metrics
 
     if not args.pred_dir.is_dir():
         raise FlowRVSError(f"prediction folder {args.pred_dir} does not exist")
-    split = args.split or {"ytvos": "train", "davis": "valid"}.get(args.dataset.lower(), "valid_u")
-    metrics = score_dataset(args.dataset, args.pred_dir, args.root, split, allow_missing=args.allow_missing)
+    name = args.dataset.lower()
+    if name not in SCORERS:
+        raise FlowRVSError(f"cannot score dataset {args.dataset!r}; supported: {', '.join(SCORERS)}")
+    split = args.split or {"ytvos": "train", "davis": "valid"}.get(name, "valid_u")
+    dataset = open_dataset(name, args.root, split)
+    metrics = score_dataset(name, dataset, args.pred_dir, allow_missing=args.allow_missing)
     if metrics.get("missing_frames"):
         print(f"flowrvs score: warning: {metrics['missing_frames']} missing prediction frames scored as empty",
               file=sys.stderr)

@@ -1,6 +1,6 @@
 """`flowrvs train CONFIG.yaml [key=value ...] [--resume]`: run one training stage.
 
-The YAML config names every knob (see :class:`flowrvs.train.TrainConfig`); dotted
+The YAML config names every knob (see :class:`flowrvs.training.config.TrainConfig`); dotted
 ``key=value`` pairs override it (values are YAML: ``optim.steps=200 data.size=[64,112]``).
 Writes ``output_dir/{config.yaml, train.log, checkpoints/step-*.safetensors, model/}``.
 Stages chain through ``model.init``: autoencoder (small random models only) -> mask_decoder -> flow.
@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..train import dump_config, load_config, train
+    from ..training import dump_config, load_config, train
 
     config = load_config(args.config, args.overrides, resume=True if args.resume else None)
     if args.print_config:
