@@ -150,3 +150,9 @@ def test_blender_rejects_mismatched_logits():
     blender.add(torch.zeros(1, 17, 3, 4))
     with pytest.raises(ValueError, match="do not match"):
         blender.add(torch.zeros(2, 17, 3, 4))
+
+
+def test_blender_one_window_hands_on_views_without_copying():
+    logits = torch.randn(2, 5, 3, 3)
+    frames = LogitBlender(plan_windows(5, None)).add(logits)
+    assert all(x.data_ptr() == logits[:, f].data_ptr() for f, x in frames)

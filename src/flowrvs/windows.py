@@ -139,7 +139,11 @@ class LogitBlender:
         if logits.ndim != 4 or logits.shape[1] < len(win):
             raise ValueError(f"window {win.index} needs logits (K, >={len(win)}, H, W), got {tuple(logits.shape)}")
         logits = logits[:, : len(win)]
-        weighted = logits * self._weights[self._next].to(logits.device, logits.dtype).view(1, -1, 1, 1)
+        weights = self._weights[self._next]
+        if bool((weights == 1).all()):
+            weighted = logits  # no neighbour shares its frames (whole-video mode): no copy
+        else:
+            weighted = logits * weights.to(logits.device, logits.dtype).view(1, -1, 1, 1)
         if self._pending is not None:
             if self._pending.shape[0] != logits.shape[0] or self._pending.shape[2:] != logits.shape[2:]:
                 raise ValueError(f"window {win.index} logits {tuple(logits.shape)} do not match the previous window's")
