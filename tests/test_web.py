@@ -107,10 +107,16 @@ def test_browser_upload_segment_download(server, tiny_pipe, video_path, tmp_path
             page.goto(url)
             # the synthetic examples are on the page, generated into the cache at first use
             expect(page.get_by_text("synthetic-2026.mp4")).to_be_visible(timeout=20_000)
+            example = (work / "examples" / "synthetic-7.txt").read_text().strip()
+            page.get_by_text("synthetic-7.mp4").click()  # one click fills the video and its sentences
+            expect(page.get_by_label("Sentences")).to_have_value(example)
+            expect(page.locator("#video").get_by_role("cell", name="synthetic-7.mp4")).to_be_visible()
+            page.get_by_label("Sentences").fill("")
+            page.locator("#video").get_by_role("button", name="Clear").click()
 
             # no sentence: a short message on the page, no model work, no trace
             page.locator("#video input[type=file]").set_input_files(str(video_path))
-            expect(page.locator("#video").get_by_text("clip.mp4")).to_be_visible(timeout=20_000)
+            expect(page.locator("#video").get_by_role("cell", name="clip.mp4")).to_be_visible(timeout=20_000)
             page.get_by_role("button", name="Segment").click()
             expect(page.get_by_text("type at least one sentence")).to_be_visible(timeout=20_000)
             assert "Traceback" not in page.content()
