@@ -114,7 +114,16 @@ def test_browser_upload_segment_download(server, tiny_pipe, video_path, tmp_path
             page.get_by_label("Sentences").fill("")
             page.locator("#video").get_by_role("button", name="Clear").click()
 
-            # no sentence: a short message on the page, no model work, no trace
+            # a corrupt upload, then no sentence: a short message on the page each time, no trace
+            broken = tmp_path / "broken.mp4"
+            broken.write_bytes(b"not a video at all")
+            page.locator("#video input[type=file]").set_input_files(str(broken))
+            expect(page.locator("#video").get_by_role("cell", name="broken.mp4")).to_be_visible(timeout=20_000)
+            page.get_by_label("Sentences").fill("the dog")
+            page.get_by_role("button", name="Segment").click()
+            expect(page.get_by_text("cannot decode video broken.mp4:")).to_be_visible(timeout=20_000)
+            page.get_by_label("Sentences").fill("")
+            page.locator("#video").get_by_role("button", name="Clear").click()
             page.locator("#video input[type=file]").set_input_files(str(video_path))
             expect(page.locator("#video").get_by_role("cell", name="clip.mp4")).to_be_visible(timeout=20_000)
             page.get_by_role("button", name="Segment").click()

@@ -167,7 +167,10 @@ def segment_upload(pipe, video_path, sentences_text: str | None, steps, result_r
     prompts = parse_sentences(sentences_text)
     num_steps = parse_steps(steps)
     report(0.0, "reading the video")
-    video = read_video(video_path)
+    try:
+        video = read_video(video_path)
+    except FlowRVSError as err:  # name the upload, not the server's copy of it
+        raise FlowRVSError(str(err).replace(str(video_path), Path(str(video_path)).name)) from None
     report(0.1, f"segmenting {len(prompts)} sentence(s) in {len(video)} frames")
     result = pipe(video, prompts, num_inference_steps=num_steps, size=size, progress=False)
     report(0.8, "writing masks and the overlay video")
