@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
     log(f"segmented {len(stats.done)} video(s) in {stats.seconds:.1f} s"
         + (f"; {len(stats.skipped)} already done" if stats.skipped else "")
         + (f"; {len(stats.failed)} failed" if stats.failed else ""))
-    if summary is None:
-        return 2 if stats.failed else 0
+    if summary is None:  # rank 0 reports the whole batch, failures of every rank included
+        return 0
     failed = summary["failed"]
     if failed:
         shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
