@@ -266,7 +266,7 @@ class FlowRVSPipeline(DiffusionPipeline):
         mask_latent_normalized: bool = False,
         flow_shift: float = 3.0,
         num_steps: int = 1,
-        size: tuple = (480, 832),
+        size=(480, 832),  # unannotated: diffusers would warn about the list JSON gives back
         source: str = "video",
         prediction: str = "velocity",
         mask_threshold: float = 0.0,
