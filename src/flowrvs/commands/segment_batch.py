@@ -56,14 +56,14 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import FlowRVSError
     from ..evaluate import dist_info
     from ..pipeline import model_fingerprint, resolve_model_dir
-    from .common import load_pipeline
+    from .common import hub_options, load_pipeline
 
     size = parse_size(args.size) if args.size else None
     if args.steps is not None and args.steps < 1:
         raise FlowRVSError(f"--steps must be at least 1, got {args.steps}")
     if args.batch_size < 1:
         raise FlowRVSError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model_dir = resolve_model_dir(args.model)  # a bad model fails before any work
+    model_dir = resolve_model_dir(args.model, **hub_options(args))  # a bad model fails before any work
     info = dist_info()
     prefix = f"[rank {info.rank}/{info.world}] " if info.distributed else ""
 
