@@ -6,7 +6,7 @@ from PIL import Image
 from flowrvs import FlowRVSPipeline
 from flowrvs.errors import FlowRVSError
 from flowrvs.models.dit import add_video_injection, predict_velocity, remove_video_injection, uses_dvi
-from flowrvs.pipeline import resolve_device_dtype
+from flowrvs.pipeline import FlowRVSPipelineOutput, resolve_device_dtype
 from flowrvs.presets import build_transformer
 
 
@@ -130,3 +130,43 @@ def test_bfloat16_runs_on_cpu(tiny_pipe, tmp_path):
     assert pipe.transformer.dtype == torch.bfloat16
     result = pipe(_frames(5, 32, 48), ["a dog"], size=(32, 48))
     assert result.masks[0].shape == (5, 32, 48)
+
+
+def test_loads_with_torch_dtype_and_keeps_outputs_under_diffusers_offloading(tiny_pipe, tmp_path):
+    frames = _frames(5, 32, 48)
+    expected = tiny_pipe(frames, prompt=["a dog", "the red circle"], num_inference_steps=2, size=(32, 48), return_logits=True)
+    tiny_pipe.save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "scheduler" / "scheduler_config.json").is_file()
+    loaded = FlowRVSPipeline.from_pretrained(tmp_path / "model", torch_dtype=torch.float32)
+    assert loaded.components.keys() == {"transformer", "vae", "text_encoder", "tokenizer", "scheduler"}
+    loaded.enable_model_cpu_offload(device="cpu")
+    offloaded = loaded(frames, prompt=["a dog", "the red circle"], num_inference_steps=2, size=(32, 48), return_logits=True)
+    grouped = FlowRVSPipeline.from_pretrained(tmp_path / "model", torch_dtype=torch.float32)
+    grouped.enable_group_offload(onload_device=torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1)
+    by_groups = grouped(frames, prompt=["a dog", "the red circle"], num_inference_steps=2, size=(32, 48), return_logits=True)
+    for out in (offloaded, by_groups):
+        assert isinstance(out, FlowRVSPipelineOutput)
+        for a, b in zip(expected.logits, out.logits):
+            assert np.array_equal(a, b)
+
+
+def test_legacy_model_folder_keeps_loading_with_its_own_rules(tmp_path):
+    """A folder written by flowrvs 0.1 (model_index.json of settings only, no scheduler/)."""
+    import json
+    import shutil
+
+    from flowrvs.pipeline import shipped_model_dir
+
+    shutil.copytree(shipped_model_dir("tiny-synthetic"), tmp_path / "old")
+    index = json.loads((tmp_path / "old" / "model_index.json").read_text())
+    assert "scheduler" not in index and not (tmp_path / "old" / "scheduler").exists()
+    pipe = FlowRVSPipeline.from_pretrained(tmp_path / "old", device="cpu")
+    assert pipe.config.resize_rule == "oriented" and pipe.config.clamp_logits is False  # threshold tuned on raw logits
+    assert pipe.config.mask_threshold == index["mask_threshold"]
+    pipe.save_pretrained(tmp_path / "new")
+    again = FlowRVSPipeline.from_pretrained(tmp_path / "new", device="cpu")
+    assert again.settings == pipe.settings
+    frames = _frames(5, 96, 160)
+    a = pipe(frames, "the red circle", return_logits=True)
+    b = again(frames, "the red circle", return_logits=True)
+    assert np.array_equal(a.logits[0], b.logits[0])
