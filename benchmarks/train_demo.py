@@ -241,7 +241,8 @@ class Chunk:
     last: int
     seconds: float
     samples: list[tuple[float, int]] = field(default_factory=list)  # (clock, logged step) while it ran
-    stopped: bool = False
+    stopped: bool = False  # by the watchdog
+    failed: bool = False  # a non-fatal chunk that exited with an error (a NaN loss, say)
 
     def rate(self) -> float:
         """Seconds per step, from the log's progress after its first tenth (start-up excluded),
@@ -258,9 +259,10 @@ class Chunk:
 
 
 def train_chunk(cmd: list[str], run_dir: Path, logfile: Path, clock: Clock, hard_deadline: float | None,
-                poll: float) -> Chunk:
+                poll: float, fatal: bool = True) -> Chunk:
     """Run one training invocation, sampling the clock against the logged step; past
-    ``hard_deadline`` the process is stopped (its last checkpoint remains)."""
+    ``hard_deadline`` the process is stopped (its last checkpoint remains). A failure ends the
+    driver when ``fatal``, else it is recorded in the chunk."""
     first = logged_step(run_dir)
     started = clock()
     chunk = Chunk(first, first, 0.0)
@@ -284,7 +286,10 @@ def train_chunk(cmd: list[str], run_dir: Path, logfile: Path, clock: Clock, hard
             time.sleep(poll)
     if proc.returncode and not chunk.stopped:
         tail = "".join(logfile.read_text().splitlines(keepends=True)[-15:])
-        raise SystemExit(f"train_demo: training failed (exit {proc.returncode}); end of {logfile}:\n{tail}")
+        if fatal:
+            raise SystemExit(f"train_demo: training failed (exit {proc.returncode}); end of {logfile}:\n{tail}")
+        log(f"training failed (exit {proc.returncode}); end of {logfile}:\n{tail}")
+        chunk.failed = True
     chunk.samples.append((clock(), logged_step(run_dir)))
     chunk.last = logged_step(run_dir)
     chunk.seconds = clock() - started
@@ -308,27 +313,33 @@ def train(args, init: Path, work: Path, shards: list[Shard], clock: Clock, deadl
     end = deadline - args.reserve
     max_steps = args.max_steps
     first = min(args.first_chunk, max_steps)
-    resume = ["--resume"] if logged_step(run_dir) else []
+    shutil.rmtree(run_dir, ignore_errors=True)  # a rerun reuses the data and caches, not a run
+    # the watchdog: a chunk that runs late still leaves half of the reserve for the evaluation
+    watchdog = deadline - args.reserve / 2
     one = train_chunk(flowrvs("train", str(config), f"optim.steps={max_steps}", f"stop_at={first}",
-                              "optim.schedule=constant", *args.set, *resume),
-                      run_dir, logfile, clock, None, args.poll)
+                              "optim.schedule=constant", *args.set),
+                      run_dir, logfile, clock, watchdog, args.poll)
     rate, overhead = one.rate(), one.overhead()
-    total = plan_steps(one.last, clock(), end, rate, overhead, max_steps)
-    log(f"chunk 1: {one.last} steps in {one.seconds:.1f} s ({rate * 1000:.1f} ms/step, {overhead:.1f} s start-up); "
-        f"planned to step {total}")
-    chunks = [one]
+    chunks, total = [one], one.last
+    if not one.stopped:
+        total = plan_steps(one.last, clock(), end, rate, overhead, max_steps)
+        log(f"chunk 1: {one.last} steps in {one.seconds:.1f} s ({rate * 1000:.1f} ms/step, {overhead:.1f} s start-up); "
+            f"planned to step {total}")
     if total > one.last:
-        # the watchdog: a chunk that runs late still leaves half of the reserve for the evaluation
         two = train_chunk(flowrvs("train", str(config), f"optim.steps={total}", "optim.schedule=cosine",
                                   f"optim.decay_start={one.last}", *args.set, "--resume"),
-                          run_dir, logfile, clock, deadline - args.reserve / 2, args.poll)
+                          run_dir, logfile, clock, watchdog, args.poll, fatal=False)
         chunks.append(two)
-        log(f"chunk 2: to step {two.last} in {two.seconds:.1f} s" + (" (stopped by the watchdog)" if two.stopped else ""))
+        log(f"chunk 2: to step {two.last} in {two.seconds:.1f} s")
     model = run_dir / "model"
-    if chunks[-1].stopped:
+    last = chunks[-1].last
+    if chunks[-1].stopped or chunks[-1].failed:
+        last = last_checkpoint_step(run_dir)
+        log(f"exporting the last checkpoint, of step {last}")
+        if not last:
+            raise SystemExit("train_demo: training was stopped before its first checkpoint (lower checkpoint_every)")
         shutil.rmtree(model, ignore_errors=True)
         run(flowrvs("export", str(run_dir), "--out", str(model)), logfile)
-    last = chunks[-1].last if not chunks[-1].stopped else last_checkpoint_step(run_dir)
     optim = yaml.safe_load(config.read_text())["optim"]
     for override in args.set:  # --set optim.KEY=VALUE wins over the config file
         key, _, value = override.partition("=")
@@ -338,10 +349,12 @@ def train(args, init: Path, work: Path, shards: list[Shard], clock: Clock, deadl
     summary = {
         "steps": last, "planned_steps": total, "max_steps": max_steps, "batch_size": batch, "samples": last * batch,
         "lr": optim["lr"], "warmup_steps": optim["warmup_steps"],
-        "schedule": f"constant to step {one.last}, then cosine to zero at step {total}",
-        "stopped_by": "max_steps" if total >= max_steps else ("watchdog" if chunks[-1].stopped else "budget"),
+        "schedule": f"constant to step {one.last}" + (f", then cosine to zero at step {total}" if total > one.last else ""),
+        "stopped_by": ("failure" if chunks[-1].failed else "watchdog" if chunks[-1].stopped
+                       else "max_steps" if total >= max_steps else "budget"),
         "seconds_per_step": round(rate, 4), "startup_seconds": round(overhead, 1),
-        "chunks": [{"from": c.first, "to": c.last, "seconds": round(c.seconds, 1), "stopped": c.stopped} for c in chunks],
+        "chunks": [{"from": c.first, "to": c.last, "seconds": round(c.seconds, 1), "stopped": c.stopped, "failed": c.failed}
+                   for c in chunks],
         "config": str(args.config), "overrides": list(args.set),
     }
     return model, summary
@@ -414,6 +427,10 @@ def machine() -> dict:
 
 def markdown(numbers: dict) -> str:
     """The model card's rows for ``numbers``."""
+
+    def steps(n: int) -> str:
+        return f"{n} Euler step" + ("s" if n != 1 else "")
+
     t, h, d, m = numbers["training"], numbers["heldout"], numbers["data"], numbers["model"]
     main = h["evaluations"][0]
     lines = [
@@ -423,11 +440,11 @@ def markdown(numbers: dict) -> str:
         "",
         "| measure | value |",
         "|---|---|",
-        f"| held-out J&F (J, F), {main['steps']} Euler step(s), mask threshold {h['threshold']:g} | "
+        f"| held-out J&F (J, F), {steps(main['steps'])}, mask threshold {h['threshold']:g} | "
         f"**{main['J&F']:.3f}** ({main['J']:.3f}, {main['F']:.3f}) |",
     ]
     for e in h["evaluations"][1:]:
-        what = f"{e['steps']} Euler steps" + (f", threshold {e['threshold']:g}" if e["threshold"] is not None else "")
+        what = steps(e["steps"]) + (f", threshold {e['threshold']:g}" if e["threshold"] is not None else "")
         lines.append(f"| the same, {what} | {e['J&F']:.3f} ({e['J']:.3f}, {e['F']:.3f}) |")
     tune = numbers["tuning"]
     lines += [
@@ -550,6 +567,8 @@ def main(argv: list[str] | None = None, clock: Clock = time.monotonic) -> int:
         "heldout": {"split": "valid_u", "seed": args.heldout_seed, "videos": args.heldout_videos,
                     "threshold": tuning["threshold"], "evaluations": evaluations, "J&F": evaluations[0]["J&F"]},
     }
+    if numbers["model"]["megabytes"] > 20:
+        log(f"warning: the model folder is {numbers['model']['megabytes']} MB, more than the 20 MB a shipped model may take")
     from flowrvs.fileio import atomic_path, write_json
 
     write_json(out / "numbers.json", numbers, indent=2)

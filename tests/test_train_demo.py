@@ -66,6 +66,8 @@ def test_train_demo_end_to_end_stops_training_at_the_budget(driver, tmp_path):
     assert [(c["from"], c["to"]) for c in training["chunks"]] == [(0, 2), (2, 6)]
     assert training["samples"] == 6 * 2
     assert numbers["data"]["videos"] == 4 and numbers["data"]["seeds"] == [100, 101]
+    # the run trained on the caches its builders wrote: one file per shard, none encoded again
+    assert len(list((out / "work" / "cache").glob("latents-*.safetensors"))) == 2
 
     # a loadable model: the wider DiT without DVI, the tuned threshold stored in it
     pipe = FlowRVSPipeline.from_pretrained(out / "model", device="cpu")
