@@ -120,8 +120,9 @@ def build_init(decoder: str, out: Path, heads: int, ffn_dim: int, seed: int) -> 
     config = json.loads((source / "transformer" / "config.json").read_text())
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     config.update(in_channels=config["out_channels"], num_attention_heads=heads, ffn_dim=ffn_dim)
-    if out.is_dir():
-        return config
+    built = out / "transformer" / "config.json"
+    if built.is_file() and all(json.loads(built.read_text()).get(k) == config[k] for k in config):
+        return config  # a rerun: the same start model
     with atomic_dir(out) as tmp:
         tmp.rmdir()
         shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("README.md"))
@@ -148,9 +149,7 @@ def cache_builder(args, shard: Shard, init: Path, work: Path) -> Callable[[], No
 
     def job() -> None:
         run_dir = work / "runs" / f"cache-s{shard.seed}"
-        if (run_dir / "model" / "model_index.json").is_file():
-            return
-        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)  # on a rerun it finds its cache file and only loads it
         config = train_config(args, init, work, [shard], run_dir)
         config["optim"].update(steps=1, batch_size=min(8, config["optim"]["batch_size"]), warmup_steps=0)
         config["checkpoint_every"] = 1
@@ -245,10 +244,13 @@ class Chunk:
     failed: bool = False  # a non-fatal chunk that exited with an error (a NaN loss, say)
 
     def rate(self) -> float:
-        """Seconds per step, from the log's progress after its first tenth (start-up excluded),
-        else over the whole chunk."""
+        """Seconds per step, from when the log first showed each step after the chunk's first
+        tenth (start-up and the export after the last step excluded), else over the whole chunk."""
         steps = self.last - self.first
-        warm = [(c, s) for c, s in self.samples if s >= self.first + max(1, steps // 10)]
+        seen: dict[int, float] = {}
+        for c, s in self.samples:
+            seen.setdefault(s, c)
+        warm = sorted((c, s) for s, c in seen.items() if s >= self.first + max(1, steps // 10))
         if len(warm) >= 2 and warm[-1][1] > warm[0][1]:
             return (warm[-1][0] - warm[0][0]) / (warm[-1][1] - warm[0][1])
         return self.seconds / max(1, steps)

@@ -30,10 +30,10 @@ def test_plan_fills_the_time_left_at_the_measured_rate(driver):
 
 
 def test_rate_leaves_out_the_start_up(driver):
-    # steps 0 -> 100 over 30 s of clock, of which the first 10 s passed before step 10
-    chunk = driver.Chunk(0, 100, 30.0, samples=[(5.0, 0), (10.0, 10), (20.0, 60), (30.0, 100)])
+    # steps 0 -> 100 in 33 s of clock: 10 s before step 10 was logged, 3 s after step 100 (the export)
+    chunk = driver.Chunk(0, 100, 33.0, samples=[(5.0, 0), (10.0, 10), (20.0, 60), (30.0, 100), (33.0, 100)])
     assert chunk.rate() == pytest.approx(20.0 / 90)
-    assert chunk.overhead() == pytest.approx(30.0 - 100 * 20.0 / 90)
+    assert chunk.overhead() == pytest.approx(33.0 - 100 * 20.0 / 90)
 
 
 @pytest.mark.slow
