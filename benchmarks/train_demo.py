@@ -581,4 +581,10 @@ def main(argv: list[str] | None = None, clock: Clock = time.monotonic) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from flowrvs.errors import FlowRVSError
+
+    try:
+        sys.exit(main())
+    except FlowRVSError as err:  # a bad --decoder, say: one line, as the CLI does
+        print(f"train_demo: error: {err}", file=sys.stderr)
+        sys.exit(2)

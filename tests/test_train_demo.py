@@ -36,6 +36,22 @@ def test_rate_leaves_out_the_start_up(driver):
     assert chunk.overhead() == pytest.approx(33.0 - 100 * 20.0 / 90)
 
 
+def test_watchdog_stops_a_chunk_past_its_deadline(driver, tmp_path):
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    chunk = driver.train_chunk(sleeper, tmp_path, tmp_path / "log", clock=lambda: 100.0, hard_deadline=50.0, poll=0.01)
+    assert chunk.stopped and not chunk.failed and chunk.last == 0
+
+
+def test_a_failed_second_chunk_is_recorded_a_failed_first_one_ends_the_driver(driver, tmp_path):
+    (tmp_path / "train.log").write_text("step=10 loss=1\nstep=20 loss=nan\n")
+    failing = [sys.executable, "-c", "raise SystemExit(2)"]
+    chunk = driver.train_chunk(failing, tmp_path, tmp_path / "log", clock=lambda: 0.0, hard_deadline=None, poll=0.01,
+                               fatal=False)
+    assert chunk.failed and not chunk.stopped and chunk.last == 20
+    with pytest.raises(SystemExit, match="training failed"):
+        driver.train_chunk(failing, tmp_path, tmp_path / "log", clock=lambda: 0.0, hard_deadline=None, poll=0.01)
+
+
 @pytest.mark.slow
 def test_train_demo_end_to_end_stops_training_at_the_budget(driver, tmp_path):
     from flowrvs.cli import main as flowrvs
