@@ -262,26 +262,42 @@ def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size
     return result
 
 
-def _wait(cmd: list[str], env: dict | None = None, quiet: bool = True) -> tuple[int, float, int, str]:
-    """Run ``cmd``; returns (exit code, wall seconds, the child's own peak RSS in bytes, stdout)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if quiet else None, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - start
-    factor = 1 if sys.platform == "darwin" else 1024
-    return proc.returncode, wall, usage.ru_maxrss * factor, out
+MAX_RSS_BYTES: int | None = None  # --max-rss-gb: a child above it is stopped (shared machines)
+
+
+def _wait(cmd: list[str], env: dict | None = None) -> tuple[int, float, int | None, str]:
+    """Run ``cmd``; returns (exit code, wall seconds, its peak RSS in bytes as sampled, stdout).
+
+    The peak is the child's own ``VmHWM``, read every 0.2 s (``wait4``'s ``ru_maxrss`` would
+    report at least this process's peak: Linux carries it over ``exec``). A child whose RSS
+    passes ``MAX_RSS_BYTES`` is killed (exit code -9).
+    """
+    from flowrvs.memory import peak_rss_bytes
+
+    with tempfile.TemporaryFile("w+") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, text=True)
+        peak = None
+        while proc.poll() is None:
+            sample = peak_rss_bytes(proc.pid)
+            peak = sample if peak is None or (sample or 0) > peak else peak
+            if MAX_RSS_BYTES and (sample or 0) > MAX_RSS_BYTES:
+                print(f"stopping {cmd[1:4]}: {sample / 2**30:.1f} GiB resident > --max-rss-gb", file=sys.stderr)
+                proc.kill()
+            time.sleep(0.2)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        return proc.returncode, wall, peak, out.read()
 
 
 def part_in_subprocess(part: str, args) -> dict:
     cmd = [sys.executable, __file__, "--run-part", part, "--folder", str(args.folder), "--device", args.device,
            "--dtype", args.dtype, "--frames", str(args.frames), "--size", args.size]
-    code, wall, peak, out = _wait(cmd, quiet=False)
+    code, wall, _, out = _wait(cmd)
     if code != 0:
         raise SystemExit(f"part {part} failed with exit code {code}")
-    result = json.loads(out.strip().splitlines()[-1])
-    result.update(wall_s=wall, peak_rss_bytes=peak)
+    result = json.loads(out.strip().splitlines()[-1])  # its peak RSS as it saw it at the end (VmHWM)
+    result.update(wall_s=wall)
     return result
 
 
@@ -306,11 +322,11 @@ def run_segment(args, work: Path) -> dict:
     if args.dtype != "auto":
         cmd += ["--dtype", args.dtype]
     env = {**os.environ, "FLOWRVS_CACHE": str(work / "cache")}  # cold: no embedding seen before
-    code, wall, peak, _ = _wait(cmd, env=env, quiet=False)
+    code, wall, peak, _ = _wait(cmd, env=env)
+    result = {"part": "segment", "wall_s": wall, "peak_rss_bytes": peak, "command": " ".join(cmd[1:])}
     if code != 0:
-        raise SystemExit(f"flowrvs segment failed with exit code {code}: {' '.join(cmd)}")
-    masks = sorted((work / "out").rglob("*.png"))
-    return {"part": "segment", "wall_s": wall, "peak_rss_bytes": peak, "masks": len(masks), "command": " ".join(cmd[1:])}
+        return {**result, "error": f"exit code {code}"}
+    return {**result, "masks": len(sorted((work / "out").rglob("*.png")))}
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -344,7 +360,8 @@ def report(results: list[dict], header: dict) -> str:
         lines.append(f"| {r['part']} | {r.get('startup_s', float('nan')):.1f} | {r.get('load_s', float('nan')):.1f} | {r.get('run_s', float('nan')):.1f} | "
                      f"{r.get('wall_s', float('nan')):.1f} | {gib(r.get('peak_rss_bytes'))} | {gib(r.get('peak_gpu_bytes'))} |")
     parts = [r for r in results if r["part"] in PARTS]
-    segment = next((r for r in results if r["part"] == "segment"), None)
+    segment = next((r for r in results if r["part"] == "segment" and "error" not in r), None)
+    lines += [f"\n{r['part']} failed: {r['error']}" for r in results if "error" in r]
     if parts and segment:
         total = sum(r["load_s"] + r["run_s"] for r in parts)
         startup = min(r["startup_s"] for r in parts)
@@ -366,10 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-process", action="store_true", help="time the parts in this process (peak RSS then "
                                                                    "is the running maximum; for quick checks)")
     parser.add_argument("--dvi", action="store_true", help="a DiT with direct video injection (32 input channels)")
+    parser.add_argument("--max-rss-gb", type=float, default=None,
+                        help="stop a part or segment whose resident memory passes this (protects a shared machine)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--run-part", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     size = parse_size(args.size)
+    global MAX_RSS_BYTES
+    MAX_RSS_BYTES = int(args.max_rss_gb * 2**30) if args.max_rss_gb else None
 
     if args.run_part:
         print(json.dumps(run_part(args.run_part, args.folder, args.device, args.dtype, args.frames, size)))

@@ -23,3 +23,19 @@ def test_rss_readings_follow_a_large_allocation():
 @pytest.mark.skipif("libc.so" not in (ctypes.util.find_library("c") or ""), reason="needs glibc")
 def test_release_memory_trims_with_glibc():
     assert release_memory() is True
+
+
+@linux_only
+def test_a_child_reports_its_own_peak_not_its_parents(tmp_path):
+    import subprocess
+    import time
+
+    block = torch.ones(512 << 20, dtype=torch.uint8)  # make this (the parent) large first
+    code = "import time; from flowrvs.memory import peak_rss_bytes; print(peak_rss_bytes()); time.sleep(1)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    seen_from_outside = peak_rss_bytes(child.pid)
+    reported = int(child.communicate()[0])
+    assert reported < block.numel()  # a bare interpreter with flowrvs.memory, not 512 MiB
+    assert seen_from_outside is None or seen_from_outside < block.numel()
+    del block

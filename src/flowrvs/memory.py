@@ -12,8 +12,6 @@ import functools
 import gc
 import sys
 
-import torch
-
 
 @functools.lru_cache(maxsize=1)
 def _libc():
@@ -34,7 +32,8 @@ def release_memory() -> bool:
     Returns whether glibc's ``malloc_trim`` was available (and ran).
     """
     gc.collect()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    torch = sys.modules.get("torch")  # no torch import just for this
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
     libc = _libc()
     if libc is None:
@@ -43,22 +42,37 @@ def release_memory() -> bool:
     return True
 
 
-def peak_rss_bytes(children: bool = False) -> int:
-    """Peak resident memory of this process (or of its finished children) in bytes."""
+def _status_kib(field: str, pid: int | str = "self") -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def peak_rss_bytes(pid: int | None = None) -> int | None:
+    """Peak resident memory in bytes of this process, or of the running process ``pid``.
+
+    Reads ``VmHWM`` from ``/proc``: ``getrusage``'s ``ru_maxrss`` is wrong for a child started
+    by a large parent, as Linux carries the parent's peak over ``exec`` (a child of a 6 GB
+    process reports at least 6 GB). Falls back to ``ru_maxrss`` for this process elsewhere
+    (macOS); ``None`` for another process without ``/proc``.
+    """
+    hwm = _status_kib("VmHWM", "self" if pid is None else pid)
+    if hwm is not None:
+        return hwm * 1024
+    if pid is not None:
+        return None
     import resource
 
-    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-    peak = resource.getrusage(who).ru_maxrss
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS reports bytes, Linux KiB
 
 
-def current_rss_bytes() -> int | None:
-    """Resident memory of this process now, in bytes (``None`` where ``/proc`` is missing)."""
-    try:
-        with open("/proc/self/statm") as f:
-            resident_pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    import os
-
-    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+def current_rss_bytes(pid: int | None = None) -> int | None:
+    """Resident memory of this process (or of ``pid``) now, in bytes (``None`` without ``/proc``)."""
+    rss = _status_kib("VmRSS", "self" if pid is None else pid)
+    return None if rss is None else rss * 1024
