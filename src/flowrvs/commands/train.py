@@ -4,9 +4,13 @@ The YAML config names every knob (see :class:`flowrvs.training.config.TrainConfi
 ``key=value`` pairs override it (values are YAML: ``optim.steps=200 data.size=[64,112]``).
 Writes ``output_dir/{config.yaml, train.log, checkpoints/step-*.safetensors, model/}``.
 Stages chain through ``model.init``: autoencoder (small random models only) -> mask_decoder -> flow.
+Many processes: ``torchrun --nproc_per_node N -m flowrvs train CONFIG.yaml`` (``optim.batch_size``
+is the global batch; ``dist.strategy=fsdp`` shards the DiT).
 """
 
 from __future__ import annotations
+
+import os
 
 
 def register(sub) -> None:
@@ -30,6 +34,8 @@ def run(args) -> int:
         print(dump_config(config), end="")
         return 0
     result = train(config)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the run
+        return 0
     last = f"last loss {result.losses[max(result.losses)]:.4g}; " if result.losses else ""
     print(
         f"stage {result.stage}: ran {len(result.losses)} step(s) to step {result.step} in {result.seconds:.1f} s, "

@@ -10,11 +10,23 @@ import torch
 
 from .config import TrainConfig
 from .data import build_datasets, cache_paths, cache_seed
+from .distributed import Process, barrier
 
 
-def load_or_build_caches(config: TrainConfig, pipe, build: bool = True):
+def load_or_build_caches(config: TrainConfig, pipe, process: Process = Process()):
     """The :class:`~flowrvs.latent_cache.LatentCache` of all ``data.datasets`` (concatenated,
-    ``group`` = dataset position); a missing file is encoded and written when ``build``."""
+    ``group`` = dataset position). Missing files are encoded and written by rank 0 while the
+    other processes wait, then read."""
+    if not process.distributed:
+        return read_caches(config, pipe, build=True)
+    cache = read_caches(config, pipe, build=True) if process.main else None
+    barrier(process)
+    return cache if cache is not None else read_caches(config, pipe, build=False)
+
+
+def read_caches(config: TrainConfig, pipe, build: bool = True):
+    """The concatenated caches of ``data.datasets``; a missing file is encoded and written when
+    ``build``, else a FlowRVSError."""
     from ..errors import FlowRVSError
     from ..latent_cache import LatentCache, build_latent_cache
 

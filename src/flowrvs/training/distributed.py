@@ -81,7 +81,7 @@ def wrap(stage: torch.nn.Module, strategy: str, process: Process, device: torch.
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(stage, device_ids=ids, broadcast_buffers=False)
+    return DistributedDataParallel(stage, device_ids=ids)
 
 
 def no_gradient_sync(module: torch.nn.Module, sync: bool):

@@ -201,8 +201,9 @@ class FlowStage(Stage):
         if not self.config.data.cache_latents:
             return super().batches(start_step, rank, world_size)
         from .cache import load_or_build_caches
+        from .distributed import Process
 
-        cache = load_or_build_caches(self.config, self.pipe)
+        cache = load_or_build_caches(self.config, self.pipe, Process(rank, world_size))
         return cached_batches(self.config, cache, start_step, rank, world_size)
 
 
