@@ -15,7 +15,7 @@ import sys
 
 from .errors import FlowRVSError
 
-COMMANDS = ["segment", "segment-batch", "web", "convert", "synth", "train", "export", "demo", "evaluate", "score"]
+COMMANDS = ["segment", "segment-batch", "web", "convert", "synth", "cache", "train", "export", "demo", "evaluate", "score"]
 
 
 def build_parser() -> argparse.ArgumentParser:
