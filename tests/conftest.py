@@ -1,10 +1,13 @@
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# sentence embeddings and converted models go to a throwaway folder, never the user's cache
+os.environ["FLOWRVS_CACHE"] = tempfile.mkdtemp(prefix="flowrvs-test-cache-")
 
 
 @pytest.fixture(scope="session")

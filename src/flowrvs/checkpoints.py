@@ -141,7 +141,7 @@ def _read_config(folder: Path) -> dict:
     return {k: v for k, v in config.items() if not k.startswith("_")}
 
 
-def _link_or_copy_tree(src: Path, dst: Path) -> None:
+def link_or_copy_tree(src: Path, dst: Path) -> None:
     """Copy a folder, hard-linking files where the file system allows (umT5-XXL is 11 GB)."""
 
     def link_or_copy(s, d):
@@ -241,7 +241,7 @@ def convert_release(
     with atomic_dir(out_dir) as tmp:
         transformer.save_pretrained(tmp / "transformer")
         vae.save_pretrained(tmp / "vae")
-        _link_or_copy_tree(wan_dir / "text_encoder", tmp / "text_encoder")
-        _link_or_copy_tree(wan_dir / "tokenizer", tmp / "tokenizer")
+        link_or_copy_tree(wan_dir / "text_encoder", tmp / "text_encoder")
+        link_or_copy_tree(wan_dir / "tokenizer", tmp / "tokenizer")
         write_model_index(tmp, config, tokenizer_class)
     return Path(out_dir)

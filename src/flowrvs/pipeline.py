@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .errors import FlowRVSError, first_line
 from .flow import public_timesteps
-from .frames import RESIZE_RULES, fit_size, frames_to_tensor, logits_to_input_shape
+from .frames import RESIZE_RULES, fit_size, frames_to_tensor
 from .models.dit import dit_forward, uses_dvi
 from .models.text import PromptEncoder, check_prompts
 from .models.vae import decode_mask_logits, encode_video
@@ -38,6 +39,8 @@ MODEL_PARTS = ("transformer", "vae", "text_encoder", "tokenizer")
 INDEX_FILE = "model_index.json"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 NUM_TRAIN_TIMESTEPS = 1000
+DEFAULT_WINDOW = 81  # frames per window of a long video (4k+1); see docs/benchmarks.md
+DEFAULT_OVERLAP = 8  # frames neighbouring windows share, their logits cross-faded
 
 
 @dataclass
@@ -127,6 +130,92 @@ class FlowRVSPipelineOutput(BaseOutput):
 
 
 SegmentationResult = FlowRVSPipelineOutput  # the name before the diffusers pipeline
+
+
+@dataclass
+class SegmentedFrame:
+    """One finished frame of a :class:`SegmentationStream`.
+
+    index: frame number; name: its name; frame: ``(H, W, 3)`` uint8 input frame; masks:
+    ``(K, H, W)`` bool, one per prompt; logits: ``(K, H, W)`` float32 when asked for.
+    """
+
+    index: int
+    name: str
+    frame: np.ndarray
+    masks: np.ndarray
+    logits: np.ndarray | None = None
+
+
+class SegmentationStream:
+    """Masks of a video, frame by frame, computed window by window (:meth:`FlowRVSPipeline.stream`).
+
+    Known before iterating: ``prompts``, ``frame_names``, ``fps``, ``height``, ``width``,
+    ``working_size`` and the window ``plan``. Iterating decodes the video, runs each window
+    through the model and yields :class:`SegmentedFrame` in order as soon as a frame is final,
+    so memory is set by one window, never by the video's length. Iterate once.
+    """
+
+    def __init__(self, pipe: "FlowRVSPipeline", stream, prompts, text_embeds, plan, work_size, num_steps,
+                 batch_size, threshold, return_logits, generator, progress):
+        self.pipe, self._video = pipe, stream
+        self.prompts = prompts
+        self.frame_names = list(stream.names)
+        self.fps, self.height, self.width = stream.fps, stream.height, stream.width
+        self.source = stream.source
+        self.working_size = work_size
+        self.plan = plan
+        self._text_embeds, self._num_steps, self._batch_size = text_embeds, num_steps, batch_size
+        self._threshold, self._return_logits = threshold, return_logits
+        self._generator, self._progress = generator, progress
+        self.frames_held_peak = 0  # most input frames held at once (a count for the tests)
+
+    def __len__(self) -> int:
+        return len(self.frame_names)
+
+    def __iter__(self):
+        from .video import iter_windows
+        from .windows import LogitBlender
+
+        pipe, num_prompts = self.pipe, len(self.prompts)
+        batches = [range(i, min(i + self._batch_size, num_prompts)) for i in range(0, num_prompts, self._batch_size)]
+        bar = tqdm(total=len(self.plan) * len(batches) * (self._num_steps + 1), desc="segment", unit="step",
+                   disable=_no_bar(self._progress))
+        blender = LogitBlender(self.plan)
+        try:
+            for window, frames in iter_windows(self._video, self.plan):
+                self.frames_held_peak = max(self.frames_held_peak, len(frames) + blender.held_frames)
+                tensor = frames_to_tensor(frames, self.working_size, resample="pil")
+                z_video = pipe.encode_video(tensor.to(pipe.vae.dtype))
+                del tensor
+                logits = []
+                for rows in batches:
+                    z_mask = pipe.sample_mask_latents(z_video, self._text_embeds[rows.start : rows.stop],
+                                                      self._num_steps, self._generator, bar.update)
+                    logits.append(pipe.decode_masks(z_mask).float()[:, : len(window)])
+                    bar.update()
+                del z_video
+                finished = blender.add(torch.cat(logits))
+                if finished:
+                    yield from self._finish(finished, frames, window.start)
+        finally:
+            bar.close()
+            pipe.maybe_free_model_hooks()
+
+    def _finish(self, finished, frames: np.ndarray, offset: int):
+        """Resize the final frames' logits to the input size (bilinear) and threshold them."""
+        import torch.nn.functional as F
+
+        stacked = torch.stack([logits for _, logits in finished], dim=1)  # (K, n, h, w)
+        k, n = stacked.shape[:2]
+        if tuple(stacked.shape[-2:]) != (self.height, self.width):
+            stacked = F.interpolate(stacked.reshape(k * n, 1, *stacked.shape[-2:]), size=(self.height, self.width),
+                                    mode="bilinear", align_corners=False).reshape(k, n, self.height, self.width)
+        masks = (stacked > self._threshold).cpu().numpy()
+        values = stacked.cpu().numpy() if self._return_logits else None
+        for j, (index, _) in enumerate(finished):
+            yield SegmentedFrame(index, self.frame_names[index], frames[index - offset], masks[:, j],
+                                 None if values is None else values[:, j])
 
 
 def resolve_device_dtype(device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
@@ -237,6 +326,14 @@ def write_model_index(folder: Path, config: FlowRVSConfig, tokenizer_class: str 
     (Path(folder) / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
 
 
+LARGE_MODEL_BYTES = 1 << 30
+
+
+def _weights_bytes(folder: Path) -> int:
+    """Bytes of the weight files of a model folder's DiT and text encoder."""
+    return sum(p.stat().st_size for part in ("transformer", "text_encoder") for p in (folder / part).glob("*.safetensors"))
+
+
 def _is_diffusers_index(index: dict, folder: Path) -> bool:
     parts = ("scheduler",) + MODEL_PARTS
     return all(isinstance(index.get(p), list) and (folder / p).is_dir() for p in parts)
@@ -290,9 +387,12 @@ class FlowRVSPipeline(DiffusionPipeline):
         )
         self.register_to_config(**{**settings.to_dict(), "size": settings.size})
         self._prompt_encoder = None
+        self._text_encoder_source: Path | None = None  # folder to load umT5 from when it is not resident
+        self._precision = None  # the flowrvs.precision.PrecisionPlan the parts were loaded with
         for module in (transformer, vae, text_encoder):
-            module.requires_grad_(False)
-            module.eval()
+            if module is not None:
+                module.requires_grad_(False)
+                module.eval()
 
     # ---- settings and placement ------------------------------------------------------
     @property
@@ -336,6 +436,7 @@ class FlowRVSPipeline(DiffusionPipeline):
         torch_dtype=None,
         dit_file: str | None = None,
         base: str | None = None,
+        keep_text_encoder: bool = False,
         **kwargs,
     ) -> "FlowRVSPipeline":
         """Load a model folder, a shipped model by name (``tiny-synthetic``) or a hub id.
@@ -343,43 +444,67 @@ class FlowRVSPipeline(DiffusionPipeline):
         ``xmz111/FlowRVS`` (the public release) is downloaded and converted once into a cached
         model folder (:mod:`flowrvs.hub`; ``dit_file`` and ``base`` pick other files); a hub
         repository holding a flowrvs model folder loads directly. ``dtype`` / ``torch_dtype``:
-        a ``torch.dtype`` or its name (default: float32 on CPU, bfloat16 on CUDA). ``device``:
-        where the pipeline runs (default: CUDA when available). Folders written before this
-        pipeline was a diffusers pipeline (no ``scheduler/``) keep loading.
+        ``"auto"`` (default; :func:`flowrvs.precision.choose_precision`: bfloat16 on CUDA and on
+        CPUs with native bf16, else float32 compute with large weights stored in bfloat16), or
+        one dtype for every part. ``device``: where it runs (default: CUDA when available).
+        ``keep_text_encoder``: load umT5 now and keep it resident; by default it is loaded only
+        when a sentence is not in the embedding cache (``$FLOWRVS_CACHE/embeddings``), its
+        weights read layer by layer from their files, and dropped right after, so it never sits
+        beside the DiT and the VAE. Folders written before this pipeline was a diffusers
+        pipeline (no ``scheduler/``) keep loading.
         """
-        device, dtype = resolve_device_dtype(device, dtype if dtype is not None else torch_dtype)
+        from .precision import apply_precision, choose_precision
+
+        requested = dtype if dtype is not None else torch_dtype
         path = resolve_model_dir(pretrained_model_name_or_path, dit_file=dit_file, base=base)
+        # storing weights in bf16 and computing in fp32 pays off for large models only; small
+        # ones (the shipped demo model) keep their exact fp32 weights
+        large = _weights_bytes(path) > LARGE_MODEL_BYTES
+        requested = "auto" if requested is None else requested
+        if requested == "auto" and not large and resolve_device_dtype(device)[0].type == "cpu":
+            requested = "float32"  # bf16 gains a small model nothing on a CPU and costs it accuracy
+        plan = choose_precision(device, requested, bf16_storage=large)
+        if plan.warning:
+            print(f"flowrvs: warning: {plan.warning}", file=sys.stderr)
         try:
             index = json.loads((path / INDEX_FILE).read_text())
         except (OSError, ValueError) as err:
             raise FlowRVSError(f"cannot read {path / INDEX_FILE}: {first_line(err)}") from None
+        storage = {part: plan.part(part).storage for part in ("transformer", "vae", "text_encoder")}
         try:
             if _is_diffusers_index(index, path):
                 kwargs.setdefault("low_cpu_mem_usage", True)
-                pipe = super().from_pretrained(str(path), dtype=dtype, **kwargs)
+                if not keep_text_encoder:
+                    kwargs["text_encoder"] = None
+                pipe = super().from_pretrained(str(path), dtype={**storage, "default": torch.float32}, **kwargs)
             else:
-                pipe = cls._from_legacy_folder(path, index, dtype)
+                pipe = cls._from_legacy_folder(path, index, storage, keep_text_encoder)
         except FlowRVSError:
             raise
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as err:
             raise FlowRVSError(f"cannot load the model in {path}: {first_line(err)}") from None
-        if cpu_offload and device.type == "cuda":
-            pipe.enable_model_cpu_offload(device=device)
-            return pipe
-        return pipe.to(device)
+        pipe._precision = plan
+        pipe._text_encoder_source = path / "text_encoder"
+        apply_precision(plan, device=torch.device("cpu") if cpu_offload else plan.device,
+                        transformer=pipe.transformer, vae=pipe.vae, text_encoder=pipe.text_encoder)
+        if cpu_offload and plan.device.type == "cuda":
+            pipe.enable_model_cpu_offload(device=plan.device)
+        return pipe
 
     @classmethod
-    def _from_legacy_folder(cls, path: Path, index: dict, dtype: torch.dtype) -> "FlowRVSPipeline":
+    def _from_legacy_folder(cls, path: Path, index: dict, storage: dict, keep_text_encoder: bool) -> "FlowRVSPipeline":
         """A folder whose ``model_index.json`` holds only flowrvs settings (before 0.2)."""
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
         from transformers import AutoTokenizer, UMT5EncoderModel
 
         loaders = {
-            "transformer": lambda p: WanTransformer3DModel.from_pretrained(p, torch_dtype=dtype),
-            "vae": lambda p: AutoencoderKLWan.from_pretrained(p, torch_dtype=dtype),
-            "text_encoder": lambda p: UMT5EncoderModel.from_pretrained(p, dtype=dtype),
+            "transformer": lambda p: WanTransformer3DModel.from_pretrained(p, torch_dtype=storage["transformer"]),
+            "vae": lambda p: AutoencoderKLWan.from_pretrained(p, torch_dtype=storage["vae"]),
+            "text_encoder": lambda p: UMT5EncoderModel.from_pretrained(p, dtype=storage["text_encoder"]),
             "tokenizer": lambda p: AutoTokenizer.from_pretrained(p),
         }
+        if not keep_text_encoder:
+            loaders["text_encoder"] = lambda p: None
         parts = {}
         for name, load in loaders.items():
             try:
@@ -389,16 +514,60 @@ class FlowRVSPipeline(DiffusionPipeline):
         return cls(**parts, config=FlowRVSConfig.from_legacy_index(index))
 
     def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
-        """Write a model folder that :meth:`from_pretrained` reads; atomic (temp folder + rename)."""
+        """Write a model folder that :meth:`from_pretrained` reads; atomic (temp folder + rename).
+
+        A text encoder that is not resident is copied from the folder it loads from."""
+        from .checkpoints import link_or_copy_tree
         from .fileio import atomic_dir
 
         with atomic_dir(save_directory) as tmp:
             super().save_pretrained(str(tmp), **kwargs)
+            if self.text_encoder is None:
+                if self._text_encoder_source is None or not self._text_encoder_source.is_dir():
+                    raise FlowRVSError("cannot save: the pipeline has no text encoder and no folder to copy it from")
+                link_or_copy_tree(self._text_encoder_source, tmp / "text_encoder")
+                index = json.loads((tmp / INDEX_FILE).read_text())
+                index["text_encoder"] = ["transformers", "UMT5EncoderModel"]
+                (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
     # ---- the stages ------------------------------------------------------------------
+    def _compute_dtype(self, part: str) -> torch.dtype:
+        """The dtype ``part`` computes in (its storage dtype may be lower; see :mod:`flowrvs.precision`)."""
+        if self._precision is not None:
+            return self._precision.part(part).compute
+        return getattr(self, part).dtype
+
+    def _text_encoder_key(self) -> str:
+        """Names the text encoder's weights and compute dtype in the embedding cache."""
+        return f"{model_fingerprint(self._text_encoder_source)}-{str(self._compute_dtype('text_encoder'))[6:]}"
+
+    def _load_text_encoder(self):
+        """``(tokenizer, umT5)`` for one round of encoding, its weights streamed from its files."""
+        from .models.text import load_streamed_text_encoder
+
+        encoder = load_streamed_text_encoder(self._text_encoder_source, dtype=self._compute_dtype("text_encoder"),
+                                             device=self._execution_device)
+        return self.tokenizer, encoder
+
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
-        """``(B, text_len, D)`` prompt embeddings on the execution device (cached per prompt)."""
-        return self.prompt_encoder.encode(list(prompts), device=self._execution_device, dtype=self.transformer.dtype)
+        """``(B, text_len, D)`` prompt embeddings on the execution device, in the DiT's compute dtype.
+
+        With a resident text encoder each distinct prompt is encoded once per pipeline; without
+        one, sentences come from the on-disk embedding cache and umT5 is loaded (streamed) only
+        for those it has not seen, then dropped.
+        """
+        # one sentence per encoder pass: padding a batch moves umT5's outputs by ~1e-7, and a
+        # sentence's masks must not depend on which others came with it
+        device, dtype = self._execution_device, self._compute_dtype("transformer")
+        prompts = check_prompts(prompts)
+        if self.text_encoder is not None:
+            return torch.cat([self.prompt_encoder.encode([p], device=device, dtype=dtype) for p in prompts])
+        if self._text_encoder_source is None:
+            raise FlowRVSError("the pipeline has no text encoder")
+        from .models.text import EmbeddingCache, encode_sentences
+
+        return encode_sentences(prompts, self._load_text_encoder, EmbeddingCache.default(), self.config.text_len,
+                                self._text_encoder_key(), device=device, dtype=dtype, batch_size=1)
 
     @torch.no_grad()
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
@@ -410,7 +579,7 @@ class FlowRVSPipeline(DiffusionPipeline):
 
         A ``"mask"``-predicting DiT is turned into a velocity by ``v = (x - z_mask_hat) / t``.
         """
-        out = dit_forward(self.transformer, x, z_video, timestep, text_embeds)
+        out = dit_forward(self.transformer, x, z_video, timestep, text_embeds, dtype=self._compute_dtype("transformer"))
         if self.config.prediction == "mask":
             t = (timestep.float() / NUM_TRAIN_TIMESTEPS).clamp_min(1e-3).view(-1, 1, 1, 1, 1)
             return (x.float() - out.float()) / t
@@ -456,6 +625,48 @@ class FlowRVSPipeline(DiffusionPipeline):
 
     # ---- the whole thing -------------------------------------------------------------
     @torch.no_grad()
+    def stream(
+        self,
+        video,
+        prompt: str | Sequence[str] | None = None,
+        num_inference_steps: int | None = None,
+        size: tuple[int, int] | None = None,
+        window: int | None = DEFAULT_WINDOW,
+        overlap: int = DEFAULT_OVERLAP,
+        batch_size: int = 1,
+        return_logits: bool = False,
+        generator: torch.Generator | None = None,
+        progress: bool | None = None,
+        mask_threshold: float | None = None,
+    ) -> SegmentationStream:
+        """Segment ``video`` frame by frame at flat memory (see :class:`SegmentationStream`).
+
+        Arguments as for :meth:`__call__`. The video is decoded as a stream and processed in
+        windows of ``window`` frames (4k+1) sharing ``overlap`` frames, whose logits are
+        cross-faded (:mod:`flowrvs.windows`); ``window=None`` (or 0) runs the whole video in one
+        pass, as the public code does. Bad input and the prompts' embeddings are dealt with
+        here, before anything is iterated.
+        """
+        from .video import open_video
+        from .windows import plan_windows
+
+        prompts = check_prompts(prompt)
+        num_steps = self.config.num_steps if num_inference_steps is None else int(num_inference_steps)
+        threshold = self.config.mask_threshold if mask_threshold is None else float(mask_threshold)
+        if not math.isfinite(threshold):
+            raise FlowRVSError(f"mask_threshold must be a finite number, got {threshold}")
+        if num_steps < 1:
+            raise FlowRVSError(f"num_steps must be at least 1, got {num_steps}")
+        if batch_size < 1:
+            raise FlowRVSError(f"batch_size must be at least 1, got {batch_size}")
+        frames = open_video(video)
+        plan = plan_windows(frames.num_frames, window or None, overlap if window else 0)
+        work_size = fit_size(frames.height, frames.width, tuple(size or self.config.size), rule=self.config.resize_rule)
+        text_embeds = self.encode_prompts(prompts)
+        return SegmentationStream(self, frames, prompts, text_embeds, plan, work_size, num_steps, batch_size,
+                                  threshold, return_logits, generator, progress)
+
+    @torch.no_grad()
     def __call__(
         self,
         video,
@@ -467,10 +678,12 @@ class FlowRVSPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         progress: bool | None = None,
         mask_threshold: float | None = None,
+        window: int | None = DEFAULT_WINDOW,
+        overlap: int = DEFAULT_OVERLAP,
         prompts: str | Sequence[str] | None = None,
         num_steps: int | None = None,
     ) -> FlowRVSPipelineOutput:
-        """Segment the objects that ``prompt`` describes in ``video``.
+        """Segment the objects that ``prompt`` describes in ``video``; all masks in memory.
 
         video: a path (video file, GIF, image or folder of frames), a ``(T, H, W, 3)`` uint8
         array, or a list of PIL images. prompt: one sentence or a list (``prompts`` is its
@@ -478,52 +691,34 @@ class FlowRVSPipeline(DiffusionPipeline):
         is its older name). size: ``(h, w)`` box frames are resized into (default from the
         config, 480x832). batch_size: prompts per DiT/decoder pass. progress: a progress bar
         (default: when stderr is a terminal). mask_threshold: decoder output above which a
-        pixel is foreground (default from the config, 0).
+        pixel is foreground (default from the config, 0). window / overlap: a video longer than
+        ``window`` frames runs in overlapping windows (``window=None``: whole video in one pass,
+        the public code's mode). For long videos written to disk, :meth:`stream` holds one
+        window at a time.
         """
-        from .video import read_video
-
         if prompt is not None and prompts is not None:
             raise FlowRVSError("pass the sentences once, as prompt= (prompts= is its older name)")
-        prompts = check_prompts(prompt if prompt is not None else prompts)
-        if num_inference_steps is None:
-            num_inference_steps = num_steps
-        num_steps = self.config.num_steps if num_inference_steps is None else int(num_inference_steps)
-        threshold = self.config.mask_threshold if mask_threshold is None else float(mask_threshold)
-        if not math.isfinite(threshold):
-            raise FlowRVSError(f"mask_threshold must be a finite number, got {threshold}")
-        if num_steps < 1:
-            raise FlowRVSError(f"num_steps must be at least 1, got {num_steps}")
-        if batch_size < 1:
-            raise FlowRVSError(f"batch_size must be at least 1, got {batch_size}")
-        clip = read_video(video)
-        num_frames, height, width = clip.frames.shape[:3]
-        work_size = fit_size(height, width, tuple(size or self.config.size), rule=self.config.resize_rule)
-
-        text_embeds = self.encode_prompts(prompts)
-        frames = frames_to_tensor(clip.frames, work_size, resample="pil")
-        z_video = self.encode_video(frames.to(self.vae.dtype))
-
-        batches = [range(i, min(i + batch_size, len(prompts))) for i in range(0, len(prompts), batch_size)]
-        bar = tqdm(total=len(batches) * (num_steps + 1), desc="segment", unit="step", disable=_no_bar(progress))
-        masks, logits_out = [], []
-        for rows in batches:
-            z_mask = self.sample_mask_latents(z_video, text_embeds[rows.start : rows.stop], num_steps, generator, bar.update)
-            logits = self.decode_masks(z_mask)
-            bar.update()
-            for row in logits:
-                full = logits_to_input_shape(row, num_frames, height, width)
-                masks.append((full > threshold).cpu().numpy())
-                if return_logits:
-                    logits_out.append(full.cpu().numpy())
-        bar.close()
-        self.maybe_free_model_hooks()
+        stream = self.stream(
+            video, prompt if prompt is not None else prompts,
+            num_inference_steps if num_inference_steps is not None else num_steps,
+            size=size, window=window, overlap=overlap, batch_size=batch_size, return_logits=return_logits,
+            generator=generator, progress=progress, mask_threshold=mask_threshold,
+        )
+        shape = (len(stream), stream.height, stream.width)
+        masks = [np.empty(shape, dtype=bool) for _ in stream.prompts]
+        logits = [np.empty(shape, dtype=np.float32) for _ in stream.prompts] if return_logits else None
+        for item in stream:
+            for k in range(len(masks)):
+                masks[k][item.index] = item.masks[k]
+                if logits is not None:
+                    logits[k][item.index] = item.logits[k]
         return FlowRVSPipelineOutput(
             masks=masks,
-            prompts=prompts,
-            frame_names=list(clip.names),
-            fps=clip.fps,
-            logits=logits_out if return_logits else None,
-            working_size=work_size,
+            prompts=stream.prompts,
+            frame_names=stream.frame_names,
+            fps=stream.fps,
+            logits=logits,
+            working_size=stream.working_size,
         )
 
 

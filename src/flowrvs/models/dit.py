@@ -88,13 +88,15 @@ def dit_forward(
     z_video: torch.Tensor,
     timestep: torch.Tensor,
     text_embeds: torch.Tensor,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """The DiT's output ``(B, 16, T, h, w)`` at ``timestep`` ``(B,)`` on the 0..1000 scale.
 
     With DVI ``z_video`` is concatenated to ``x_t`` along channels; without, it is ignored.
-    Inputs are cast to the transformer's dtype; the output keeps it.
+    Inputs are cast to ``dtype``, the DiT's compute dtype (default: its weights' dtype; they
+    differ when weights are stored lower and cast layer by layer).
     """
-    dtype = transformer.dtype
+    dtype = dtype or transformer.dtype
     hidden = torch.cat([x_t.to(dtype), z_video.to(dtype)], dim=1) if uses_dvi(transformer) else x_t.to(dtype)
     return transformer(
         hidden_states=hidden,

@@ -99,7 +99,7 @@ def load_model(model: ModelConfig, seed: int, device, dtype):
             )
         pipe = build_pipeline(model.preset, dvi=model.dvi, seed=seed, words=words, **overrides)
         return pipe.to(device) if dtype == pipe.dtype else pipe.to(device, dtype)
-    pipe = FlowRVSPipeline.from_pretrained(model.init, device=device, dtype=dtype)
+    pipe = FlowRVSPipeline.from_pretrained(model.init, device=device, dtype=dtype, keep_text_encoder=True)
     transformer, vae = pipe.transformer, pipe.vae
     if vae.config.out_channels != 1:
         vae = to_mask_vae(vae)
