@@ -72,7 +72,9 @@ class DataConfig:
     ``output_dir/cache``) and built on first use when missing; ``cache_seed`` (default ``seed``)
     draws the cached clips, so runs of different seeds can share one cache; ``cache_dtype`` is the
     precision the cached latents are kept in, in memory and on disk (a float32 cache also serves
-    bfloat16 runs). ``sentences_per_video`` (cached latents only): each batch holds
+    bfloat16 runs). ``cache_text`` (with ``cache_latents``, unless the text encoder trains): the
+    sentences' embeddings are pre-encoded too, and umT5 and the VAE encoder are freed before the
+    first step. ``sentences_per_video`` (cached latents only): each batch holds
     ``batch_size / k`` videos with ``k`` of their expressions each."""
 
     datasets: list[DatasetConfig] = field(default_factory=list)
@@ -86,6 +88,7 @@ class DataConfig:
     cache_dir: str | None = None
     cache_seed: int | None = None
     cache_dtype: str = "bfloat16"
+    cache_text: bool = False
     sentences_per_video: int = 1
 
 

@@ -107,10 +107,14 @@ def video_batches(config: TrainConfig, start_step: int, rank: int = 0, world_siz
         yield [next(loader) for _ in parts]
 
 
-def cached_batches(config: TrainConfig, cache, start_step: int, rank: int = 0, world_size: int = 1) -> Iterator[list[dict]]:
+def cached_batches(config: TrainConfig, cache, start_step: int, rank: int = 0, world_size: int = 1,
+                   text: dict | None = None, text_len: int | None = None) -> Iterator[list[dict]]:
     """Per step, this process's micro-batches of a :class:`~flowrvs.latent_cache.LatentCache`:
     ``batch_size / k`` expressions drawn by dataset weight, each with ``k - 1`` other sentences of
-    its video (``data.sentences_per_video``)."""
+    its video (``data.sentences_per_video``). With ``text`` (cleaned sentence -> ``(n, D)``
+    embedding) a batch also holds ``text_embeds`` ``(B, text_len, D)``, zero-padded."""
+    from ..models.text import clean_prompt, pad_embeddings
+
     weights = np.array([ds.weight for ds in config.data.datasets], dtype=float)[cache.group]
     weights /= weights.sum()
     k = config.data.sentences_per_video
@@ -119,7 +123,11 @@ def cached_batches(config: TrainConfig, cache, start_step: int, rank: int = 0, w
         rng = np.random.default_rng([config.seed, step, 0])  # a function of the step: exact resume, any world size
         anchors = rng.choice(len(cache), size=config.optim.batch_size // k, p=weights)
         chosen = list(anchors) if k == 1 else [i for a in anchors for i in cache.with_video_mates(a, k, rng)]
-        yield [cache.batch([chosen[i] for i in part]) for part in parts]
+        micro = [cache.batch([chosen[i] for i in part]) for part in parts]
+        if text is not None:
+            for batch in micro:
+                batch["text_embeds"] = pad_embeddings([text[clean_prompt(p)] for p in batch["prompts"]], text_len)
+        yield micro
 
 
 def cache_paths(config: TrainConfig, spec: DatasetConfig, vae, mask_latent_normalized: bool) -> list[Path]:

@@ -249,7 +249,7 @@ def _train(config, process, device, dtype, started, callback, tqdm) -> TrainResu
 
     model_dir = out / MODEL_DIR
     use_ema = ema is not None and config.ema.use_at_save
-    if sharded:  # the whole model exists only in the checkpoint: rank 0 builds the folder from it
+    if sharded or stage.encoders_freed:  # the whole model is in the checkpoint only: rank 0 builds the folder from it
         distributed.barrier(process)
         if main:
             if last_checkpoint is None:

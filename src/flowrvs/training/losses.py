@@ -46,7 +46,8 @@ def encode_batch(pipe, batch: dict, spa_strength: float, generator: Generators =
     posterior ``z_video_mean``/``z_video_std``, perturbed here by SPA) and ``z_mask``; ``prompts``
     (list of B str) or ``text_embeds`` ``(B, L, D)``. ``generator``: one, or one per sample.
     """
-    device, dtype = pipe.device, pipe.dtype
+    # the DiT's placement: the encoders may be freed (cached inputs) or elsewhere
+    device, dtype = next(pipe.transformer.parameters()).device, pipe.transformer.dtype
     with torch.no_grad():
         z_video = batch.get("z_video")
         if z_video is None and "z_video_mean" in batch:  # a cached posterior (flowrvs cache)

@@ -140,6 +140,7 @@ class Stage(torch.nn.Module):
     of a batch (``forward``), its data, and how the trained weights become a model folder."""
 
     name = ""
+    encoders_freed = False  # True when export must rebuild the model from a checkpoint
 
     def __init__(self, config: TrainConfig, pipe):
         super().__init__()
@@ -200,11 +201,14 @@ class FlowStage(Stage):
     def batches(self, start_step, rank=0, world_size=1):
         if not self.config.data.cache_latents:
             return super().batches(start_step, rank, world_size)
-        from .cache import load_or_build_caches
+        from .cache import free_encoders, load_or_build_caches
         from .distributed import Process
 
-        cache = load_or_build_caches(self.config, self.pipe, Process(rank, world_size))
-        return cached_batches(self.config, cache, start_step, rank, world_size)
+        cache, text = load_or_build_caches(self.config, self.pipe, Process(rank, world_size))
+        if text is not None and not self.config.tensorboard.image_every:
+            free_encoders(self.pipe)  # a flow step needs neither now; the model folder is built from the checkpoint
+            self.encoders_freed = True
+        return cached_batches(self.config, cache, start_step, rank, world_size, text, self.pipe.config.text_len)
 
 
 class MaskDecoderStage(Stage):

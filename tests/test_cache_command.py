@@ -1,0 +1,67 @@
+"""`flowrvs cache`: latents and text embeddings pre-encoded once; the flow stage then trains
+without running umT5 or the VAE encoder, and trains as it would have with them."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from flowrvs.cli import main
+from flowrvs.synth import write_split
+from flowrvs.training import config_from_dict, train
+
+
+@pytest.fixture()
+def config_file(tmp_path):
+    write_split(tmp_path / "synth", "train", videos=2, frames=5, size=(32, 48), seed=0, progress=False)
+    raw = {
+        "output_dir": str(tmp_path / "run"), "device": "cpu", "progress": False, "checkpoint_every": 3,
+        "model": {"preset": "tiny", "vocabulary": "synth", "text_len": 16},
+        "data": {"datasets": [{"type": "mevis", "root": str(tmp_path / "synth"), "split": "train"}],
+                 "num_frames": 5, "size": [32, 48], "cache_dir": str(tmp_path / "cache"), "cache_dtype": "float32"},
+        "optim": {"steps": 3, "lr": 1e-3, "batch_size": 2},
+        "tensorboard": {"enabled": False},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, raw
+
+
+def test_cache_then_train_without_the_encoders(tmp_path, config_file, capsys, monkeypatch):
+    path, raw = config_file
+    assert main(["cache", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "text embeddings of" in out and "latents of mevis train" in out
+    (latents,) = (tmp_path / "cache").glob("latents-*.safetensors")
+    (text,) = (tmp_path / "cache").glob("text-*")
+    index = json.loads((text / "index.json").read_text())
+    assert index["shards"] == ["shard-00000.safetensors"] and index["sentences"] > 0
+
+    # a run on the caches never calls the text encoder or the VAE encoder
+    from flowrvs.models.text import PromptEncoder
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("umT5 ran")
+
+    monkeypatch.setattr(PromptEncoder, "_embed", forbidden)
+    cached = train(config_from_dict(raw, [f"output_dir={tmp_path / 'cached'}", "data.cache_latents=true",
+                                          "data.cache_text=true"]))
+    assert latents.stat().st_mtime_ns == next((tmp_path / "cache").glob("latents-*")).stat().st_mtime_ns
+    assert (cached.model_dir / "model_index.json").is_file()  # built from the last checkpoint
+    monkeypatch.undo()
+    # ... and trains as the run that encodes its sentences each step
+    plain = train(config_from_dict(raw, [f"output_dir={tmp_path / 'plain'}", "data.cache_latents=true"]))
+    for step, loss in plain.losses.items():
+        assert cached.losses[step] == pytest.approx(loss, abs=1e-5, rel=0)
+    from flowrvs.pipeline import FlowRVSPipeline
+
+    a = FlowRVSPipeline.from_pretrained(cached.model_dir).transformer.state_dict()
+    b = FlowRVSPipeline.from_pretrained(plain.model_dir).transformer.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_cache_refuses_other_stages(config_file, capsys):
+    path, _ = config_file
+    assert main(["cache", str(path), "stage=mask_decoder"]) == 2
+    assert "stage mask_decoder" in capsys.readouterr().err
