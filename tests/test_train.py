@@ -493,7 +493,7 @@ def test_flow_stage_can_train_the_text_encoder(tmp_path, synth_root):
     tensors, _ = _read(tmp_path / "run" / "checkpoints" / "step-00000003.safetensors")
     assert any(k.startswith("model.text_encoder.") for k in tensors)
     assert any(k.startswith("model.transformer.") for k in tensors)
-    trained = FlowRVSPipeline.from_pretrained(tmp_path / "run" / "model", device="cpu")
+    trained = FlowRVSPipeline.from_pretrained(tmp_path / "run" / "model", device="cpu", keep_text_encoder=True)
     before, after = start.text_encoder.state_dict(), trained.text_encoder.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert "shared.weight" in changed or "encoder.embed_tokens.weight" in changed, changed
@@ -508,7 +508,8 @@ def test_export_writes_the_model_the_run_wrote(tmp_path, synth_root, capsys):
     train(make_config(run, synth_root, "flow", overrides))
     assert main(["export", str(run), "--out", str(tmp_path / "last")]) == 0
     assert "step-00000003" in capsys.readouterr().out
-    wrote, exported = (FlowRVSPipeline.from_pretrained(p, device="cpu") for p in (run / "model", tmp_path / "last"))
+    wrote, exported = (FlowRVSPipeline.from_pretrained(p, device="cpu", keep_text_encoder=True)
+                       for p in (run / "model", tmp_path / "last"))
     for part in ("transformer", "text_encoder", "vae"):
         a, b = getattr(wrote, part).state_dict(), getattr(exported, part).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), part
