@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -34,13 +33,12 @@ from .frames import RESIZE_RULES, fit_size, frames_to_tensor
 from .models.dit import dit_forward, uses_dvi
 from .models.text import PromptEncoder, check_prompts
 from .models.vae import decode_mask_logits, encode_video
+from .windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 
 MODEL_PARTS = ("transformer", "vae", "text_encoder", "tokenizer")
 INDEX_FILE = "model_index.json"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 NUM_TRAIN_TIMESTEPS = 1000
-DEFAULT_WINDOW = 81  # frames per window of a long video (4k+1); see docs/benchmarks.md
-DEFAULT_OVERLAP = 8  # frames neighbouring windows share, their logits cross-faded
 
 
 @dataclass
@@ -168,7 +166,8 @@ class SegmentationStream:
         self._text_embeds, self._num_steps, self._batch_size = text_embeds, num_steps, batch_size
         self._threshold, self._return_logits = threshold, return_logits
         self._generator, self._progress = generator, progress
-        self.frames_held_peak = 0  # most input frames held at once (a count for the tests)
+        self.frames_held_peak = 0  # most input frames held at once (counts, for the tests)
+        self.logits_held_peak = 0  # most frames of blended logits carried between windows
 
     def __len__(self) -> int:
         return len(self.frame_names)
@@ -184,7 +183,9 @@ class SegmentationStream:
         blender = LogitBlender(self.plan)
         try:
             for window, frames in iter_windows(self._video, self.plan):
-                self.frames_held_peak = max(self.frames_held_peak, len(frames) + blender.held_frames)
+                following = self.plan[window.index + 1] if window.index + 1 < len(self.plan) else None
+                carried = max(window.stop - following.start, 0) if following is not None else 0
+                self.frames_held_peak = max(self.frames_held_peak, len(frames) + carried)
                 tensor = frames_to_tensor(frames, self.working_size, resample="pil")
                 z_video = pipe.encode_video(tensor.to(pipe.vae.dtype))
                 del tensor
@@ -196,6 +197,7 @@ class SegmentationStream:
                     bar.update()
                 del z_video
                 finished = blender.add(torch.cat(logits))
+                self.logits_held_peak = max(self.logits_held_peak, blender.held_frames)
                 if finished:
                     yield from self._finish(finished, frames, window.start)
         finally:
@@ -463,9 +465,7 @@ class FlowRVSPipeline(DiffusionPipeline):
         requested = "auto" if requested is None else requested
         if requested == "auto" and not large and resolve_device_dtype(device)[0].type == "cpu":
             requested = "float32"  # bf16 gains a small model nothing on a CPU and costs it accuracy
-        plan = choose_precision(device, requested, bf16_storage=large)
-        if plan.warning:
-            print(f"flowrvs: warning: {plan.warning}", file=sys.stderr)
+        plan = choose_precision(device, requested, bf16_storage=large)  # logs plan.warning (forced slow bf16)
         try:
             index = json.loads((path / INDEX_FILE).read_text())
         except (OSError, ValueError) as err:

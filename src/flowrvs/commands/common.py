@@ -35,8 +35,11 @@ def add_model_args(parser: argparse.ArgumentParser, steps: bool = True) -> None:
     parser.add_argument("--base", default=None,
                         help="with a hub id of a release: the Wan diffusers repository (default: Wan-AI/Wan2.1-T2V-1.3B-Diffusers)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                        help="weights dtype (default: float32 on cpu, bfloat16 on cuda)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="auto (default): bfloat16 on CUDA and on CPUs with native bf16, else float32 compute "
+                             "(large weights stored in bfloat16)")
+    parser.add_argument("--keep-text-encoder", action="store_true",
+                        help="keep umT5 loaded (default: load it only for sentences not in the embedding cache, then free it)")
     parser.add_argument("--cpu-offload", action="store_true",
                         help="keep parts on the CPU and move each to the GPU only while it runs")
     if steps:
@@ -45,8 +48,29 @@ def add_model_args(parser: argparse.ArgumentParser, steps: bool = True) -> None:
                         help="mask decoder logit above which a pixel is foreground (default: the model's)")
 
 
+def add_window_args(parser: argparse.ArgumentParser) -> None:
+    """--window, --overlap: long videos in overlapping windows (flowrvs.windows)."""
+    parser.add_argument("--window", type=int, default=None,
+                        help="frames per window of a long video, 4k+1 (default: flowrvs.windows.DEFAULT_WINDOW, 17); "
+                             "0 = the whole video in one pass, as the public code")
+    parser.add_argument("--overlap", type=int, default=None,
+                        help="frames neighbouring windows share, their logits cross-faded (default: 4)")
+
+
+def window_options(args) -> dict:
+    """``window`` / ``overlap`` keyword arguments of :meth:`FlowRVSPipeline.stream` from the parsed arguments."""
+    options = {}
+    if args.window is not None:
+        options["window"] = args.window or None
+    if args.overlap is not None:
+        options["overlap"] = args.overlap
+    return options
+
+
 def load_pipeline(args):
     from ..pipeline import FlowRVSPipeline
 
     return FlowRVSPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                           cpu_offload=args.cpu_offload, **hub_options(args))
+                                           cpu_offload=args.cpu_offload,
+                                           keep_text_encoder=getattr(args, "keep_text_encoder", False),
+                                           **hub_options(args))

@@ -8,7 +8,7 @@ prompt per frame, with the prompt text) and ``DIR/overlay.mp4``.
 from __future__ import annotations
 
 from ..errors import FlowRVSError
-from .common import add_model_args, load_pipeline, parse_size
+from .common import add_model_args, add_window_args, load_pipeline, parse_size, window_options
 
 
 def register(sub) -> None:
@@ -19,6 +19,7 @@ def register(sub) -> None:
     parser.add_argument("--size", default=None, help="HxW box frames are resized into (default: the model's, 480x832)")
     parser.add_argument("--batch-size", type=int, default=1, help="prompts per DiT pass")
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
+    add_window_args(parser)
     add_model_args(parser)
     parser.set_defaults(func=run)
 
@@ -35,18 +36,20 @@ def __getattr__(name: str):
 def run(args) -> int:
     from ..fileio import atomic_dir
     from ..models.text import check_prompts
-    from ..video import read_video
-    from ..writer import write_segmentation
+    from ..video import open_video
+    from ..writer import SegmentationWriter
 
     prompts = check_prompts(args.prompts)
     size = parse_size(args.size) if args.size else None
     if args.steps is not None and args.steps < 1:
         raise FlowRVSError(f"--steps must be at least 1, got {args.steps}")
-    video = read_video(args.video)  # before loading the model: a bad video fails fast
+    open_video(args.video)  # before loading the model: a bad video fails fast
     pipe = load_pipeline(args)
-    result = pipe(video, prompts, num_steps=args.steps, size=size, batch_size=args.batch_size,
-                  mask_threshold=args.mask_threshold)
+    stream = pipe.stream(args.video, prompts, num_inference_steps=args.steps, size=size, batch_size=args.batch_size,
+                         mask_threshold=args.mask_threshold, **window_options(args))
     with atomic_dir(args.out) as tmp:
-        write_segmentation(tmp, video.frames, result, str(args.video), overlay=not args.no_overlay)
-    print(f"wrote {len(prompts)} mask track(s) of {len(result.frame_names)} frames to {args.out}")
+        with SegmentationWriter(tmp, stream.prompts, str(args.video), stream.fps, overlay=not args.no_overlay) as writer:
+            for item in stream:
+                writer.add(item.name, item.frame, item.masks)
+    print(f"wrote {len(prompts)} mask track(s) of {len(stream)} frames to {args.out}")
     return 0
