@@ -208,6 +208,8 @@ def predict_videos(
     mask_threshold: float | None = None,
     size: tuple[int, int] | None = None,
     batch_size: int = 1,
+    window: int | None = None,
+    overlap: int = 4,
     progress: bool | None = None,
     log: Log = _stderr,
 ) -> PredictStats:
@@ -236,8 +238,9 @@ def predict_videos(
         clip = dataset.load_frames(video)
         if clip.shape[0] != len(frames):
             raise FlowRVSError(f"video {video}: read {clip.shape[0]} frames, the split lists {len(frames)}")
-        result = pipe(clip, [e.sentence for e in todo], num_steps=num_steps, size=size,
-                      batch_size=batch_size, progress=False, mask_threshold=mask_threshold)
+        result = pipe(clip, [e.sentence for e in todo], num_inference_steps=num_steps, size=size,
+                      batch_size=batch_size, progress=False, mask_threshold=mask_threshold, window=window,
+                      overlap=overlap)
         for expr, masks in zip(todo, result.masks):
             layout.write_masks(expr, masks, frames)
         stats.videos += 1
@@ -320,8 +323,10 @@ def score_predictions(dataset_name: str, dataset: ReferringVideoDataset, layout:
 
 
 def _run_record(dataset_name, root, split, model, num_steps, size, mask_threshold=None,
-                model_files=None) -> dict:
+                model_files=None, window=None, overlap=None) -> dict:
+    windows = {} if window is None else {"window": window, "overlap": overlap}  # absent: whole videos (older runs)
     return {
+        **windows,
         "dataset": dataset_name,
         "split": split,
         "root": str(Path(root).resolve()),
@@ -379,6 +384,8 @@ def evaluate(
     mask_threshold: float | None = None,
     size: tuple[int, int] | None = None,
     batch_size: int = 1,
+    window: int | None = None,
+    overlap: int = 4,
     limit: int | None = None,
     progress: bool | None = None,
     info: DistInfo | None = None,
@@ -390,7 +397,8 @@ def evaluate(
     is work). ``model_id`` names the model and ``model_files`` fingerprints its folder
     (:func:`~flowrvs.pipeline.model_fingerprint`); both go into the run record. ``info`` says which
     shard this process runs (default: one process); a process group must already be up when
-    ``info.world > 1``.
+    ``info.world > 1``. ``window`` / ``overlap``: run long videos in windows (default: whole
+    videos, as the public evaluation does).
     """
     info = info or DistInfo()
     dataset_name = dataset_name.lower()
@@ -419,11 +427,12 @@ def evaluate(
     layout = Layout(dataset_name, out, dataset)
     out.mkdir(parents=True, exist_ok=True)
     _check_run_record(out, _run_record(dataset_name, root, split, model_id, num_steps, size, mask_threshold,
-                                        model_files), info)
+                                        model_files, window, overlap), info)
 
     mine = videos[info.rank :: info.world]
     stats = predict_videos(get_pipe, dataset, layout, mine, num_steps=num_steps, mask_threshold=mask_threshold, size=size,
-                           batch_size=batch_size, progress=progress if info.main else False, log=log)
+                           batch_size=batch_size, window=window, overlap=overlap,
+                           progress=progress if info.main else False, log=log)
     _barrier(info)
     result = EvaluationResult(out=out, split=split, videos=list(videos), metrics=None, zip_path=None, stats=stats,
                               has_masks=dataset.has_masks)

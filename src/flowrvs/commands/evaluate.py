@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first K videos (sorted)")
     p.add_argument("--batch-size", type=int, default=1, help="expressions per DiT pass")
     p.add_argument("--size", default=None, help="HxW box frames are resized into (default: the model's)")
+    p.add_argument("--window", type=int, default=0,
+                   help="frames per window for long videos, 4k+1 (default 0: whole videos, as the public evaluation)")
+    p.add_argument("--overlap", type=int, default=4, help="frames neighbouring windows share (with --window)")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -83,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             mask_threshold=args.mask_threshold,
             size=size,
             batch_size=args.batch_size,
+            window=args.window or None,
+            overlap=args.overlap,
             limit=args.limit,
             info=info,
             log=log,
