@@ -68,3 +68,33 @@ def test_cached_batches_of_ranks_make_the_step_of_one_process():
     assert two == one
     assert len({tuple(p) for p in one}) > 1
     assert all(p[0].split(".")[0] == p[1].split(".")[0] for p in one)  # two sentences of one video
+
+
+def test_export_release_file_reads_as_the_public_release(tmp_path):
+    """`flowrvs export --release` writes {model, ema_model} as the public .pth does; the
+    converter loads the EMA weights of the run from it."""
+    import json as _json
+
+    from flowrvs.checkpoints import convert_transformer
+    from flowrvs.cli import main
+    from flowrvs.presets import preset_config
+    from flowrvs.synth import write_split
+    from flowrvs.training import train
+    from safetensors.torch import load_file
+
+    write_split(tmp_path / "synth", "train", videos=2, frames=5, size=(32, 48), seed=0, progress=False)
+    config = config_from_dict({
+        "output_dir": str(tmp_path / "run"), "device": "cpu", "progress": False,
+        "model": {"preset": "tiny", "vocabulary": "synth", "text_len": 16},
+        "data": {"datasets": [{"type": "mevis", "root": str(tmp_path / "synth"), "split": "train"}],
+                 "num_frames": 5, "size": [32, 48]},
+        "optim": {"steps": 2, "lr": 1e-2}, "ema": {"decay": 0.5}, "tensorboard": {"enabled": False},
+    })
+    train(config)
+    assert main(["export", str(tmp_path / "run"), "--release", "--out", str(tmp_path / "dit.pth")]) == 0
+    (tmp_path / "wan" / "transformer").mkdir(parents=True)
+    (tmp_path / "wan" / "transformer" / "config.json").write_text(_json.dumps(preset_config("tiny", "transformer")))
+    converted = convert_transformer(tmp_path / "wan", tmp_path / "dit.pth").state_dict()
+    saved = load_file(str(tmp_path / "run" / "checkpoints" / "step-00000002.safetensors"))
+    assert all(torch.equal(converted[n], saved[f"ema.{n}"]) for n in converted)
+    assert not all(torch.equal(saved[f"ema.{n}"], saved[f"model.{n}"]) for n in converted)

@@ -195,3 +195,21 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, use_ema: bool = T
     copy_weights(path, tensors, stage.named_trainable(), use_ema)
     stage.export(Path(out))
     return Path(out)
+
+
+def release_checkpoint(checkpoint: str | Path) -> dict:
+    """A flow-stage checkpoint in the public release's layout: ``{"model": DiT state dict,
+    "ema_model": diffusers EMAModel state dict}`` (``shadow_params`` in parameter order), the
+    file ``flowrvs convert --dit`` reads. Only for runs that train the DiT alone."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FlowRVSError(f"no such checkpoint: {path}")
+    tensors, meta = read_checkpoint(path, ("model.", "ema."))
+    config = json.loads(meta["config"])
+    if meta.get("stage") != "flow" or config.get("model", {}).get("train_text_encoder"):
+        raise FlowRVSError(f"checkpoint {path}: a release file holds a DiT alone (stage flow, no text encoder training)")
+    names = json.loads(meta["optimizer"])["param_names"]
+    out: dict = {"model": {n: tensors[f"model.{n}"] for n in names}}
+    if "ema" in meta:
+        out["ema_model"] = {**json.loads(meta["ema"]), "shadow_params": [tensors[f"ema.{n}"] for n in names]}
+    return out
