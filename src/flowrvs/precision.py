@@ -38,7 +38,7 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 flags; "bf16" is 
 ENV_OVERRIDE = "FLOWRVS_CPU_BF16"  # "1"/"0": trust the user over detection
 SLOW_BF16_WARNING = (
     "bfloat16 on this CPU (no AVX-512 BF16/AMX) runs in software: ~6x slower than float32 for the "
-    "DiT, up to 200x for the VAE; --dtype auto picks float32 compute with bfloat16-stored weights"
+    "DiT, up to 200x for the VAE; dtype 'auto' computes in float32 here, with bfloat16-stored weights"
 )
 
 
