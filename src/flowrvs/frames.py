@@ -43,12 +43,7 @@ def fit_size(
         return public_fit_size(h, w, box, multiple)
     if rule != "oriented":
         raise FlowRVSError(f"unknown resize rule {rule!r}; choose one of {', '.join(RESIZE_RULES)}")
-    h, w = int(h), int(w)
-    if h <= 0 or w <= 0:
-        raise FlowRVSError(f"cannot fit a {h}x{w} frame: sides must be positive")
-    bh, bw = int(box[0]), int(box[1])
-    if multiple <= 0 or min(bh, bw) < multiple:
-        raise FlowRVSError(f"box {box} must have sides of at least multiple={multiple}")
+    h, w, bh, bw = _checked_fit(h, w, box, multiple)
     if h > w:
         bh, bw = max(bh, bw), min(bh, bw)
     elif w > h:
@@ -62,17 +57,23 @@ def fit_size(
     return out_h, out_w
 
 
-def public_fit_size(h: int, w: int, box: tuple[int, int] = (480, 832), multiple: int = 16) -> tuple[int, int]:
-    """The public FlowRVS working size: ``s = min(BH / h, BW / w)``, each side ``floor(side * s)``
-    floored to a multiple of ``multiple`` (at least one multiple). The box is never turned:
-    1080x1920 -> 464x832, 720x1280 -> 464x832, 1920x1080 (portrait) -> 480x256.
-    """
+def _checked_fit(h: int, w: int, box: tuple[int, int], multiple: int) -> tuple[int, int, int, int]:
+    """``(h, w, box_h, box_w)`` as ints, or a one-line error for a frame or box that cannot fit."""
     h, w = int(h), int(w)
     if h <= 0 or w <= 0:
         raise FlowRVSError(f"cannot fit a {h}x{w} frame: sides must be positive")
     bh, bw = int(box[0]), int(box[1])
     if multiple <= 0 or min(bh, bw) < multiple:
         raise FlowRVSError(f"box {box} must have sides of at least multiple={multiple}")
+    return h, w, bh, bw
+
+
+def public_fit_size(h: int, w: int, box: tuple[int, int] = (480, 832), multiple: int = 16) -> tuple[int, int]:
+    """The public FlowRVS working size: ``s = min(BH / h, BW / w)``, each side ``floor(side * s)``
+    floored to a multiple of ``multiple`` (at least one multiple). The box is never turned:
+    1080x1920 -> 464x832, 720x1280 -> 464x832, 1920x1080 (portrait) -> 480x256.
+    """
+    h, w, bh, bw = _checked_fit(h, w, box, multiple)
     s = min(bh / h, bw / w)
     return tuple(max(math.floor(side * s) // multiple * multiple, multiple) for side in (h, w))
 
