@@ -10,6 +10,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["FLOWRVS_CACHE"] = tempfile.mkdtemp(prefix="flowrvs-test-cache-")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Two shared cores: oversubscribed threads make the tiny models several times slower.
+    (Subprocesses the tests start choose their own.)"""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_pipe():
     """A tiny random pipeline with DVI (shared: tests must not modify it)."""

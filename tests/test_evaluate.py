@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from flowrvs.cli import main
@@ -19,15 +18,6 @@ from helpers.ytvos_davis import make_davis, make_ytvos
 
 
 SIZE = "32x48"  # work at the frames' own size: fast, and the tiny model accepts it
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores: oversubscribed threads make the tiny VAE several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,6 @@ T, H, W = 5, 32, 48
 PROMPT = "the red circle"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores: oversubscribed threads make the tiny VAE several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (T, H, W, 3), dtype=np.uint8)

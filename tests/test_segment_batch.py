@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from flowrvs.batch import plan_jobs, read_sentence_file, segment_batch
@@ -26,15 +24,6 @@ SENTENCES = {
     "c": ["the green object", "  "],
 }
 GOOD, BAD = ["a", "b"], ["broken", "c", "gone"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores: oversubscribed threads make the tiny VAE several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

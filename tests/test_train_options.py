@@ -23,15 +23,6 @@ T, H, W = 5, 32, 48
 STEPS = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores: oversubscribed threads make the tiny VAE about ten times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory) -> Path:
     """A flow-stage config of the tiny preset on three synthetic videos, one log line per step."""

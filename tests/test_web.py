@@ -9,14 +9,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import socket
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from flowrvs.errors import FlowRVSError
@@ -47,15 +45,6 @@ needs_browser = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    """Two shared cores: oversubscribed threads make the tiny VAE several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def video_path(tmp_path_factory):
     from flowrvs.synth import generate_video
     from flowrvs.video import write_video
@@ -72,7 +61,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_pipe, tmp_path_factory, one_thread):
+def server(tiny_pipe, tmp_path_factory):
     from flowrvs.web import build_app, serve
 
     work = tmp_path_factory.mktemp("web")
