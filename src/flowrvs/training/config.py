@@ -324,6 +324,9 @@ def _omegaconf_error(err) -> FlowRVSError:
             cls is not None and dataclasses.is_dataclass(cls)) else ""
         return FlowRVSError(f"unknown config key {key}{known}")
     message = first_line(getattr(err, "msg", None) or str(err), "invalid value")
+    tuple_length = re.match(r"TupleConfig length (\d+) does not match type hint length (\d+)", message)
+    if tuple_length:
+        return FlowRVSError(f"config key {key} must have {tuple_length[2]} items, got {tuple_length[1]}")
     return FlowRVSError(f"config key {key}: {message}")
 
 
