@@ -1,6 +1,5 @@
 """Pieces of flowrvs.training that need no training run: EMA format, sharding of a step's batch."""
 
-import numpy as np
 import pytest
 import torch
 
