@@ -65,3 +65,26 @@ def test_cache_refuses_other_stages(config_file, capsys):
     path, _ = config_file
     assert main(["cache", str(path), "stage=mask_decoder"]) == 2
     assert "stage mask_decoder" in capsys.readouterr().err
+
+
+def test_a_model_folder_run_on_cached_text_loads_no_text_encoder(tmp_path, config_file, monkeypatch):
+    from flowrvs.pipeline import FlowRVSPipeline
+    from flowrvs.presets import build_pipeline
+    from flowrvs.training.stages import synth_vocabulary
+
+    path, raw = config_file
+    build_pipeline("tiny", seed=0, words=synth_vocabulary(), text_len=16).save_pretrained(tmp_path / "init")
+    overrides = [f"model.init={tmp_path / 'init'}"]
+    assert main(["cache", str(path), *overrides]) == 0
+    loads = []
+    original = FlowRVSPipeline.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        loads.append(kwargs.get("keep_text_encoder"))
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(FlowRVSPipeline, "from_pretrained", classmethod(spy))
+    run = train(config_from_dict(raw, overrides + [f"output_dir={tmp_path / 'run2'}", "data.cache_latents=true",
+                                                   "data.cache_text=true"]))
+    assert loads[0] is False  # the run's model: no umT5
+    assert (run.model_dir / "model_index.json").is_file()

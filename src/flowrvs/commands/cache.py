@@ -41,7 +41,7 @@ def run(args) -> int:
         path = next(p for p in cache_paths(config, spec, pipe.vae, pipe.config.mask_latent_normalized) if p.is_file())
         print(f"latents of {spec.type} {spec.split}: {path}")
     if text is not None:
-        print(f"text embeddings of {len(text)} sentences: {text_cache_dir(config, pipe, latents.sentence)}")
+        print(f"text embeddings of {len(text)} sentences: {text_cache_dir(config, latents.sentence)}")
     elif not args.no_text and not uses_text_cache(config):
         print("no text cache: model.train_text_encoder is set (the embeddings change as it trains)")
     print(f"{len(latents)} expressions of {len(latents.video_mean)} videos; train with data.cache_latents=true"

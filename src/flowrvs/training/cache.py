@@ -7,7 +7,8 @@ the text encoder trains): the umT5 embeddings of the real tokens of every senten
 each, in shards of :data:`TEXT_SHARD` sentences, ``text-<key>/shard-XXXXX.safetensors`` plus an
 ``index.json`` written last. Both are built once and reused by any run with the same data
 settings and weights; with both in place a flow step runs neither umT5 nor the VAE encoder,
-which are then freed (:func:`free_encoders`).
+which are then freed (:func:`free_encoders`); when the text cache is on disk before the run
+starts, a model folder's umT5 is not even loaded.
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ TEXT_SHARD = 1024
 
 def uses_text_cache(config: TrainConfig) -> bool:
     return config.data.cache_latents and config.data.cache_text and not config.model.train_text_encoder
+
+
+def dataset_sentences(config: TrainConfig) -> list[str]:
+    """Every expression's sentence of ``data.datasets`` (read from the annotations only)."""
+    return [e.sentence for dataset, _ in build_datasets(config) for e in dataset.all_expressions()]
+
+
+def text_cache_ready(config: TrainConfig) -> bool:
+    """Whether the run's text embeddings are on disk, so its model can load without umT5."""
+    return (config.stage == "flow" and uses_text_cache(config)
+            and (text_cache_dir(config, dataset_sentences(config)) / "index.json").is_file())
 
 
 def load_or_build_caches(config: TrainConfig, pipe, process: Process = Process()):
@@ -64,7 +76,7 @@ def read_caches(config: TrainConfig, pipe, build: bool = True, progress: bool | 
     latents = LatentCache.concat(caches)
     text = None
     if uses_text_cache(config):
-        folder = text_cache_dir(config, pipe, latents.sentence)
+        folder = text_cache_dir(config, latents.sentence)
         if not (folder / "index.json").is_file():
             if not build:
                 raise FlowRVSError(f"no text-embedding cache {folder}; run `flowrvs cache` first")
@@ -73,16 +85,23 @@ def read_caches(config: TrainConfig, pipe, build: bool = True, progress: bool | 
     return latents, text
 
 
-def text_cache_dir(config: TrainConfig, pipe, sentences: list[str]) -> Path:
-    """The folder of the text embeddings of ``sentences``, named by the encoder's weights, the
-    text length, the compute dtype and the sentences."""
-    from ..latent_cache import cache_key
-    from ..models.text import clean_prompt
+def text_cache_dir(config: TrainConfig, sentences: list[str]) -> Path:
+    """The folder of the text embeddings of ``sentences``, named by where the text encoder's
+    weights come from (the fingerprint of ``model.init``'s files, or the random preset and its
+    seed), the text length, the weights' dtype and the sentences: found without loading umT5."""
+    import hashlib
 
-    settings = {"text_len": pipe.config.text_len, "dtype": str(pipe.dtype),
+    from ..models.text import clean_prompt
+    from ..pipeline import model_fingerprint, resolve_model_dir
+
+    model = config.model
+    source = (f"init:{model_fingerprint(resolve_model_dir(model.init))}" if model.init is not None
+              else f"preset:{model.preset}:{model.vocabulary}:{config.seed}")
+    settings = {"source": source, "text_len": model.text_len, "dtype": config.dtype,
                 "sentences": sorted({clean_prompt(s) for s in sentences})}
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(config.data.cache_dir or Path(config.output_dir) / "cache")
-    return folder / f"text-{cache_key(pipe.text_encoder, settings)}"
+    return folder / f"text-{digest}"
 
 
 @torch.no_grad()
@@ -126,6 +145,7 @@ def read_text_cache(folder: Path) -> dict[str, torch.Tensor]:
 
 def free_encoders(pipe) -> None:
     """Free umT5 and the VAE encoder (their inputs are cached): their weights go to ``meta``."""
-    pipe.text_encoder.to("meta")
+    if pipe.text_encoder is not None:
+        pipe.text_encoder.to("meta")
     for part in (pipe.vae.encoder, pipe.vae.quant_conv):
         part.to("meta")

@@ -135,7 +135,10 @@ def _train(config, process, device, dtype, started, callback, tqdm) -> TrainResu
     sharded = process.distributed and config.dist.strategy == "fsdp"
 
     _seed_everything(config.seed)
-    pipe = load_model(config.model, config.seed, device, dtype)
+    from .cache import text_cache_ready
+
+    no_umt5 = not config.tensorboard.image_every and text_cache_ready(config)  # mask images need the encoder
+    pipe = load_model(config.model, config.seed, device, dtype, text_encoder=not no_umt5)
     stage = STAGE_CLASSES[config.stage](config, pipe)
     if not stage.named_trainable():
         raise FlowRVSError(f"stage {config.stage} has nothing to train")

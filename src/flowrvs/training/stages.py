@@ -77,8 +77,9 @@ def synth_vocabulary() -> list[str]:
     return ["<pad>", "</s>", "<unk>"] + list(VOCABULARY)
 
 
-def load_model(model: ModelConfig, seed: int, device, dtype):
-    """The pipeline a stage starts from (see :class:`~flowrvs.training.config.ModelConfig`)."""
+def load_model(model: ModelConfig, seed: int, device, dtype, text_encoder: bool = True):
+    """The pipeline a stage starts from (see :class:`~flowrvs.training.config.ModelConfig`).
+    ``text_encoder=False``: a model folder's umT5 is not loaded (its sentences are cached)."""
     from ..models.dit import add_video_injection, remove_video_injection
     from ..pipeline import FlowRVSConfig, FlowRVSPipeline
     from ..presets import PRESETS, build_pipeline, preset_dir
@@ -99,7 +100,7 @@ def load_model(model: ModelConfig, seed: int, device, dtype):
             )
         pipe = build_pipeline(model.preset, dvi=model.dvi, seed=seed, words=words, **overrides)
         return pipe.to(device) if dtype == pipe.dtype else pipe.to(device, dtype)
-    pipe = FlowRVSPipeline.from_pretrained(model.init, device=device, dtype=dtype, keep_text_encoder=True)
+    pipe = FlowRVSPipeline.from_pretrained(model.init, device=device, dtype=dtype, keep_text_encoder=text_encoder)
     transformer, vae = pipe.transformer, pipe.vae
     if vae.config.out_channels != 1:
         vae = to_mask_vae(vae)
