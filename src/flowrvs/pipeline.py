@@ -28,7 +28,7 @@ from diffusers.utils import BaseOutput
 from tqdm.auto import tqdm
 
 from .errors import FlowRVSError, first_line
-from .flow import public_timesteps
+from .flow import FlowParametrization, public_timesteps
 from .frames import RESIZE_RULES, fit_size, frames_to_tensor
 from .models.dit import dit_forward, uses_dvi
 from .models.text import PromptEncoder, check_prompts
@@ -410,6 +410,11 @@ class FlowRVSPipeline(DiffusionPipeline):
         return self
 
     @property
+    def parametrization(self) -> FlowParametrization:
+        """Where the flow starts and what the DiT predicts (shared with the training objective)."""
+        return FlowParametrization(self.config.source, self.config.prediction)
+
+    @property
     def dvi(self) -> bool:
         return uses_dvi(self.transformer)
 
@@ -580,10 +585,9 @@ class FlowRVSPipeline(DiffusionPipeline):
         A ``"mask"``-predicting DiT is turned into a velocity by ``v = (x - z_mask_hat) / t``.
         """
         out = dit_forward(self.transformer, x, z_video, timestep, text_embeds, dtype=self._compute_dtype("transformer"))
-        if self.config.prediction == "mask":
-            t = (timestep.float() / NUM_TRAIN_TIMESTEPS).clamp_min(1e-3).view(-1, 1, 1, 1, 1)
-            return (x.float() - out.float()) / t
-        return out
+        if self.config.prediction == "velocity":
+            return out  # as the DiT gives it: the scheduler steps in float32 and casts back to its dtype
+        return self.parametrization.velocity(out.float(), x.float(), timestep.float() / NUM_TRAIN_TIMESTEPS)
 
     @torch.no_grad()
     def sample_mask_latents(
@@ -602,10 +606,10 @@ class FlowRVSPipeline(DiffusionPipeline):
         """
         batch = text_embeds.shape[0]
         z_video = z_video.expand(batch, -1, -1, -1, -1)
-        if self.config.source == "noise":
-            x = torch.randn(z_video.shape, generator=generator, device="cpu").to(z_video)
+        if self.config.source == "noise":  # drawn on the CPU: the same noise on any device
+            x = self.parametrization.start(z_video.cpu(), generator).to(z_video)
         else:
-            x = z_video
+            x = self.parametrization.start(z_video)
         timesteps = public_timesteps(num_steps, self.config.flow_shift)
         sigmas = [t / NUM_TRAIN_TIMESTEPS for t in timesteps]
         self.scheduler.set_timesteps(sigmas=sigmas, timesteps=timesteps, device=x.device)
