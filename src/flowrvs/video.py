@@ -365,6 +365,19 @@ def _read_list(items: Sequence, max_frames: int | None) -> Video:
     return Video(np.stack(frames), _index_names(len(frames)), DEFAULT_FPS)
 
 
+def _source_path(source) -> Path:
+    """The existing file or folder ``source`` names, or a one-line error."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise FlowRVSError(
+            f"cannot read a video from a {type(source).__name__}; "
+            "pass a path, a uint8 array or a list of PIL images"
+        )
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FlowRVSError(f"no such file or folder: {path}")
+    return path
+
+
 def read_video(source, max_frames: int | None = None) -> Video:
     """Read frames from a video file, frame folder, image, array or list of PIL images.
 
@@ -397,14 +410,7 @@ def read_video(source, max_frames: int | None = None) -> Video:
         return _read_list([source], max_frames)
     if isinstance(source, (list, tuple)):
         return _read_list(source, max_frames)
-    if not isinstance(source, (str, os.PathLike)):
-        raise FlowRVSError(
-            f"cannot read a video from a {type(source).__name__}; "
-            "pass a path, a uint8 array or a list of PIL images"
-        )
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise FlowRVSError(f"no such file or folder: {path}")
+    path = _source_path(source)
     if path.is_dir():
         return _read_folder(path, max_frames)
     suffix = path.suffix.lower()
@@ -496,14 +502,7 @@ def open_video(source, max_frames: int | None = None) -> VideoStream:
     _check_max_frames(max_frames)
     if isinstance(source, (Video, np.ndarray, Image.Image, list, tuple)):
         return _open_in_memory(source, max_frames)
-    if not isinstance(source, (str, os.PathLike)):
-        raise FlowRVSError(
-            f"cannot read a video from a {type(source).__name__}; "
-            "pass a path, a uint8 array or a list of PIL images"
-        )
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise FlowRVSError(f"no such file or folder: {path}")
+    path = _source_path(source)
     if path.is_dir():
         files = _folder_files(path, max_frames)
         h, w = _image_shape(files[0])

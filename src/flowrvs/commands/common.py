@@ -67,6 +67,18 @@ def window_options(args) -> dict:
     return options
 
 
+def init_distributed(info, args) -> None:
+    """Under torchrun: this rank's GPU (when CUDA is used) and a gloo process group for the barriers."""
+    import torch
+    import torch.distributed as dist
+
+    if args.device in (None, "cuda") and torch.cuda.is_available():
+        args.device = f"cuda:{info.local_rank}"
+        torch.cuda.set_device(info.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+
+
 def load_pipeline(args):
     from ..pipeline import FlowRVSPipeline
 

@@ -46,22 +46,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _init_distributed(info, args) -> None:
-    import torch
-    import torch.distributed as dist
-
-    if args.device in (None, "cuda") and torch.cuda.is_available():
-        args.device = f"cuda:{info.local_rank}"
-        torch.cuda.set_device(info.local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-
-
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import dist_info, evaluate
     from ..pipeline import model_fingerprint, resolve_model_dir
     from ..scoring import summary_line
-    from .common import hub_options, load_pipeline
+    from .common import hub_options, init_distributed, load_pipeline
 
     size = parse_size(args.size) if args.size else None
     model_dir = resolve_model_dir(args.model, **hub_options(args))  # fails fast on a bad model before any work
@@ -72,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"flowrvs evaluate: {prefix}{msg}", file=sys.stderr, flush=True)
 
     if info.distributed:
-        _init_distributed(info, args)
+        init_distributed(info, args)
     try:
         result = evaluate(
             lambda: load_pipeline(args),

@@ -40,23 +40,12 @@ def register(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def _init_distributed(info, args) -> None:
-    import torch
-    import torch.distributed as dist
-
-    if args.device in (None, "cuda") and torch.cuda.is_available():
-        args.device = f"cuda:{info.local_rank}"
-        torch.cuda.set_device(info.local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-
-
 def run(args: argparse.Namespace) -> int:
     from ..batch import segment_batch
     from ..errors import FlowRVSError
     from ..evaluate import dist_info
     from ..pipeline import model_fingerprint, resolve_model_dir
-    from .common import hub_options, load_pipeline
+    from .common import hub_options, init_distributed, load_pipeline
 
     size = parse_size(args.size) if args.size else None
     if args.steps is not None and args.steps < 1:
@@ -74,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
               "size": list(size) if size else None, "mask_threshold": args.mask_threshold,
               "overlay": not args.no_overlay}
     if info.distributed:
-        _init_distributed(info, args)
+        init_distributed(info, args)
     try:
         stats, summary = segment_batch(
             lambda: load_pipeline(args), args.videos, args.sentences, args.out, info=info, run_record=record,
