@@ -15,6 +15,7 @@ from helpers.releases import put_in_hub_cache, write_dit_checkpoint, write_tuned
 
 from flowrvs import hub
 from flowrvs.cli import main
+from flowrvs.errors import FlowRVSError
 from flowrvs.pipeline import FlowRVSPipeline
 
 BASE_FILES = ("model_index.json", "transformer/config.json", "vae", "text_encoder", "tokenizer")
@@ -130,3 +131,22 @@ def test_segment_uses_the_release_by_default_in_a_fresh_offline_process(parts, t
                          env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in (tmp_path / "out" / "0").iterdir()) == [f"{i:05d}.png" for i in range(5)]
+
+
+def test_no_network_without_the_offline_flag_answers_at_once_from_the_cache(parts, tmp_path, offline, monkeypatch):
+    """A machine with no network (and HF_HUB_OFFLINE unset) is treated as offline after one
+    failed connection, not after huggingface_hub's retries for every file."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")
+    hub.hub_reachable.cache_clear()
+    try:
+        offline(_cache(tmp_path, parts))
+        assert not hub.hub_reachable()
+        assert not FlowRVSPipeline.from_pretrained("xmz111/FlowRVS", device="cpu").dvi  # from the cache
+        offline(tmp_path / "empty")
+        with pytest.raises(FlowRVSError, match="cannot be reached"):
+            FlowRVSPipeline.from_pretrained("xmz111/FlowRVS", device="cpu")
+    finally:
+        hub.hub_reachable.cache_clear()

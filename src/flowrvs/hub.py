@@ -16,6 +16,7 @@ the files and the manual route (``flowrvs convert``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -56,10 +57,30 @@ def _manual_route(repo: str, base: str, dit_names: tuple[str, ...]) -> str:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub can be asked at all: not ``HF_HUB_OFFLINE``, and its host answers within
+    ``timeout`` seconds. Without it every request is answered from the cache alone, so a machine
+    with no network gets its answer at once instead of after huggingface_hub's retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _download(repo: str, filename: str) -> Path:
     from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download(repo, filename))
+    return Path(hf_hub_download(repo, filename, local_files_only=not hub_reachable()))
 
 
 def _unreachable(err: Exception) -> bool:
@@ -89,7 +110,7 @@ def _flowrvs_folder_repo(repo: str) -> Path | None:
     if index.get("_class_name") != "FlowRVSPipeline":
         return None
     try:
-        return Path(snapshot_download(repo))
+        return Path(snapshot_download(repo, local_files_only=not hub_reachable()))
     except Exception as err:  # noqa: BLE001
         raise FlowRVSError(f"cannot download the model folder {repo}: {first_line(err)}") from None
 
@@ -121,7 +142,7 @@ def _release_files(repo: str, dit_names: tuple[str, ...], base: str) -> tuple[Pa
         raise FlowRVSError(f"{repo} has none of {', '.join(dit_names)}; name the DiT file with --dit-file")
     try:
         vae = _download(repo, VAE_FILE)
-        base_dir = Path(snapshot_download(base, allow_patterns=BASE_PATTERNS))
+        base_dir = Path(snapshot_download(base, allow_patterns=BASE_PATTERNS, local_files_only=not hub_reachable()))
     except Exception as err:  # noqa: BLE001
         raise fail(err) from None
     missing = [p for p in ("transformer", "vae", "text_encoder", "tokenizer") if not (base_dir / p).is_dir()]
