@@ -226,7 +226,7 @@ def convert_release(
 ) -> Path:
     """Write a flowrvs model folder from the public FlowRVS release (atomically)."""
     from .fileio import atomic_dir
-    from .pipeline import FlowRVSConfig, write_model_index
+    from .model_folder import FlowRVSConfig, write_model_index
 
     wan_dir, dit_path, vae_path = Path(wan_dir), Path(dit_path), Path(vae_path)
     missing = [p + "/" for p in ("transformer", "vae", "text_encoder", "tokenizer") if not (wan_dir / p).is_dir()]

@@ -48,7 +48,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import dist_info, evaluate
-    from ..pipeline import model_fingerprint, resolve_model_dir
+    from ..model_folder import model_fingerprint, resolve_model_dir
     from ..scoring import summary_line
     from .common import hub_options, init_distributed, load_pipeline
 

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import segment_batch
     from ..errors import FlowRVSError
     from ..evaluate import dist_info
-    from ..pipeline import model_fingerprint, resolve_model_dir
+    from ..model_folder import model_fingerprint, resolve_model_dir
     from .common import hub_options, init_distributed, load_pipeline
 
     size = parse_size(args.size) if args.size else None

@@ -92,7 +92,7 @@ def text_cache_dir(config: TrainConfig, sentences: list[str]) -> Path:
     import hashlib
 
     from ..models.text import clean_prompt
-    from ..pipeline import model_fingerprint, resolve_model_dir
+    from ..model_folder import model_fingerprint, resolve_model_dir
 
     model = config.model
     source = (f"init:{model_fingerprint(resolve_model_dir(model.init))}" if model.init is not None
