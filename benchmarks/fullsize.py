@@ -31,7 +31,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -331,14 +330,9 @@ def run_segment(args, work: Path) -> dict:
 
 # ---- report --------------------------------------------------------------------------------
 def machine(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        name = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
-    except (OSError, subprocess.SubprocessError):
-        name = ""
-    return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    from flowrvs.machine import describe
+
+    return describe(device)
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -52,14 +51,6 @@ def write_video(path: Path, frames: int, size=(720, 1280), fps: float = 24.0) ->
     writer.close()
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
-
-
 def run_segment(video: Path, out: Path, model: str, window: int) -> dict:
     args = ["segment", str(video), "-p", "the red circle", "--model", model, "--out", str(out), "--window", str(window)]
     start = time.perf_counter()
@@ -73,6 +64,8 @@ def run_segment(video: Path, out: Path, model: str, window: int) -> dict:
 
 def main() -> None:
     import torch
+
+    from flowrvs.machine import cpu_name
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[17, 81, 321, 1281])

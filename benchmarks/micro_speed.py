@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import cv2
 import numpy as np
 
 from flowrvs import synth
+from flowrvs.machine import cpu_name
 from flowrvs.metrics import contour_accuracy, region_similarity
 
 
@@ -41,17 +41,6 @@ def drifting_ellipses(t: int = 100, h: int = 720, w: int = 1280) -> tuple[np.nda
     gt = np.stack([g0[:, t - i : t - i + w] for i in range(t)])
     pred = np.stack([p0[:, t - i : t - i + w] for i in range(t)])
     return pred, gt
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``lscpu``'s), else what :mod:`platform` knows."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -417,12 +417,9 @@ def model_summary(model: Path) -> dict:
 def machine() -> dict:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        found = re.search(r"^Model name:\s*(.+)$", subprocess.run(["lscpu"], capture_output=True, text=True).stdout, re.M)
-        cpu = found[1].strip() if found else cpu
-    except OSError:
-        pass
+    from flowrvs.machine import cpu_name
+
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cpus": os.cpu_count(), "gpu": gpu, "torch": torch.__version__, "python": platform.python_version()}
 
@@ -461,7 +458,7 @@ def markdown(numbers: dict) -> str:
         f"| model | {m['megabytes']:.1f} MB; DiT {m['dit']['num_layers']} layers x {m['dit']['num_attention_heads']} heads of "
         f"{m['dit']['attention_head_dim']}, DVI {'on' if m['dvi'] else 'off'}; parameters: "
         + ", ".join(f"{k} {v}" for k, v in m["parameters"].items()) + " |",
-        f"| times (s) | " + ", ".join(f"{k} {v:.0f}" for k, v in numbers["timings"].items()) + " |",
+        "| times (s) | " + ", ".join(f"{k} {v:.0f}" for k, v in numbers["timings"].items()) + " |",
     ]
     return "\n".join(lines) + "\n"
 

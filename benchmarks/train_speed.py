@@ -20,7 +20,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -69,17 +68,6 @@ def check_args(args) -> None:
         raise SystemExit("train_speed: --warmup must be >= 0")
 
 
-def cpu_name() -> str:
-    """The CPU's model name (as ``lscpu`` says it)."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def peak_memory_gib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
@@ -87,6 +75,7 @@ def peak_memory_gib(device: torch.device) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from flowrvs.machine import describe
     from flowrvs.presets import PRESETS, build_transformer, preset_config
     from flowrvs.training import config_from_dict
     from flowrvs.training import distributed
@@ -159,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         "dvi": not args.no_dvi, "trainable_parameters": sum(p.numel() for p in params),  # a DTensor counts whole
         "seconds_per_step": seconds, "samples_per_s": args.batch * process.world_size / seconds,
         "samples_per_s_per_process": args.batch / seconds, "peak_memory_gib_per_process": float(memory.item()),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "device": describe(str(device)),
         "torch": torch.__version__, "command": " ".join([os.path.basename(sys.argv[0]), *(argv or sys.argv[1:])]),
         "date": datetime.date.today().isoformat(),
     }

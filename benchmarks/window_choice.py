@@ -23,17 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
-import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from flowrvs.fileio import atomic_path
+from flowrvs.machine import cpu_name
 from flowrvs.frames import fit_size, frames_to_tensor, logits_to_input_shape
 from flowrvs.pipeline import FlowRVSPipeline
 from flowrvs.scoring import score_expression
@@ -74,12 +72,7 @@ def segment_logits(pipe, frames: np.ndarray, text_embeds: torch.Tensor, window: 
 
 
 def machine() -> str:
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-        model = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or platform.machine()
-    return f"{model}, {torch.get_num_threads()} torch thread(s)"
+    return f"{cpu_name()}, {torch.get_num_threads()} torch thread(s)"
 
 
 def main(argv: list[str] | None = None) -> int:
