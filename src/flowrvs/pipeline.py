@@ -235,6 +235,7 @@ class FlowRVSPipeline(DiffusionPipeline):
         self._prompt_encoder = None
         self._text_encoder_source: Path | None = None  # folder to load umT5 from when it is not resident
         self._precision = None  # the flowrvs.precision.PrecisionPlan the parts were loaded with
+        self._text_key: str | None = None  # the text encoder's name in the embedding cache
         for module in (transformer, vae, text_encoder):
             if module is not None:
                 module.requires_grad_(False)
@@ -387,8 +388,10 @@ class FlowRVSPipeline(DiffusionPipeline):
         return getattr(self, part).dtype
 
     def _text_encoder_key(self) -> str:
-        """Names the text encoder's weights and compute dtype in the embedding cache."""
-        return f"{model_fingerprint(self._text_encoder_source)}-{str(self._compute_dtype('text_encoder'))[6:]}"
+        """Names the text encoder's weights and compute dtype in the embedding cache (hashed once)."""
+        if self._text_key is None:
+            self._text_key = f"{model_fingerprint(self._text_encoder_source)}-{str(self._compute_dtype('text_encoder'))[6:]}"
+        return self._text_key
 
     def _load_text_encoder(self):
         """``(tokenizer, umT5)`` for one round of encoding, its weights streamed from its files."""
