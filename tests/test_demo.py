@@ -30,7 +30,7 @@ def test_demo_writes_its_files_and_scores(tiny_pipe, tmp_path, capsys):
     from flowrvs.synth import generate_video
 
     video = generate_video(5)
-    from flowrvs.commands.demo import pick_expressions
+    from flowrvs.synth import pick_expressions
 
     j, f = score_expression(masks, video.union_mask(pick_expressions(video, 2)[0]))
     assert abs(summary["prompts"][0]["J&F"] - (j + f) / 2) < 1e-9

@@ -197,27 +197,29 @@ def test_list_of_pil_images():
     assert read_video(tuple(images)).frames.shape[0] == 3
 
 
-@pytest.mark.parametrize(
-    "make_source, needle",
-    [
-        (lambda tmp: tmp / "missing.mp4", "missing.mp4"),
-        (lambda tmp: tmp / "no_such_folder", "no_such_folder"),
-        (lambda tmp: _write(tmp / "fake.mp4", b"this is just text, not a video\n" * 20), "fake.mp4"),
-        (lambda tmp: _write(tmp / "fake.jpg", b"not a jpeg"), "fake.jpg"),
-        (lambda tmp: _write(tmp / "fake.gif", b"GIF89a nonsense"), "fake.gif"),
-        (lambda tmp: _write(tmp / "notes.txt", b"hello"), "notes.txt"),
-        (lambda tmp: _mkdir(tmp / "empty"), "empty"),
-        (lambda tmp: _mixed_sizes(tmp / "mixed"), "b.png"),
-        (lambda tmp: np.zeros((2, 8, 8, 3), dtype=np.float32), "uint8"),
-        (lambda tmp: np.zeros((2, 8, 8, 3), dtype=np.int64), "uint8"),
-        (lambda tmp: np.zeros((2, 3, 8, 8, 3), dtype=np.uint8), "shape"),
-        (lambda tmp: np.zeros((0, 8, 8, 3), dtype=np.uint8), "shape"),
-        (lambda tmp: [], "empty"),
-        (lambda tmp: [Image.new("RGB", (4, 4)), Image.new("RGB", (5, 4))], "image 1"),
-        (lambda tmp: [Image.new("RGB", (4, 4)), "frame.png"], "item 1"),
-        (lambda tmp: 42, "int"),
-    ],
-)
+# bad sources and a word the one-line error must name; read_video and open_video both refuse them
+BAD_SOURCES = [
+    (lambda tmp: tmp / "missing.mp4", "missing.mp4"),
+    (lambda tmp: tmp / "no_such_folder", "no_such_folder"),
+    (lambda tmp: _write(tmp / "fake.mp4", b"this is just text, not a video\n" * 20), "fake.mp4"),
+    (lambda tmp: _write(tmp / "fake.jpg", b"not a jpeg"), "fake.jpg"),
+    (lambda tmp: _write(tmp / "fake.gif", b"GIF89a nonsense"), "fake.gif"),
+    (lambda tmp: _write(tmp / "notes.txt", b"hello"), "notes.txt"),
+    (lambda tmp: _mkdir(tmp / "empty"), "empty"),
+    (lambda tmp: _mixed_sizes(tmp / "mixed"), "b.png"),
+    (lambda tmp: np.zeros((2, 8, 8, 3), dtype=np.float32), "uint8"),
+    (lambda tmp: np.zeros((2, 8, 8, 3), dtype=np.int64), "uint8"),
+    (lambda tmp: np.zeros((2, 3, 8, 8, 3), dtype=np.uint8), "shape"),
+    (lambda tmp: np.zeros((0, 8, 8, 3), dtype=np.uint8), "shape"),
+    (lambda tmp: [], "empty"),
+    (lambda tmp: [Image.new("RGB", (4, 4)), Image.new("RGB", (5, 4))], "image 1"),
+    (lambda tmp: [np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.float64)], "item 1"),
+    (lambda tmp: [Image.new("RGB", (4, 4)), "frame.png"], "item 1"),
+    (lambda tmp: 42, "int"),
+]
+
+
+@pytest.mark.parametrize("make_source, needle", BAD_SOURCES)
 def test_read_errors_are_one_line_flowrvs_errors(tmp_path, make_source, needle):
     source = make_source(tmp_path)
     with pytest.raises(FlowRVSError) as info:
@@ -444,24 +446,7 @@ def test_open_video_folder_checks_sizes_after_exif_rotation_on_opening(tmp_path)
         open_video(folder)
 
 
-@pytest.mark.parametrize(
-    "make_source, needle",
-    [
-        (lambda tmp: tmp / "missing.mp4", "missing.mp4"),
-        (lambda tmp: _write(tmp / "fake.mp4", b"this is just text, not a video\n" * 20), "fake.mp4"),
-        (lambda tmp: _write(tmp / "fake.jpg", b"not a jpeg"), "fake.jpg"),
-        (lambda tmp: _write(tmp / "fake.gif", b"GIF89a nonsense"), "fake.gif"),
-        (lambda tmp: _write(tmp / "notes.txt", b"hello"), "notes.txt"),
-        (lambda tmp: _mkdir(tmp / "empty"), "empty"),
-        (lambda tmp: _mixed_sizes(tmp / "mixed"), "b.png"),
-        (lambda tmp: np.zeros((2, 8, 8, 3), dtype=np.float32), "uint8"),
-        (lambda tmp: [], "empty"),
-        (lambda tmp: [Image.new("RGB", (4, 4)), Image.new("RGB", (5, 4))], "image 1"),
-        (lambda tmp: [np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.float64)], "item 1"),
-        (lambda tmp: [Image.new("RGB", (4, 4)), "frame.png"], "item 1"),
-        (lambda tmp: 42, "int"),
-    ],
-)
+@pytest.mark.parametrize("make_source, needle", BAD_SOURCES)
 def test_open_video_errors_are_one_line_and_come_on_opening(tmp_path, make_source, needle):
     source = make_source(tmp_path)
     with pytest.raises(FlowRVSError) as info:

@@ -198,7 +198,7 @@ def segment_one(pipe, job: Job, prompts: list[str], video, out: Path, *, num_ste
     video: the decoded :class:`~flowrvs.video.Video` (encoded once for all its sentences).
     Returns the job's record for the summary (``seconds`` is filled in by the caller).
     """
-    from .commands.segment import write_segmentation
+    from .writer import write_segmentation
 
     result = pipe(video, prompts, num_inference_steps=num_steps, size=size, batch_size=batch_size,
                   mask_threshold=mask_threshold, progress=False)

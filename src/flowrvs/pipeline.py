@@ -46,10 +46,8 @@ from .model_folder import (  # noqa: F401 - model-folder names re-exported for c
     write_model_index,
 )
 from .models.vae import decode_mask_logits, encode_video
+from .precision import DTYPES, resolve_device_dtype  # noqa: F401 - re-exported for callers of flowrvs.pipeline
 from .windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 @dataclass
 class FlowRVSPipelineOutput(BaseOutput):
@@ -163,26 +161,6 @@ class SegmentationStream:
         for j, (index, _) in enumerate(finished):
             yield SegmentedFrame(index, self.frame_names[index], frames[index - offset], masks[:, j],
                                  None if values is None else values[:, j])
-
-
-def resolve_device_dtype(device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
-    """Check a device/dtype pair, defaulting to float32 on CPU and bfloat16 on CUDA."""
-    try:
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as err:
-        raise FlowRVSError(f"unknown device {device!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FlowRVSError("device cuda asked for, but CUDA is not available on this machine")
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise FlowRVSError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-        dtype = DTYPES[dtype]
-    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    if device.type == "cpu" and dtype == torch.float16:
-        raise FlowRVSError("float16 is not supported on cpu (Conv3d has no half kernels there); use bfloat16 or float32")
-    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise FlowRVSError("bfloat16 is not supported on this GPU; use float16 or float32")
-    return device, dtype
 
 
 class FlowRVSPipeline(DiffusionPipeline):

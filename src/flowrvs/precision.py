@@ -210,6 +210,16 @@ def choose_precision(device=None, requested: str | torch.dtype | None = "auto", 
     return PrecisionPlan(device, fp32, fp32, fp32, "auto", f"{device.type}: float32")
 
 
+def resolve_device_dtype(device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
+    """One device and one dtype for every part (training, tools), checked as :func:`choose_precision`
+    checks them; ``dtype=None`` is float32 on a CPU and bfloat16 on CUDA."""
+    device = choose_precision(device, "float32").device
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    plan = choose_precision(device, dtype)
+    return plan.device, plan.transformer.compute
+
+
 # ---- applying it ---------------------------------------------------------------------------
 _LAYERWISE_HOOK = "layerwise_casting"
 

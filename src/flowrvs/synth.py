@@ -924,7 +924,21 @@ def write_split(
     return out_dir / split
 
 
+def pick_expressions(video: "SynthVideo", count: int) -> list[int]:
+    """Indices of up to ``count`` of ``video``'s expressions, one per kind first (appearance,
+    motion, relation, multi), in index order (what the demo and the web page's examples show)."""
+    chosen: list[int] = []
+    for kind in ("appearance", "motion", "relation", "multi"):
+        for i, k in enumerate(video.kinds):
+            if k == kind and i not in chosen:
+                chosen.append(i)
+                break
+    chosen += [i for i in range(len(video.expressions)) if i not in chosen]
+    return sorted(chosen[:count])
+
+
 __all__ = [
+    "pick_expressions",
     "COLOURS",
     "SHAPES",
     "SIZES",

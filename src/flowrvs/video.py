@@ -492,14 +492,17 @@ def _first(frames: Iterator[np.ndarray]) -> np.ndarray:
 def open_video(source, max_frames: int | None = None) -> VideoStream:
     """Open ``source`` for reading frame by frame; see :class:`VideoStream`.
 
-    Takes what :func:`read_video` takes and gives the same names, fps and pixels, without
-    holding the frames: video files decode as they are iterated, frame folders read one image at
-    a time, arrays and lists are passed through frame by frame. Problems found on opening (a
+    Takes what :func:`read_video` takes (or a :class:`VideoStream`, returned as it is) and gives
+    the same names, fps and pixels, without holding the frames: video files decode as they are
+    iterated, frame folders read one image at a time, arrays and lists are passed through frame
+    by frame. Problems found on opening (a
     missing or unreadable file, a folder of mixed frame sizes, a bad array) raise
     :class:`FlowRVSError` with a one-line message here, before anything is iterated; the first
     frame is decoded to check that the source can be read.
     """
     _check_max_frames(max_frames)
+    if isinstance(source, VideoStream) and max_frames is None:
+        return source  # already open (e.g. checked before a model was loaded)
     if isinstance(source, (Video, np.ndarray, Image.Image, list, tuple)):
         return _open_in_memory(source, max_frames)
     path = _source_path(source)

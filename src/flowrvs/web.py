@@ -156,7 +156,7 @@ def segment_upload(pipe, video_path, sentences_text: str | None, steps, result_r
     masks into ``masks.zip`` beside it. ``report(fraction, text)`` is told of progress. User
     mistakes raise :class:`FlowRVSError` before any model work.
     """
-    from .commands.segment import write_segmentation
+    from .writer import write_segmentation
     from .video import read_video
 
     report = report or (lambda fraction, text: None)
@@ -197,7 +197,7 @@ def example_videos(cache_dir: Path, seeds: Sequence[int] = EXAMPLE_SEEDS, senten
     Each video comes from :func:`flowrvs.synth.generate_video` with a fixed seed, so the files
     are the same on every machine; a file already in the cache is reused.
     """
-    from .commands.demo import pick_expressions
+    from .synth import pick_expressions
     from .synth import generate_video
     from .video import write_video
 

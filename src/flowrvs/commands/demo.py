@@ -25,18 +25,6 @@ def register(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def pick_expressions(video, count: int) -> list[int]:
-    """Indices of up to ``count`` expressions, one per kind first (appearance, motion, ...)."""
-    chosen: list[int] = []
-    for kind in ("appearance", "motion", "relation", "multi"):
-        for i, k in enumerate(video.kinds):
-            if k == kind and i not in chosen:
-                chosen.append(i)
-                break
-    chosen += [i for i in range(len(video.expressions)) if i not in chosen]
-    return sorted(chosen[:count])
-
-
 def run(args) -> int:
     import time
 
@@ -44,9 +32,9 @@ def run(args) -> int:
     from ..fileio import atomic_dir
     from ..pipeline import FlowRVSPipeline
     from ..scoring import score_expression
-    from ..synth import generate_video
     from ..video import overlay_masks, side_by_side, write_gif
-    from .segment import write_segmentation
+    from ..synth import generate_video, pick_expressions
+    from ..writer import write_segmentation
 
     if args.seed < 0:
         raise FlowRVSError(f"--seed must be non-negative, got {args.seed}")

@@ -43,9 +43,9 @@ def run(args) -> int:
     size = parse_size(args.size) if args.size else None
     if args.steps is not None and args.steps < 1:
         raise FlowRVSError(f"--steps must be at least 1, got {args.steps}")
-    open_video(args.video)  # before loading the model: a bad video fails fast
+    video = open_video(args.video)  # before loading the model: a bad video fails fast
     pipe = load_pipeline(args)
-    stream = pipe.stream(args.video, prompts, num_inference_steps=args.steps, size=size, batch_size=args.batch_size,
+    stream = pipe.stream(video, prompts, num_inference_steps=args.steps, size=size, batch_size=args.batch_size,
                          mask_threshold=args.mask_threshold, **window_options(args))
     with atomic_dir(args.out) as tmp:
         with SegmentationWriter(tmp, stream.prompts, str(args.video), stream.fps, overlay=not args.no_overlay) as writer:
