@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from flowrvs.fileio import atomic_path, write_json
+from flowrvs.io.atomic import atomic_path, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "tiny-synthetic.yaml"
@@ -60,7 +60,7 @@ def run(cmd: list[str], log: Path, threads: int = 1) -> None:
 
 
 def train_command(args, run_dir: Path, seed: int, steps: int, overrides: list[str]) -> list[str]:
-    return [sys.executable, "-m", "flowrvs.cli", "train", str(CONFIG), "stage=flow", f"model.init={args.decoder}",
+    return [sys.executable, "-m", "flowrvs.apps.cli", "train", str(CONFIG), "stage=flow", f"model.init={args.decoder}",
             f"output_dir={run_dir}", f"seed={seed}", f"optim.steps={steps}", f"optim.batch_size={args.batch_size}",
             *([f"optim.lr={args.lr}"] if args.lr else []), f"data.datasets.0.root={args.data}",
             f"data.size=[{args.size[0]},{args.size[1]}]", "data.cache_latents=true", f"data.cache_dir={args.out / 'cache'}",
@@ -94,7 +94,7 @@ def job(args, variant: str, seed: int) -> dict:
     for steps in EVAL_STEPS:
         out = args.out / "eval" / f"{name}-n{steps}"
         if not (out / "metrics.json").is_file():
-            run([sys.executable, "-m", "flowrvs.cli", "evaluate", "--dataset", "mevis", "--root", str(args.data),
+            run([sys.executable, "-m", "flowrvs.apps.cli", "evaluate", "--dataset", "mevis", "--root", str(args.data),
                  "--split", args.split, "--limit", str(args.eval_videos), "--model", str(model),
                  "--out", str(out), "--steps", str(steps), "--device", "cpu", "--batch-size", "8"], log)
         metrics = json.loads((out / "metrics.json").read_text())

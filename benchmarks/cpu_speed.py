@@ -28,8 +28,8 @@ def timed(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    from flowrvs.commands.common import parse_size
-    from flowrvs.frames import fit_size, frames_to_tensor
+    from flowrvs.apps.commands.common import parse_size
+    from flowrvs.io.frames import fit_size, frames_to_tensor
     from flowrvs.presets import build_pipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

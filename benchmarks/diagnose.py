@@ -29,10 +29,10 @@ def frame_iou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 def main() -> None:
     from flowrvs.data.mevis import MeViSDataset
-    from flowrvs.fileio import write_json
-    from flowrvs.frames import fit_size, frames_to_tensor, logits_to_input_shape, masks_to_tensor
+    from flowrvs.io.atomic import write_json
+    from flowrvs.io.frames import fit_size, frames_to_tensor, logits_to_input_shape, masks_to_tensor
     from flowrvs.models.vae import decode_mask_logits, encode_mask, latent_stats
-    from flowrvs.pipeline import FlowRVSPipeline
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)

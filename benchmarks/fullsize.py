@@ -144,7 +144,7 @@ def _skeleton(tmp: Path, preset: str) -> None:
 def build_model_folder(preset: str, folder: Path, dvi: bool = False, text_dtype: str = "float32",
                        dit_dtype: str = "bfloat16", seed: int = 0) -> dict:
     """A complete random-weight model folder of ``preset`` (atomic); returns bytes per part."""
-    from flowrvs.fileio import atomic_dir
+    from flowrvs.io.atomic import atomic_dir
     from flowrvs.presets import (
         build_text_encoder,
         build_transformer,
@@ -192,8 +192,8 @@ def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size
     """Load one part as the plan says, run it once on random inputs; seconds and peak memory."""
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-    from flowrvs.memory import peak_rss_bytes
-    from flowrvs.precision import apply_part_precision, choose_precision
+    from flowrvs.runtime.memory import peak_rss_bytes
+    from flowrvs.runtime.precision import apply_part_precision, choose_precision
 
     plan = choose_precision(device, dtype)
     device = plan.device
@@ -271,7 +271,7 @@ def _wait(cmd: list[str], env: dict | None = None) -> tuple[int, float, int | No
     report at least this process's peak: Linux carries it over ``exec``). A child whose RSS
     passes ``MAX_RSS_BYTES`` is killed (exit code -9).
     """
-    from flowrvs.memory import peak_rss_bytes
+    from flowrvs.runtime.memory import peak_rss_bytes
 
     with tempfile.TemporaryFile("w+") as out:
         start = time.perf_counter()
@@ -330,7 +330,7 @@ def run_segment(args, work: Path) -> dict:
 
 # ---- report --------------------------------------------------------------------------------
 def machine(device: str) -> str:
-    from flowrvs.machine import describe
+    from flowrvs.runtime.machine import describe
 
     return describe(device)
 
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {args.folder} in {time.perf_counter() - start:.0f} s: "
               + ", ".join(f"{k} {v / 1e9:.2f} GB" for k, v in sizes.items()), flush=True)
 
-    from flowrvs.precision import choose_precision
+    from flowrvs.runtime.precision import choose_precision
 
     header = {"machine": machine(args.device), "torch": torch.__version__,
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

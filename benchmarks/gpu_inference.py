@@ -216,7 +216,7 @@ def report(figures: dict) -> str:
 
 def save(figures: dict, path: Path | None) -> None:
     if path is not None:
-        from flowrvs.fileio import write_json
+        from flowrvs.io.atomic import write_json
 
         write_json(path, figures, indent=2)
 
@@ -248,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["FLOWRVS_CACHE"] = tempfile.mkdtemp(prefix="flowrvs-gpu-cache-")
     import diffusers
 
-    from flowrvs.pipeline import FlowRVSPipeline
-    from flowrvs.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    from flowrvs.pipelines.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 
     header = {"machine": fullsize.machine(args.device), "torch": torch.__version__, "diffusers": diffusers.__version__,
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

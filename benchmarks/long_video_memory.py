@@ -22,7 +22,7 @@ import numpy as np
 
 RUNNER = """
 import resource, sys
-from flowrvs.cli import main
+from flowrvs.apps.cli import main
 code = main(sys.argv[1:])
 print("PEAK_RSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
 sys.exit(code)
@@ -31,7 +31,7 @@ sys.exit(code)
 
 def write_video(path: Path, frames: int, size=(720, 1280), fps: float = 24.0) -> None:
     """A moving disc and square on a gradient, written frame by frame (never held whole)."""
-    from flowrvs.video import VideoWriter
+    from flowrvs.io.video import VideoWriter
 
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w]
@@ -65,7 +65,7 @@ def run_segment(video: Path, out: Path, model: str, window: int) -> dict:
 def main() -> None:
     import torch
 
-    from flowrvs.machine import cpu_name
+    from flowrvs.runtime.machine import cpu_name
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[17, 81, 321, 1281])

@@ -19,9 +19,9 @@ import time
 import cv2
 import numpy as np
 
-from flowrvs import synth
-from flowrvs.machine import cpu_name
-from flowrvs.metrics import contour_accuracy, region_similarity
+from flowrvs.data import synth
+from flowrvs.runtime.machine import cpu_name
+from flowrvs.eval.metrics import contour_accuracy, region_similarity
 
 
 def best_of(fn, repeats: int) -> float:

@@ -18,7 +18,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from flowrvs.synth import EXPRESSION_KINDS, generate_video, video_rng
+from flowrvs.data.synth import EXPRESSION_KINDS, generate_video, video_rng
 
 
 def kinds_of_split(root: Path, split: str, seed: int) -> dict[tuple[str, str], str]:

@@ -6,7 +6,7 @@ On a fresh GPU machine it
 1. builds the start model ``WORK/init``: the shipped model's VAE (its trained mask decoder),
    text encoder and tokenizer (``--decoder``), with a fresh random Wan DiT without direct video
    injection, ``--heads`` x 32 wide (``--ffn-dim``);
-2. writes the synthetic data with ``--workers`` processes (``flowrvs.synth.write_split``, one
+2. writes the synthetic data with ``--workers`` processes (``flowrvs.data.synth.write_split``, one
    seed per shard of ``--shard-videos``; same seed, same bytes): the training shards (seeds
    ``--first-seed``...), the tuning split (seed 3, 20 videos) and the held-out split (seed 1,
    50 videos, ``valid_u``: the model card's); none of the training seeds is 1 or 3;
@@ -76,7 +76,7 @@ def env(threads: int | None = None) -> dict[str, str]:
 
 
 def flowrvs(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flowrvs.cli", *args]
+    return [sys.executable, "-m", "flowrvs.apps.cli", *args]
 
 
 def run(cmd: list[str], logfile: Path, threads: int | None = None) -> None:
@@ -113,8 +113,8 @@ def build_init(decoder: str, out: Path, heads: int, ffn_dim: int, seed: int) -> 
     import torch
     from diffusers import WanTransformer3DModel
 
-    from flowrvs.fileio import atomic_dir
-    from flowrvs.pipeline import resolve_model_dir
+    from flowrvs.io.atomic import atomic_dir
+    from flowrvs.pipelines.pipeline_flowrvs import resolve_model_dir
 
     source = resolve_model_dir(decoder)
     config = json.loads((source / "transformer" / "config.json").read_text())
@@ -176,7 +176,7 @@ def make_data(args, init: Path, work: Path, clock: Clock, deadline: float) -> tu
     by_name = {f"s{s.seed}": s for s in shards}
     written: list[Shard] = []
     started = clock()
-    from flowrvs.synth import write_split
+    from flowrvs.data.synth import write_split
 
     with ThreadPoolExecutor(args.cache_jobs) as encoders, \
             multiprocessing.get_context("spawn").Pool(min(args.workers, len(splits))) as pool:
@@ -417,7 +417,7 @@ def model_summary(model: Path) -> dict:
 def machine() -> dict:
     import torch
 
-    from flowrvs.machine import cpu_name
+    from flowrvs.runtime.machine import cpu_name
 
     cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
@@ -465,7 +465,7 @@ def markdown(numbers: dict) -> str:
 
 # ------------------------------------------------------------------------------ main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from flowrvs.synth import DEFAULT_FRAMES, DEFAULT_SIZE
+    from flowrvs.data.synth import DEFAULT_FRAMES, DEFAULT_SIZE
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="output folder: model/, numbers.json, numbers.md, eval/, logs/")
@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None, clock: Clock = time.monotonic) -> int:
     run_model, training = train(args, init, work, shards, clock, deadline)
     t = lap("train", t)
     model = out / "model"
-    from flowrvs.fileio import atomic_dir
+    from flowrvs.io.atomic import atomic_dir
 
     with atomic_dir(model) as tmp:
         tmp.rmdir()
@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None, clock: Clock = time.monotonic) -> int:
     }
     if numbers["model"]["megabytes"] > 20:
         log(f"warning: the model folder is {numbers['model']['megabytes']} MB, more than the 20 MB a shipped model may take")
-    from flowrvs.fileio import atomic_path, write_json
+    from flowrvs.io.atomic import atomic_path, write_json
 
     write_json(out / "numbers.json", numbers, indent=2)
     with atomic_path(out / "numbers.md") as tmp:

@@ -7,7 +7,7 @@
 One training step as ``flowrvs train`` runs it with pre-encoded inputs (``flowrvs cache``:
 video posterior, mask latent and umT5 embeddings of ``--text-tokens`` real tokens, random here,
 since speed does not depend on values): the DiT of the preset with random weights, wrapped by
-DDP or sharded by FSDP2 (``flowrvs.training.distributed.wrap``), AdamW, EMA, bf16 autocast,
+DDP or sharded by FSDP2 (``flowrvs.runtime.distributed.wrap``), AdamW, EMA, bf16 autocast,
 gradient checkpointing unless ``--no-checkpointing``, ``--batch`` samples per process. Prints
 and writes (``--json``) samples/s of the whole job and per process, seconds per step (median of
 the timed steps after ``--warmup``) and peak memory per process (cuda: max allocated; cpu:
@@ -75,10 +75,10 @@ def peak_memory_gib(device: torch.device) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from flowrvs.machine import describe
+    from flowrvs.runtime.machine import describe
     from flowrvs.presets import PRESETS, build_transformer, preset_config
     from flowrvs.training import config_from_dict
-    from flowrvs.training import distributed
+    from flowrvs.runtime import distributed
     from flowrvs.training.ema import EMA
     from flowrvs.training.loop import sample_generators
     from flowrvs.training.stages import FlowStage
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
     if process.main:
         print(json.dumps(result, indent=2))
         if args.json:
-            from flowrvs.fileio import write_json
+            from flowrvs.io.atomic import write_json
 
             write_json(args.json, result, indent=2)
     if owns:

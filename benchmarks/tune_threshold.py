@@ -20,10 +20,10 @@ GRID = (-12.0, -10.0, -8.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 
 
 def main() -> None:
     from flowrvs.data.mevis import MeViSDataset
-    from flowrvs.fileio import write_json
-    from flowrvs.metrics import jf_summary
-    from flowrvs.pipeline import FlowRVSPipeline, resolve_model_dir
-    from flowrvs.scoring import score_expression
+    from flowrvs.io.atomic import write_json
+    from flowrvs.eval.metrics import jf_summary
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline, resolve_model_dir
+    from flowrvs.eval.scoring import score_expression
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)

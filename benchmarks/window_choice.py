@@ -6,10 +6,10 @@
 minutes on one core, 24 minutes wall under ``nice`` on the shared 2-core machine; ``--videos 1
 --frames 41 --windows 9:4,17:4`` took 1.5 minutes).
 
-Generates long synthetic videos in memory (``flowrvs.synth``, the same generator as the
+Generates long synthetic videos in memory (``flowrvs.data.synth``, the same generator as the
 shipped model's held-out split, here with ``--frames`` frames), segments every sentence of
 each video once over the whole video (one window: what the public code does) and once per
-``window:overlap`` choice, windowing with :mod:`flowrvs.windows` around the pipeline's public
+``window:overlap`` choice, windowing with :mod:`flowrvs.pipelines.windows` around the pipeline's public
 stages (``encode_prompts``, ``encode_video``, ``sample_mask_latents``, ``decode_masks``), and
 scores each with J&F against the generator's masks. Logits are blended at the working size and
 then resized to the input's, as a windowed pipeline would. Differences are paired (same
@@ -30,13 +30,13 @@ from datetime import date
 import numpy as np
 import torch
 
-from flowrvs.fileio import atomic_path
-from flowrvs.machine import cpu_name
-from flowrvs.frames import fit_size, frames_to_tensor, logits_to_input_shape
-from flowrvs.pipeline import FlowRVSPipeline
-from flowrvs.scoring import score_expression
-from flowrvs.synth import generate_video, video_rng
-from flowrvs.windows import LogitBlender, plan_windows
+from flowrvs.io.atomic import atomic_path
+from flowrvs.runtime.machine import cpu_name
+from flowrvs.io.frames import fit_size, frames_to_tensor, logits_to_input_shape
+from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.eval.scoring import score_expression
+from flowrvs.data.synth import generate_video, video_rng
+from flowrvs.pipelines.windows import LogitBlender, plan_windows
 
 
 def parse_choices(text: str) -> list[tuple[int, int]]:

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-import flowrvs.commands
-from flowrvs import cli
+import flowrvs.apps.commands
+from flowrvs.apps import cli
 
 HEAVY = ["torch", "diffusers", "transformers", "accelerate", "safetensors", "av", "cv2", "scipy", "pycocotools"]
 
@@ -20,8 +20,8 @@ def run_python(*args: str) -> subprocess.CompletedProcess:
 def test_building_the_parser_imports_no_heavy_library():
     """``flowrvs --help`` stays quick because no command imports torch & co. before it runs."""
     code = (
-        "import sys, flowrvs, flowrvs.cli\n"
-        "flowrvs.cli.build_parser()\n"
+        "import sys, flowrvs, flowrvs.apps.cli\n"
+        "flowrvs.apps.cli.build_parser()\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     proc = run_python("-c", code)
@@ -34,7 +34,7 @@ def test_the_package_imports_torch_only_when_the_pipeline_is_asked_for():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False"]
     import flowrvs
-    from flowrvs.pipeline import FlowRVSPipeline
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 
     assert flowrvs.FlowRVSPipeline is FlowRVSPipeline
 
@@ -59,7 +59,7 @@ def test_every_listed_command_is_registered():
 
 def test_a_broken_command_module_is_an_error(tmp_path, monkeypatch):
     (tmp_path / "broken_cmd.py").write_text("import flowrvs_no_such_library\n\ndef register(sub):\n    pass\n")
-    monkeypatch.setattr(flowrvs.commands, "__path__", [*flowrvs.commands.__path__, str(tmp_path)])
+    monkeypatch.setattr(flowrvs.apps.commands, "__path__", [*flowrvs.apps.commands.__path__, str(tmp_path)])
     listed = list(cli.COMMANDS)
     monkeypatch.setattr(cli, "COMMANDS", [*listed, "broken_cmd"])
     with pytest.raises(ModuleNotFoundError, match="flowrvs_no_such_library"):

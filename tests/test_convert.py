@@ -8,9 +8,9 @@ import torch
 
 from helpers.releases import write_dit_checkpoint, write_tuned_vae, write_wan_base
 
-from flowrvs.checkpoints import load_checked
-from flowrvs.cli import main
-from flowrvs.pipeline import FlowRVSConfig, FlowRVSPipeline
+from flowrvs.loading.convert import load_checked
+from flowrvs.apps.cli import main
+from flowrvs.pipelines.pipeline_flowrvs import FlowRVSConfig, FlowRVSPipeline
 from flowrvs.presets import build_transformer
 
 

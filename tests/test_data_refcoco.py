@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 
 from flowrvs.data.refcoco import RefCOCODataset, decode_segmentation
 from flowrvs.errors import FlowRVSError
-from flowrvs.rle import encode_rle
+from flowrvs.io.masks import encode_rle
 from helpers.refcoco import SQ, H, W, make_coco, square_mask
 
 

@@ -1,4 +1,4 @@
-"""The DAVIS-2017 unsupervised protocol (flowrvs.davis_protocol) and `flowrvs score --dataset davis`.
+"""The DAVIS-2017 unsupervised protocol (flowrvs.eval.davis) and `flowrvs score --dataset davis`.
 
 Hand-worked cases: matching of swapped proposals, a missing proposal, void pixels, recall and
 decay, the first-frame object rule; then the scorer end to end on a tiny fake Ref-DAVIS17 split
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowrvs.cli import main
-from flowrvs.davis_protocol import (
+from flowrvs.apps.cli import main
+from flowrvs.eval.davis import (
     decay_bounds,
     match_video,
     object_record,
@@ -26,9 +26,9 @@ from flowrvs.davis_protocol import (
     summarize,
 )
 from flowrvs.errors import FlowRVSError
-from flowrvs.metrics import contour_accuracy, region_similarity
+from flowrvs.eval.metrics import contour_accuracy, region_similarity
 from flowrvs.data import open_dataset
-from flowrvs.scoring import score_davis
+from flowrvs.eval.scoring import score_davis
 from helpers import ytvos_davis as fake
 
 
@@ -288,7 +288,7 @@ def test_score_davis_errors(davis_root, davis_pred, capsys):
 def test_official_layout_covers_every_set_and_video(tmp_path):
     """write_davis_official: a video with no sentence of a set still gets that set's (empty) PNGs."""
     from flowrvs.data.davis import RefDAVISDataset
-    from flowrvs.evaluate import Layout, write_davis_official
+    from flowrvs.eval.evaluate import Layout, write_davis_official
 
     root = fake.make_davis(tmp_path / "davis")
     meta_path = root / "meta_expressions" / "valid" / "meta_expressions.json"

@@ -3,13 +3,13 @@ import json
 import numpy as np
 from PIL import Image
 
-from flowrvs import synth
-from flowrvs.cli import main
+from flowrvs.data import synth
+from flowrvs.apps.cli import main
 
 
 def test_demo_writes_its_files_and_scores(tiny_pipe, tmp_path, capsys):
     from flowrvs.presets import build_pipeline
-    from flowrvs.synth import VOCABULARY
+    from flowrvs.data.synth import VOCABULARY
 
     # a random tiny model with the synthetic vocabulary stands in for the shipped one
     model = tmp_path / "model"
@@ -26,18 +26,18 @@ def test_demo_writes_its_files_and_scores(tiny_pipe, tmp_path, capsys):
     assert "mean J&F" in capsys.readouterr().out
     # the score printed is the score of the written masks
     masks = np.stack([np.array(Image.open(out / "0" / f"{i:05d}.png")) > 0 for i in range(9)])
-    from flowrvs.scoring import score_expression
-    from flowrvs.synth import generate_video
+    from flowrvs.eval.scoring import score_expression
+    from flowrvs.data.synth import generate_video
 
     video = generate_video(5)
-    from flowrvs.synth import pick_expressions
+    from flowrvs.data.synth import pick_expressions
 
     j, f = score_expression(masks, video.union_mask(pick_expressions(video, 2)[0]))
     assert abs(summary["prompts"][0]["J&F"] - (j + f) / 2) < 1e-9
 
 
 def test_shipped_model_runs_by_name(tmp_path, capsys):
-    from flowrvs.pipeline import FlowRVSPipeline, shipped_model_dir
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline, shipped_model_dir
 
     assert shipped_model_dir("tiny-synthetic") is not None
     pipe = FlowRVSPipeline.from_pretrained("tiny-synthetic", device="cpu")

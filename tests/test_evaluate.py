@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowrvs.cli import main
+from flowrvs.apps.cli import main
 from helpers.ytvos_davis import make_davis, make_ytvos
 
 
@@ -36,7 +36,7 @@ def model_dir(work):
 
 @pytest.fixture(scope="module")
 def mevis_root(work):
-    from flowrvs.synth import write_split
+    from flowrvs.data.synth import write_split
 
     root = work / "mevis"
     write_split(root, "valid_u", videos=2, frames=5, size=(32, 48), seed=1)
@@ -119,7 +119,7 @@ class CountingPipe:
 
 
 def test_resume_after_interruption_equals_uninterrupted(full_run, model_dir, mevis_root, tmp_path, monkeypatch, capsys):
-    import flowrvs.commands.common as common
+    import flowrvs.apps.commands.common as common
 
     real_load = common.load_pipeline
     wrappers = []
@@ -195,7 +195,7 @@ def test_out_inside_root_is_refused(model_dir, mevis_root, capsys):
 
 
 def test_limit_and_split_without_masks(model_dir, tmp_path, capsys):
-    from flowrvs.synth import write_split
+    from flowrvs.data.synth import write_split
 
     root = tmp_path / "mevis"
     write_split(root, "valid", videos=2, frames=5, size=(32, 48), seed=2)
@@ -217,7 +217,7 @@ def test_torchrun_two_processes_equal_one(full_run, model_dir, mevis_root, tmp_p
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     # --standalone: a local rendezvous on a free port, nothing outside the machine needed
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "flowrvs.cli",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "flowrvs.apps.cli",
            *evaluate_args("mevis", mevis_root, out, model_dir, split="valid_u")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowrvs.frames import fit_size, frames_to_tensor, logits_to_input_shape, masks_to_tensor, padded_length
+from flowrvs.io.frames import fit_size, frames_to_tensor, logits_to_input_shape, masks_to_tensor, padded_length
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ import pytest
 import torch
 from helpers.releases import put_in_hub_cache, write_dit_checkpoint, write_tuned_vae, write_wan_base
 
-from flowrvs import hub
-from flowrvs.cli import main
+from flowrvs.loading import hub
+from flowrvs.apps.cli import main
 from flowrvs.errors import FlowRVSError
-from flowrvs.pipeline import FlowRVSPipeline
+from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 
 BASE_FILES = ("model_index.json", "transformer/config.json", "vae", "text_encoder", "tokenizer")
 
@@ -67,7 +67,7 @@ def test_release_by_name_converts_once_and_loads_offline(parts, tmp_path, offlin
     converted = list((tmp_path / "flowrvs-cache" / "models").iterdir())
     assert len(converted) == 1 and converted[0].name.startswith("xmz111--FlowRVS--")
 
-    from flowrvs import checkpoints
+    from flowrvs.loading import convert as checkpoints
 
     monkeypatch.setattr(checkpoints, "convert_release", lambda *a, **k: pytest.fail("converted twice"))
     again = FlowRVSPipeline.from_pretrained("xmz111/FlowRVS", device="cpu")

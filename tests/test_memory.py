@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-from flowrvs.memory import current_rss_bytes, peak_rss_bytes, release_memory
+from flowrvs.runtime.memory import current_rss_bytes, peak_rss_bytes, release_memory
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and glibc are Linux's")
 
@@ -31,11 +31,11 @@ def test_a_child_reports_its_own_peak_not_its_parents(tmp_path):
     import time
 
     block = torch.ones(512 << 20, dtype=torch.uint8)  # make this (the parent) large first
-    code = "import time; from flowrvs.memory import peak_rss_bytes; print(peak_rss_bytes()); time.sleep(1)"
+    code = "import time; from flowrvs.runtime.memory import peak_rss_bytes; print(peak_rss_bytes()); time.sleep(1)"
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     time.sleep(0.5)
     seen_from_outside = peak_rss_bytes(child.pid)
     reported = int(child.communicate()[0])
-    assert reported < block.numel()  # a bare interpreter with flowrvs.memory, not 512 MiB
+    assert reported < block.numel()  # a bare interpreter with flowrvs.runtime.memory, not 512 MiB
     assert seen_from_outside is None or seen_from_outside < block.numel()
     del block

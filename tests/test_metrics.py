@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from flowrvs import metrics
-from flowrvs.metrics import (
+from flowrvs.eval import metrics
+from flowrvs.eval.metrics import (
     boundary_map,
     contour_accuracy,
     disk,

@@ -7,8 +7,8 @@ the video must match the training mask (IoU > 0.9).
 import numpy as np
 import pytest
 
-from flowrvs.pipeline import FlowRVSPipeline
-from flowrvs.train import config_from_dict, train
+from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.training import config_from_dict, train
 from helpers.clips import H, SENTENCE, T, W, one_clip
 
 

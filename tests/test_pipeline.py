@@ -6,7 +6,7 @@ from PIL import Image
 from flowrvs import FlowRVSPipeline
 from flowrvs.errors import FlowRVSError
 from flowrvs.models.dit import add_video_injection, predict_velocity, remove_video_injection, uses_dvi
-from flowrvs.pipeline import FlowRVSPipelineOutput, resolve_device_dtype
+from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipelineOutput, resolve_device_dtype
 from flowrvs.presets import build_transformer
 
 
@@ -156,7 +156,7 @@ def test_legacy_model_folder_keeps_loading_with_its_own_rules(tmp_path):
     import json
     import shutil
 
-    from flowrvs.pipeline import shipped_model_dir
+    from flowrvs.pipelines.pipeline_flowrvs import shipped_model_dir
 
     shutil.copytree(shipped_model_dir("tiny-synthetic"), tmp_path / "old")
     index = json.loads((tmp_path / "old" / "model_index.json").read_text())

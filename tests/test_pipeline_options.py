@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowrvs.pipeline import FlowRVSPipeline
+from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 from flowrvs.presets import build_pipeline
 
 T, H, W = 5, 32, 48

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flowrvs import precision
+from flowrvs.runtime import precision
 from flowrvs.errors import FlowRVSError
-from flowrvs.precision import (
+from flowrvs.runtime.precision import (
     SLOW_BF16_WARNING,
     PartPrecision,
     apply_part_precision,
@@ -74,7 +74,7 @@ def test_auto_on_cpu_with_native_bf16_computes_in_bfloat16(native_bf16):
 
 def test_forced_bfloat16_on_slow_cpu_warns_once(native_bf16, caplog):
     native_bf16(False)
-    with caplog.at_level(logging.WARNING, logger="flowrvs.precision"):
+    with caplog.at_level(logging.WARNING, logger="flowrvs.runtime.precision"):
         plan = choose_precision("cpu", "bfloat16")
     assert all(plan.part(p) == PartPrecision(BF16, BF16) for p in precision.PARTS)  # still honoured
     assert plan.warning == SLOW_BF16_WARNING
@@ -82,7 +82,7 @@ def test_forced_bfloat16_on_slow_cpu_warns_once(native_bf16, caplog):
     assert "\n" not in SLOW_BF16_WARNING and "6x" in SLOW_BF16_WARNING and "200x" in SLOW_BF16_WARNING
     caplog.clear()
     native_bf16(True)
-    with caplog.at_level(logging.WARNING, logger="flowrvs.precision"):
+    with caplog.at_level(logging.WARNING, logger="flowrvs.runtime.precision"):
         assert choose_precision("cpu", torch.bfloat16).warning is None
     assert not caplog.records
 

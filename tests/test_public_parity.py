@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from helpers.releases import write_dit_checkpoint, write_tuned_vae, write_wan_base
 from PIL import Image
 
-from flowrvs.checkpoints import convert_release
-from flowrvs.pipeline import FlowRVSPipeline
+from flowrvs.loading.convert import convert_release
+from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 
 BOX = (64, 96)
 

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-import flowrvs.rle as rle
+import flowrvs.io.masks as rle
 
 
 def test_round_trip_without_warnings_and_without_touching_the_callers_filters():

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowrvs.cli import main
+from flowrvs.apps.cli import main
 from flowrvs.errors import FlowRVSError
 from flowrvs.data import open_dataset
-from flowrvs.scoring import read_prediction_mask, score_dataset, score_expression, score_mevis
+from flowrvs.eval.scoring import read_prediction_mask, score_dataset, score_expression, score_mevis
 from helpers import mevis as fake
 
 

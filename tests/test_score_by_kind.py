@@ -1,6 +1,6 @@
 import pytest
 
-from flowrvs.synth import generate_video, video_rng, write_split
+from flowrvs.data.synth import generate_video, video_rng, write_split
 from helpers.benchmarks import import_benchmark
 
 score_by_kind = import_benchmark("score_by_kind")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from flowrvs.batch import plan_jobs, read_sentence_file, segment_batch
-from flowrvs.cli import main
+from flowrvs.apps.batch import plan_jobs, read_sentence_file, segment_batch
+from flowrvs.apps.cli import main
 from flowrvs.errors import FlowRVSError
 
 SIZE = "32x48"  # frames at the tiny model's working size
@@ -40,8 +40,8 @@ def model_dir(work, tiny_pipe):
 
 @pytest.fixture(scope="module")
 def videos(work):
-    from flowrvs.synth import generate_video
-    from flowrvs.video import write_video
+    from flowrvs.data.synth import generate_video
+    from flowrvs.io.video import write_video
 
     folder = work / "videos"
     folder.mkdir()
@@ -68,7 +68,7 @@ def tree(root: Path) -> dict[str, bytes | int]:
 
     An overlay.mp4 counts by its frames: libx264 here does not give the same bytes twice in a process.
     """
-    from flowrvs.video import read_video
+    from flowrvs.io.video import read_video
 
     return {p.relative_to(root).as_posix(): len(read_video(p)) if p.name == "overlay.mp4" else p.read_bytes()
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "summary.json" and ".status" not in p.parts}
@@ -115,7 +115,7 @@ def test_failed_batch_prints_one_line_summary(videos, model_dir, work, capsys):
 
 
 def test_each_video_decoded_and_encoded_once_sentences_together(videos, tiny_pipe, tmp_path, monkeypatch):
-    import flowrvs.video as video_module
+    import flowrvs.io.video as video_module
 
     decoded, encoded, calls = [], [], []
     real_read, real_encode = video_module._read_container, tiny_pipe.encode_video
@@ -202,7 +202,7 @@ def test_plan_matches_names_with_or_without_extension(videos):
 def test_torchrun_two_processes_equal_one(full_run, videos, model_dir, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "flowrvs.cli",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "flowrvs.apps.cli",
            *batch_args(videos, model_dir, out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode != 0, proc.stderr[-3000:]  # the broken videos fail the batch

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowrvs.cli import main
-from flowrvs.rle import decode_rle
-from flowrvs.video import read_video, write_video
+from flowrvs.apps.cli import main
+from flowrvs.io.masks import decode_rle
+from flowrvs.io.video import read_video, write_video
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from flowrvs.pipeline import FlowRVSPipeline
-from flowrvs.windows import blend_weights, plan_windows
+from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.pipelines.windows import blend_weights, plan_windows
 
 
 def _frames(t, h=32, w=48, seed=0):
@@ -82,7 +82,7 @@ def test_cli_streams_a_long_video_into_the_same_files_and_warns_once_for_slow_bf
     run = subprocess.run(base + ["--out", str(tmp_path / "a"), "--window", "9", "--overlap", "2"], env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    from flowrvs.video import read_video
+    from flowrvs.io.video import read_video
 
     direct = FlowRVSPipeline.from_pretrained("tiny-synthetic", device="cpu")(video, "the red circle", window=9, overlap=2)
     written = read_video(tmp_path / "a" / "0").frames[..., 0] > 127
@@ -101,7 +101,8 @@ def test_cli_streams_a_long_video_into_the_same_files_and_warns_once_for_slow_bf
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_of_a_large_model_follows_the_cpu(native, monkeypatch, tiny_pipe, tmp_path):
-    from flowrvs import pipeline, precision
+    from flowrvs.pipelines import pipeline_flowrvs as pipeline
+    from flowrvs.runtime import precision
 
     monkeypatch.setenv("FLOWRVS_CPU_BF16", "1" if native else "0")
     precision.cpu_has_native_bf16.cache_clear()

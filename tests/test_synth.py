@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowrvs import synth
-from flowrvs.cli import main
+from flowrvs.data import synth
+from flowrvs.apps.cli import main
 from flowrvs.errors import FlowRVSError
-from flowrvs.rle import decode_rle
+from flowrvs.io.masks import decode_rle
 
 SMALL = dict(videos=6, frames=5, size=(64, 96), seed=3)
 

@@ -10,11 +10,11 @@ import torch
 import yaml
 from safetensors import safe_open
 
-from flowrvs.cli import main
+from flowrvs.apps.cli import main
 from flowrvs.errors import FlowRVSError
-from flowrvs.pipeline import FlowRVSPipeline
-from flowrvs.synth import write_split
-from flowrvs.train import (
+from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.data.synth import write_split
+from flowrvs.training import (
     TrainConfig,
     config_from_dict,
     list_checkpoints,
@@ -272,9 +272,9 @@ def test_init_from_a_wan_style_folder(tmp_path, synth_root):
     mask VAE whose head is the mean of the RGB head, DiT widened for DVI."""
     from flowrvs.models.vae import decode_mask_logits
     from flowrvs.presets import build_pipeline
-    from flowrvs.synth import VOCABULARY
+    from flowrvs.data.synth import VOCABULARY
     from flowrvs.models.vae import decode_raw
-    from flowrvs.train import to_rgb_vae
+    from flowrvs.training import to_rgb_vae
 
     wan = build_pipeline("tiny", dvi=False, seed=1, words=["<pad>", "</s>", "<unk>"] + VOCABULARY)
     wan.vae = to_rgb_vae(wan.vae, seed=1)
@@ -283,7 +283,7 @@ def test_init_from_a_wan_style_folder(tmp_path, synth_root):
     pipe = FlowRVSPipeline.from_pretrained(run.model_dir, device="cpu")
     assert pipe.dvi and pipe.vae.config.out_channels == 1
 
-    from flowrvs.train import to_mask_vae
+    from flowrvs.training import to_mask_vae
 
     mask_vae = to_mask_vae(wan.vae)
     z = torch.randn(1, 16, 2, 4, 6)
@@ -294,7 +294,7 @@ def test_init_from_a_wan_style_folder(tmp_path, synth_root):
 # --------------------------------------------------------------------------- fast paths
 def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root, single_root):
     from flowrvs.data.mevis import MeViSDataset
-    from flowrvs.latent_cache import LatentCache
+    from flowrvs.training.latent_cache import LatentCache
 
     overrides = ["optim.steps=6", "checkpoint_every=3", "keep_last=0", "data.cache_latents=true",
                  f"data.cache_dir={tmp_path / 'cache'}", "optim.batch_size=2", "data.cache_dtype=float32"]
@@ -308,9 +308,9 @@ def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root, single
     assert cache.sentence == [e.sentence for e in expressions]
     assert cache.mask[0].shape == (16, 2, H // 8, W // 8) and torch.all(cache.video_std[0] > 0)
     # the clips, encoded together, equal each clip encoded alone (a clip is the whole video)
-    from flowrvs.frames import frames_to_tensor, masks_to_tensor
+    from flowrvs.io.frames import frames_to_tensor, masks_to_tensor
     from flowrvs.models.vae import encode_mask, encode_video
-    from flowrvs.train import load_model
+    from flowrvs.training import load_model
 
     vae = load_model(make_config(tmp_path / "x", synth_root).model, 0, torch.device("cpu"), torch.float32).vae
     for v, video in enumerate(dataset.videos()):
@@ -339,7 +339,7 @@ def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root, single
     for step in (4, 5, 6):
         assert resumed[step] == pytest.approx(full[step], abs=1e-6, rel=0)
     # adding a dataset (and reweighting the first) encodes only the new one
-    from flowrvs.train import DatasetConfig
+    from flowrvs.training import DatasetConfig
 
     two = make_config(tmp_path / "two", synth_root, "flow", overrides + ["optim.steps=1", "data.datasets.0.weight=2"])
     two.data.datasets.append(DatasetConfig(type="mevis", root=str(single_root), split="train"))
@@ -353,7 +353,7 @@ def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root, single
 
 def fake_cache(videos: int, per_video: int, tag: str = ""):
     """A latent cache of ``videos`` videos with ``per_video`` expressions each (tiny constant latents)."""
-    from flowrvs.latent_cache import LatentCache
+    from flowrvs.training.latent_cache import LatentCache
 
     c = LatentCache()
     for v in range(videos):
@@ -369,7 +369,7 @@ def fake_cache(videos: int, per_video: int, tag: str = ""):
 
 
 def test_latent_caches_concatenate_with_their_groups():
-    from flowrvs.latent_cache import LatentCache
+    from flowrvs.training.latent_cache import LatentCache
 
     cache = fake_cache
     both = LatentCache.concat([cache(2, 1, "a"), cache(3, 2, "b")])
@@ -382,7 +382,7 @@ def test_latent_caches_concatenate_with_their_groups():
 
 
 def test_batches_of_several_sentences_per_video(tmp_path, synth_root, monkeypatch):
-    from flowrvs.latent_cache import LatentCache
+    from flowrvs.training.latent_cache import LatentCache
 
     cache = LatentCache.concat([fake_cache(1, 1, "a"), fake_cache(3, 5, "b")])
     rng = np.random.default_rng(0)
@@ -420,7 +420,7 @@ def test_batches_of_several_sentences_per_video(tmp_path, synth_root, monkeypatc
 def test_latent_cache_precision_and_files_of_older_versions(tmp_path, synth_root):
     from safetensors.torch import save_file
 
-    from flowrvs.latent_cache import LatentCache
+    from flowrvs.training.latent_cache import LatentCache
 
     base = ["optim.steps=1", "data.cache_latents=true", f"data.cache_dir={tmp_path / 'cache'}"]
     # the default keeps latents in bfloat16, on disk too
@@ -450,7 +450,7 @@ def test_latent_cache_precision_and_files_of_older_versions(tmp_path, synth_root
 
 
 def test_learning_rate_schedules():
-    from flowrvs.train import OptimConfig, lr_at
+    from flowrvs.training import OptimConfig, lr_at
 
     constant = OptimConfig(steps=100, lr=1.0, warmup_steps=10)
     assert [lr_at(constant, s) for s in (1, 5, 10, 11, 100)] == pytest.approx([0.1, 0.5, 1.0, 1.0, 1.0])
@@ -464,7 +464,7 @@ def test_learning_rate_schedules():
 def test_crops_and_measured_latent_stats(tmp_path, synth_root):
     import torch as _torch
 
-    from flowrvs.train import random_crop
+    from flowrvs.training import random_crop
 
     batch = {"video": _torch.randn(1, 3, 5, 32, 48), "mask": _torch.rand(1, 5, 32, 48)}
     out = random_crop(batch, (16, 24), _torch.Generator().manual_seed(0))
@@ -485,7 +485,7 @@ def test_crops_and_measured_latent_stats(tmp_path, synth_root):
 
 
 def test_flow_stage_can_train_the_text_encoder(tmp_path, synth_root):
-    from flowrvs.train import load_model
+    from flowrvs.training import load_model
 
     start = load_model(make_config(tmp_path / "x", synth_root).model, 0, torch.device("cpu"), torch.float32)
     overrides = ["optim.steps=3", "model.train_text_encoder=true", "ema.enabled=false", "checkpoint_every=3"]

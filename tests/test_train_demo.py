@@ -54,8 +54,8 @@ def test_a_failed_second_chunk_is_recorded_a_failed_first_one_ends_the_driver(dr
 
 @pytest.mark.slow
 def test_train_demo_end_to_end_stops_training_at_the_budget(driver, tmp_path):
-    from flowrvs.cli import main as flowrvs
-    from flowrvs.pipeline import FlowRVSPipeline
+    from flowrvs.apps.cli import main as flowrvs
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 
     out = tmp_path / "out"
     run_dir = out / "work" / "runs" / "flow"

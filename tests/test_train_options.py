@@ -16,8 +16,8 @@ import yaml
 from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from safetensors.torch import load_file
 
-from flowrvs.cli import main
-from flowrvs.synth import write_split
+from flowrvs.apps.cli import main
+from flowrvs.data.synth import write_split
 
 T, H, W = 5, 32, 48
 STEPS = 3
@@ -120,7 +120,7 @@ def test_amp_bfloat16_computes_in_bf16_and_keeps_float32_weights(config_file, pl
 
 @pytest.mark.parametrize("source,prediction", [("noise", "velocity"), ("video", "mask")])
 def test_ablation_parametrisations_train_and_are_written_into_the_model(config_file, plain, tmp_path, source, prediction):
-    from flowrvs.pipeline import FlowRVSPipeline
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 
     losses, weights = run(config_file, tmp_path / "ablation", f"model.source={source}", f"model.prediction={prediction}")
     assert all(torch.isfinite(torch.tensor(losses)))

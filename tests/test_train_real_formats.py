@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from flowrvs.pipeline import FlowRVSPipeline
-from flowrvs.synth import write_split
-from flowrvs.train import config_from_dict, train
+from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.data.synth import write_split
+from flowrvs.training import config_from_dict, train
 from helpers.refcoco import make_coco
 from helpers.ytvos_davis import make_davis, make_ytvos
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from flowrvs.checkpoints import apply_ema, dit_state_dict
+from flowrvs.loading.convert import apply_ema, dit_state_dict
 from flowrvs.errors import FlowRVSError
 from flowrvs.presets import build_pipeline
 from flowrvs.training import TrainConfig, config_from_dict
@@ -46,7 +46,7 @@ def test_global_batch_is_shared_out_by_rank():
 
 
 def test_cached_batches_of_ranks_make_the_step_of_one_process():
-    from flowrvs.latent_cache import LatentCache
+    from flowrvs.training.latent_cache import LatentCache
 
     cache = LatentCache()
     for v in range(5):
@@ -74,10 +74,10 @@ def test_export_release_file_reads_as_the_public_release(tmp_path):
     converter loads the EMA weights of the run from it."""
     import json as _json
 
-    from flowrvs.checkpoints import convert_transformer
-    from flowrvs.cli import main
+    from flowrvs.loading.convert import convert_transformer
+    from flowrvs.apps.cli import main
     from flowrvs.presets import preset_config
-    from flowrvs.synth import write_split
+    from flowrvs.data.synth import write_split
     from flowrvs.training import train
     from safetensors.torch import load_file
 

@@ -1,4 +1,4 @@
-"""Tests for flowrvs.video: reading, writing, masks, overlays."""
+"""Tests for flowrvs.io.video: reading, writing, masks, overlays."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from flowrvs.errors import FlowRVSError
-from flowrvs.windows import plan_windows
-from flowrvs.video import (
+from flowrvs.pipelines.windows import plan_windows
+from flowrvs.io.video import (
     IMAGE_EXTENSIONS,
     PALETTE,
     VIDEO_EXTENSIONS,
@@ -254,7 +254,7 @@ def test_truncated_video_is_an_error_or_partial(tmp_path):
 
 
 def test_write_video_mpeg4_fallback(tmp_path, monkeypatch):
-    import flowrvs.video as video_module
+    import flowrvs.io.video as video_module
 
     monkeypatch.setattr(video_module, "_video_codec", lambda: "mpeg4")
     frames = smooth_frames(4, 31, 33)
@@ -360,7 +360,7 @@ def _mixed_sizes(folder):
 def test_atomic_files_get_normal_permissions(tmp_path):
     import os
 
-    from flowrvs.fileio import write_json
+    from flowrvs.io.atomic import write_json
 
     write_json(tmp_path / "a.json", {"x": 1})
     mask = os.umask(0)

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from flowrvs.errors import FlowRVSError
-from flowrvs.rle import decode_rle
+from flowrvs.io.masks import decode_rle
 
 CHROMIUM = os.environ.get("FLOWRVS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -46,8 +46,8 @@ needs_browser = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def video_path(tmp_path_factory):
-    from flowrvs.synth import generate_video
-    from flowrvs.video import write_video
+    from flowrvs.data.synth import generate_video
+    from flowrvs.io.video import write_video
 
     path = tmp_path_factory.mktemp("upload") / "clip.mp4"
     write_video(path, generate_video(5, frames=5, size=SIZE).frames, fps=8)
@@ -62,7 +62,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tiny_pipe, tmp_path_factory):
-    from flowrvs.web import build_app, serve
+    from flowrvs.apps.web import build_app, serve
 
     work = tmp_path_factory.mktemp("web")
     app = build_app(tiny_pipe, size=SIZE, examples_dir=work / "examples", result_root=work / "results")
@@ -76,7 +76,7 @@ def server(tiny_pipe, tmp_path_factory):
 def test_browser_upload_segment_download(server, tiny_pipe, video_path, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from flowrvs.video import read_video
+    from flowrvs.io.video import read_video
 
     url, work = server
     outside = []
@@ -159,7 +159,7 @@ def test_browser_upload_segment_download(server, tiny_pipe, video_path, tmp_path
 
 # ---- the page's helpers, without a browser --------------------------------------------------
 def test_parse_sentences_and_steps():
-    from flowrvs.web import parse_sentences, parse_steps
+    from flowrvs.apps.web import parse_sentences, parse_steps
 
     assert parse_sentences("  the dog \n\n the cat\n") == ["the dog", "the cat"]
     for empty in ("", "  \n \n", None):
@@ -174,7 +174,7 @@ def test_parse_sentences_and_steps():
 def test_default_steps_reads_config_attribute_or_dict():
     from types import SimpleNamespace
 
-    from flowrvs.web import default_steps
+    from flowrvs.apps.web import default_steps
 
     assert default_steps(SimpleNamespace(config=SimpleNamespace(num_steps=4))) == 4
     assert default_steps(SimpleNamespace(config={"num_steps": 3})) == 3
@@ -182,7 +182,7 @@ def test_default_steps_reads_config_attribute_or_dict():
 
 
 def test_segment_upload_errors_before_model_work(tmp_path):
-    from flowrvs.web import segment_upload
+    from flowrvs.apps.web import segment_upload
 
     class NoModel:
         def __call__(self, *args, **kwargs):
@@ -200,8 +200,8 @@ def test_segment_upload_errors_before_model_work(tmp_path):
 
 
 def test_legend_escapes_and_previews_use_sentence_colours():
-    from flowrvs.video import PALETTE
-    from flowrvs.web import legend_html, mask_previews
+    from flowrvs.io.video import PALETTE
+    from flowrvs.apps.web import legend_html, mask_previews
 
     html = legend_html(["a <b>", "c"])
     assert "&lt;b&gt;" in html and "<b>" not in html and "#%02x%02x%02x" % PALETTE[1] in html
@@ -214,7 +214,7 @@ def test_legend_escapes_and_previews_use_sentence_colours():
 
 
 def test_web_command_user_errors_are_one_line(server, capsys):
-    from flowrvs.cli import main
+    from flowrvs.apps.cli import main
 
     assert main(["web", "--model", "no-such-model", "--no-examples"]) == 2
     assert "does not exist" in capsys.readouterr().err

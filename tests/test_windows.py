@@ -1,4 +1,4 @@
-"""Tests for flowrvs.windows: window plans, blend weights and the streaming logit blender."""
+"""Tests for flowrvs.pipelines.windows: window plans, blend weights and the streaming logit blender."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flowrvs.errors import FlowRVSError
-from flowrvs.windows import LogitBlender, Window, blend_weights, blend_windows, plan_windows
+from flowrvs.pipelines.windows import LogitBlender, Window, blend_weights, blend_windows, plan_windows
 
 PLANS = [(n, w, o) for n in (1, 5, 17, 18, 30, 31, 44, 100, 129) for w, o in ((5, 0), (5, 2), (9, 4), (17, 4), (17, 8), (33, 8))]
 

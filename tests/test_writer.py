@@ -1,4 +1,4 @@
-"""Tests for flowrvs.writer: the streamed segmentation writer writes what the whole-result path did."""
+"""Tests for flowrvs.io.writer: the streamed segmentation writer writes what the whole-result path did."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import flowrvs.video as video_module
-from flowrvs.fileio import atomic_dir
-from flowrvs.pipeline import SegmentationResult
-from flowrvs.rle import decode_rle, encode_rle
-from flowrvs.video import overlay_masks, read_video, write_mask_pngs, write_video
-from flowrvs.writer import SegmentationWriter, write_segmentation
+import flowrvs.io.video as video_module
+from flowrvs.io.atomic import atomic_dir
+from flowrvs.pipelines.pipeline_flowrvs import SegmentationResult
+from flowrvs.io.masks import decode_rle, encode_rle
+from flowrvs.io.video import overlay_masks, read_video, write_mask_pngs, write_video
+from flowrvs.io.writer import SegmentationWriter, write_segmentation
 
 T, H, W = 7, 20, 30
 
@@ -31,7 +31,7 @@ def make_result(seed: int = 0) -> tuple[np.ndarray, SegmentationResult]:
 
 
 def test_write_segmentation_is_importable_from_the_segment_command():
-    from flowrvs.commands.segment import write_segmentation as reexported
+    from flowrvs.apps.commands.segment import write_segmentation as reexported
 
     assert reexported is write_segmentation
 

@@ -8,11 +8,11 @@ __all__ = ["FlowRVSPipeline", "FlowRVSError", "__version__"]
 def __getattr__(name: str):
     # The pipeline pulls in torch and diffusers; import it only when asked for.
     if name == "FlowRVSPipeline":
-        from .pipeline import FlowRVSPipeline
+        from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 
         return FlowRVSPipeline
     if name == "FlowRVSError":
-        from .errors import FlowRVSError
+        from flowrvs.errors import FlowRVSError
 
         return FlowRVSError
     raise AttributeError(name)

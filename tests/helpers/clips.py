@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowrvs.synth import SynthVideo, generate_video, write_split
+from flowrvs.data.synth import SynthVideo, generate_video, write_split
 
 T, H, W = 5, 32, 48
 SENTENCE = "the large red square"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from flowrvs.rle import encode_rle
+from flowrvs.io.masks import encode_rle
 
 H, W = 32, 48
 

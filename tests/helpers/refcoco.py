@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from flowrvs.rle import encode_rle
+from flowrvs.io.masks import encode_rle
 
 H, W = 96, 128
 SQ = (30, 70, 40, 90)  # y0, y1, x0, x1 of the white square in image 1

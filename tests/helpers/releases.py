@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from flowrvs.checkpoints import apply_ema
+from flowrvs.loading.convert import apply_ema
 from flowrvs.models.dit import add_video_injection
 from flowrvs.presets import build_text_encoder, build_transformer, build_vae, build_word_tokenizer, preset_config, preset_vocabulary
 

@@ -11,31 +11,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import FlowRVSError
+from flowrvs.errors import FlowRVSError
 
 __all__ = ["DatasetEntry", "REGISTRY", "BENCHMARKS", "DEFAULT_SPLITS", "open_dataset"]
 
 
 def _mevis(root, split, **_):
-    from .mevis import MeViSDataset
+    from flowrvs.data.mevis import MeViSDataset
 
     return MeViSDataset(root, split)
 
 
 def _ytvos(root, split, **_):
-    from .ytvos import RefYouTubeVOSDataset
+    from flowrvs.data.ytvos import RefYouTubeVOSDataset
 
     return RefYouTubeVOSDataset(root, split)
 
 
 def _davis(root, split, **_):
-    from .davis import RefDAVISDataset
+    from flowrvs.data.davis import RefDAVISDataset
 
     return RefDAVISDataset(root, split)
 
 
 def _refcoco(root, split, variant: str | None = None, num_frames: int = 5, seed: int = 0, **_):
-    from .refcoco import RefCOCODataset
+    from flowrvs.data.refcoco import RefCOCODataset
 
     return RefCOCODataset(root, dataset=variant or "refcoco", split=split, num_frames=num_frames, seed=seed)
 

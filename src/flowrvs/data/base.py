@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import FlowRVSError
+from flowrvs.errors import FlowRVSError
 
 
 @dataclass(frozen=True)

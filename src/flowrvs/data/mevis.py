@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import FlowRVSError
-from ..rle import decode_rle
-from .base import Clip, Expression, IndexedVideoDataset
+from flowrvs.errors import FlowRVSError
+from flowrvs.io.masks import decode_rle
+from flowrvs.data.base import Clip, Expression, IndexedVideoDataset
 
 SPLITS = ("train", "valid_u", "valid")
 

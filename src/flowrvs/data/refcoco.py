@@ -42,7 +42,7 @@ from pycocotools import mask as mask_utils
 from flowrvs.data.base import Clip, Expression, ReferringVideoDataset
 from flowrvs.data.ytvos import image_size, read_json, read_rgb
 from flowrvs.errors import FlowRVSError
-from flowrvs.rle import decode_rle
+from flowrvs.io.masks import decode_rle
 
 DATASETS = ("refcoco", "refcoco+", "refcocog")
 

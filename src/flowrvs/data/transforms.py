@@ -11,7 +11,7 @@ import numpy as np
 
 from flowrvs.data.base import Clip
 from flowrvs.errors import FlowRVSError
-from flowrvs.frames import fit_size  # noqa: F401  (re-exported: the one rule for working sizes)
+from flowrvs.io.frames import fit_size  # noqa: F401  (re-exported: the one rule for working sizes)
 
 
 def resize_clip(

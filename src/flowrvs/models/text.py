@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..errors import FlowRVSError, first_line
+from flowrvs.errors import FlowRVSError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class EmbeddingCache:
             return
         from safetensors.torch import save_file
 
-        from ..fileio import atomic_path
+        from flowrvs.io.atomic import atomic_path
 
         meta = {"model": str(model), "sentence": clean_prompt(sentence), "text_len": str(int(text_len))}
         try:
@@ -223,7 +223,7 @@ def encode_sentences(
     cache: ``None`` encodes every time. model: the cache key of the encoder (weights and dtype).
     device/dtype: of the result (default: CPU, the cached dtype).
     """
-    from ..memory import release_memory
+    from flowrvs.runtime.memory import release_memory
 
     keys = [clean_prompt(s) for s in check_prompts(sentences)]
     cache = cache if cache is not None else EmbeddingCache.memory_only()

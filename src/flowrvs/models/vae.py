@@ -6,7 +6,7 @@ has 1 output channel (``out_channels=1``), fine-tuned to decode mask latents to 
 
 Shapes: videos ``(B, 3, T, H, W)`` in [-1, 1]; masks ``(B, T, H, W)`` in {0, 1}; latents
 ``(B, 16, 1 + (T - 1) / 4, H / 8, W / 8)``. ``T`` must be ``4k + 1``: the VAE is causal in
-time and silently drops other frames, so callers pad first (see :mod:`flowrvs.frames`).
+time and silently drops other frames, so callers pad first (see :mod:`flowrvs.io.frames`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKLWan
 
-from ..flow import perturb_start_point
+from flowrvs.flow import perturb_start_point
 
 
 def latent_stats(vae: AutoencoderKLWan, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

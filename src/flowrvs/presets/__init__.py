@@ -10,7 +10,7 @@ patches, a VAE that compresses 4x in space and time so that small shapes survive
 about 2.4M parameters in all) is what the shipped ``tiny-synthetic`` model is trained from.
 
 Each preset folder has ``transformer/``, ``vae/``, ``text_encoder/`` configs and a
-``pipeline.json`` (see :class:`flowrvs.pipeline.FlowRVSConfig`); ``tiny`` adds ``vocab.txt``.
+``pipeline.json`` (see :class:`flowrvs.pipelines.pipeline_flowrvs.FlowRVSConfig`); ``tiny`` adds ``vocab.txt``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import FlowRVSError
+from flowrvs.errors import FlowRVSError
 
 PRESETS = ("wan2.1-1.3b", "wan2.1-14b", "small", "tiny")
 SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
@@ -68,7 +68,7 @@ def build_transformer(name: str, dvi: bool = True, device: str | torch.device | 
     """A random-weight Wan DiT of the preset (``device="meta"`` allocates nothing)."""
     from diffusers import WanTransformer3DModel
 
-    from ..models.dit import dvi_config
+    from flowrvs.models.dit import dvi_config
 
     config = preset_config(name, "transformer")
     if dvi:
@@ -99,13 +99,13 @@ def build_text_encoder(name: str, vocab_size: int | None = None, device: str | t
 
 
 def build_pipeline(name: str = "tiny", dvi: bool = True, seed: int = 0, words: list[str] | None = None, **config):
-    """A :class:`~flowrvs.pipeline.FlowRVSPipeline` of the preset with random weights.
+    """A :class:`~flowrvs.pipelines.pipeline_flowrvs.FlowRVSPipeline` of the preset with random weights.
 
     Only ``tiny`` (and presets with a ``vocab.txt``) can be built whole: the real umT5
     tokenizer cannot be made offline. ``words`` replaces the preset vocabulary; ``config``
     overrides ``pipeline.json`` entries.
     """
-    from ..pipeline import FlowRVSConfig, FlowRVSPipeline
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSConfig, FlowRVSPipeline
 
     words = words or preset_vocabulary(name)
     torch.manual_seed(seed)

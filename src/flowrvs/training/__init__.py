@@ -14,8 +14,8 @@ One concern per module:
 ``loop``         :func:`train`
 """
 
-from .checkpoint import export_checkpoint, list_checkpoints, load_checkpoint, read_checkpoint, save_checkpoint
-from .config import (
+from flowrvs.training.checkpoint import export_checkpoint, list_checkpoints, load_checkpoint, read_checkpoint, save_checkpoint
+from flowrvs.training.config import (
     DataConfig,
     DatasetConfig,
     DistConfig,
@@ -31,9 +31,9 @@ from .config import (
     load_config,
     validate_config,
 )
-from .data import random_crop
-from .loop import TrainResult, lr_at, step_seed, train
-from .stages import STAGE_CLASSES, load_model, to_mask_vae, to_rgb_vae
+from flowrvs.training.data import random_crop
+from flowrvs.training.loop import TrainResult, lr_at, step_seed, train
+from flowrvs.training.stages import STAGE_CLASSES, load_model, to_mask_vae, to_rgb_vae
 
 __all__ = [
     "DataConfig", "DatasetConfig", "DistConfig", "EmaConfig", "FlowConfig", "LossConfig", "ModelConfig",

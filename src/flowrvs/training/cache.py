@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainConfig
-from .data import build_datasets, cache_paths, cache_seed
-from .distributed import Process, barrier
+from flowrvs.training.config import TrainConfig
+from flowrvs.training.data import build_datasets, cache_paths, cache_seed
+from flowrvs.runtime.distributed import Process, barrier
 
 TEXT_SHARD = 1024
 """Sentences per text-embedding shard (about 120 MB of umT5 bf16 embeddings at 15 tokens each)."""
@@ -42,7 +42,7 @@ def text_cache_ready(config: TrainConfig) -> bool:
 
 
 def load_or_build_caches(config: TrainConfig, pipe, process: Process = Process()):
-    """``(latents, text)``: the :class:`~flowrvs.latent_cache.LatentCache` of all ``data.datasets``
+    """``(latents, text)``: the :class:`~flowrvs.training.latent_cache.LatentCache` of all ``data.datasets``
     (concatenated, ``group`` = dataset position) and ``{cleaned sentence: (n, D) embedding}``
     (None without a text cache). Missing files are encoded and written by rank 0 while the other
     processes wait, then read."""
@@ -56,8 +56,8 @@ def load_or_build_caches(config: TrainConfig, pipe, process: Process = Process()
 def read_caches(config: TrainConfig, pipe, build: bool = True, progress: bool | None = None):
     """``(latents, text)`` as :func:`load_or_build_caches`; a missing file is encoded and written
     when ``build``, else a FlowRVSError."""
-    from ..errors import FlowRVSError
-    from ..latent_cache import LatentCache, build_latent_cache
+    from flowrvs.errors import FlowRVSError
+    from flowrvs.training.latent_cache import LatentCache, build_latent_cache
 
     data = config.data
     dtype = getattr(torch, data.cache_dtype)
@@ -91,8 +91,8 @@ def text_cache_dir(config: TrainConfig, sentences: list[str]) -> Path:
     seed), the text length, the weights' dtype and the sentences: found without loading umT5."""
     import hashlib
 
-    from ..models.text import clean_prompt
-    from ..model_folder import model_fingerprint, resolve_model_dir
+    from flowrvs.models.text import clean_prompt
+    from flowrvs.loading.model_folder import model_fingerprint, resolve_model_dir
 
     model = config.model
     source = (f"init:{model_fingerprint(resolve_model_dir(model.init))}" if model.init is not None
@@ -109,8 +109,8 @@ def build_text_cache(pipe, sentences: list[str], folder: Path, dtype: torch.dtyp
     """Encode each distinct cleaned sentence once and write the shards, then ``index.json``."""
     from safetensors.torch import save_file
 
-    from ..fileio import atomic_path, write_json
-    from ..models.text import clean_prompt
+    from flowrvs.io.atomic import atomic_path, write_json
+    from flowrvs.models.text import clean_prompt
 
     unique = sorted({clean_prompt(s) for s in sentences})
     encoder = pipe.prompt_encoder

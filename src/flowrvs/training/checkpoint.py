@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import FlowRVSError, first_line
-from .config import TrainConfig, config_from_dict
-from .distributed import Process, full_tensor, shard_like
-from .ema import EMA
+from flowrvs.errors import FlowRVSError, first_line
+from flowrvs.training.config import TrainConfig, config_from_dict
+from flowrvs.runtime.distributed import Process, full_tensor, shard_like
+from flowrvs.training.ema import EMA
 
 CHECKPOINT_FORMAT = "flowrvs-train-checkpoint/1"
 CHECKPOINT_RE = re.compile(r"^step-(\d{8})\.safetensors$")
@@ -79,7 +79,7 @@ def save_checkpoint(path: Path, step: int, config: TrainConfig, named, optimizer
     """
     from safetensors.torch import save_file
 
-    from ..fileio import atomic_path
+    from flowrvs.io.atomic import atomic_path
 
     names = [n for n, _ in named]
     tensors: dict[str, torch.Tensor] = {f"model.{name}": _whole(p) for name, p in named}
@@ -182,8 +182,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, use_ema: bool = T
     (the weights a stage does not train come from there). ``use_ema`` picks the EMA weights
     when the checkpoint holds them. Returns the folder, written atomically.
     """
-    from ..pipeline import DTYPES
-    from .stages import STAGE_CLASSES, load_model
+    from flowrvs.pipelines.pipeline_flowrvs import DTYPES
+    from flowrvs.training.stages import STAGE_CLASSES, load_model
 
     path = Path(checkpoint)
     if not path.is_file():

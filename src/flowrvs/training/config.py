@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import FlowRVSError, first_line
+from flowrvs.errors import FlowRVSError, first_line
 
 STAGES = ("autoencoder", "mask_decoder", "flow")
 SAMPLING_MODES = ("local", "global", "mixed")
@@ -222,7 +222,7 @@ def _choice(value, choices, key: str):
 
 def validate_config(config: TrainConfig) -> TrainConfig:
     """Range and choice checks; a FlowRVSError names the offending key."""
-    from ..data import REGISTRY
+    from flowrvs.data import REGISTRY
 
     _choice(config.stage, STAGES, "stage")
     _choice(config.dtype, DTYPE_NAMES, "dtype")

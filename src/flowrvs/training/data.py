@@ -16,9 +16,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..data import open_dataset
-from ..errors import FlowRVSError
-from .config import DatasetConfig, TrainConfig
+from flowrvs.data import open_dataset
+from flowrvs.errors import FlowRVSError
+from flowrvs.training.config import DatasetConfig, TrainConfig
 
 
 def build_datasets(config: TrainConfig) -> list:
@@ -64,7 +64,7 @@ class StepClips(torch.utils.data.Dataset):
 def collate_clips(clips) -> dict:
     """A batch dict for the losses: ``video`` ``(B, 3, T', h, w)`` in [-1, 1], ``mask``
     ``(B, T', h, w)`` in {0, 1} (T' = 4k+1), ``prompts``. Clips are brought to the first clip's size."""
-    from ..frames import frames_to_tensor, masks_to_tensor
+    from flowrvs.io.frames import frames_to_tensor, masks_to_tensor
 
     size = tuple(clips[0].frames.shape[1:3])
     return {
@@ -75,7 +75,7 @@ def collate_clips(clips) -> dict:
 
 
 def clip_dataset(config: TrainConfig, length: int | None = None):
-    from ..data.sampling import ClipDataset
+    from flowrvs.data.sampling import ClipDataset
 
     return ClipDataset(
         build_datasets(config),
@@ -109,11 +109,11 @@ def video_batches(config: TrainConfig, start_step: int, rank: int = 0, world_siz
 
 def cached_batches(config: TrainConfig, cache, start_step: int, rank: int = 0, world_size: int = 1,
                    text: dict | None = None, text_len: int | None = None) -> Iterator[list[dict]]:
-    """Per step, this process's micro-batches of a :class:`~flowrvs.latent_cache.LatentCache`:
+    """Per step, this process's micro-batches of a :class:`~flowrvs.training.latent_cache.LatentCache`:
     ``batch_size / k`` expressions drawn by dataset weight, each with ``k - 1`` other sentences of
     its video (``data.sentences_per_video``). With ``text`` (cleaned sentence -> ``(n, D)``
     embedding) a batch also holds ``text_embeds`` ``(B, text_len, D)``, zero-padded."""
-    from ..models.text import clean_prompt, pad_embeddings
+    from flowrvs.models.text import clean_prompt, pad_embeddings
 
     weights = np.array([ds.weight for ds in config.data.datasets], dtype=float)[cache.group]
     weights /= weights.sum()
@@ -134,7 +134,7 @@ def cache_paths(config: TrainConfig, spec: DatasetConfig, vae, mask_latent_norma
     """The latent cache file of one dataset, then any file of higher precision that may stand in
     for it: one file per dataset, named by everything that changes its content (not its weight),
     so adding a dataset re-encodes nothing else."""
-    from ..latent_cache import cache_key
+    from flowrvs.training.latent_cache import cache_key
 
     data = config.data
     settings = {

@@ -3,7 +3,7 @@
 ``ema.warmup``: ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates (diffusers' default),
 else ``d = decay`` from the second update on. :meth:`EMA.state_dict` is ``EMAModel``'s
 (``shadow_params`` in parameter order), the ``ema_model`` entry of the public FlowRVS
-release, which :func:`flowrvs.checkpoints.dit_state_dict` reads.
+release, which :func:`flowrvs.loading.convert.dit_state_dict` reads.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 
 import torch
 
-from .distributed import full_tensor, shard_like
+from flowrvs.runtime.distributed import full_tensor, shard_like
 
 
 class EMA:

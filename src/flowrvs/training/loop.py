@@ -20,13 +20,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import FlowRVSError
-from . import distributed
-from .checkpoint import checkpoint_path, export_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from .config import OptimConfig, TrainConfig, check_world_size, dump_config, validate_config
-from .data import sample_indices
-from .ema import EMA
-from .stages import STAGE_CLASSES, load_model
+from flowrvs.errors import FlowRVSError
+from flowrvs.runtime import distributed
+from flowrvs.training.checkpoint import checkpoint_path, export_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from flowrvs.training.config import OptimConfig, TrainConfig, check_world_size, dump_config, validate_config
+from flowrvs.training.data import sample_indices
+from flowrvs.training.ema import EMA
+from flowrvs.training.stages import STAGE_CLASSES, load_model
 
 MODEL_DIR = "model"
 LOG_FILE = "train.log"
@@ -105,7 +105,7 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    from ..pipeline import resolve_device_dtype
+    from flowrvs.pipelines.pipeline_flowrvs import resolve_device_dtype
 
     validate_config(config)
     process = distributed.from_environment()
@@ -135,7 +135,7 @@ def _train(config, process, device, dtype, started, callback, tqdm) -> TrainResu
     sharded = process.distributed and config.dist.strategy == "fsdp"
 
     _seed_everything(config.seed)
-    from .cache import text_cache_ready
+    from flowrvs.training.cache import text_cache_ready
 
     no_umt5 = not config.tensorboard.image_every and text_cache_ready(config)  # mask images need the encoder
     pipe = load_model(config.model, config.seed, device, dtype, text_encoder=not no_umt5)
@@ -167,7 +167,7 @@ def _train(config, process, device, dtype, started, callback, tqdm) -> TrainResu
     board = None
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        from ..fileio import atomic_path
+        from flowrvs.io.atomic import atomic_path
 
         with atomic_path(out / "config.yaml") as tmp:
             tmp.write_text(dump_config(config))
@@ -177,7 +177,7 @@ def _train(config, process, device, dtype, started, callback, tqdm) -> TrainResu
                        f"processes={process.world_size} strategy={config.dist.strategy if process.distributed else 'none'} "
                        f"trainable={sum(p.numel() for p in params)}")
         if config.tensorboard.enabled:
-            from .tensorboard import Board
+            from flowrvs.training.tensorboard import Board
 
             board = Board(config, stage, device, images=not sharded)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..flow import FlowParametrization, Generators, interpolate, perturb_start_point, sample_bbs_time
-from ..models.dit import predict_velocity
-from ..models.vae import encode_mask, normalize_latents
+from flowrvs.flow import FlowParametrization, Generators, interpolate, perturb_start_point, sample_bbs_time
+from flowrvs.models.dit import predict_velocity
+from flowrvs.models.vae import encode_mask, normalize_latents
 
 
 @dataclass

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import FlowRVSError
-from .config import ModelConfig, TrainConfig
-from .data import cached_batches, random_crop, video_batches
-from .losses import FlowObjective, flow_loss, kl_to_standard_normal, mask_loss
+from flowrvs.errors import FlowRVSError
+from flowrvs.training.config import ModelConfig, TrainConfig
+from flowrvs.training.data import cached_batches, random_crop, video_batches
+from flowrvs.training.losses import FlowObjective, flow_loss, kl_to_standard_normal, mask_loss
 
 HEAD = "decoder.conv_out."
 
@@ -72,7 +72,7 @@ def to_rgb_vae(vae, seed: int = 0):
 
 
 def synth_vocabulary() -> list[str]:
-    from ..synth import VOCABULARY
+    from flowrvs.data.synth import VOCABULARY
 
     return ["<pad>", "</s>", "<unk>"] + list(VOCABULARY)
 
@@ -80,9 +80,9 @@ def synth_vocabulary() -> list[str]:
 def load_model(model: ModelConfig, seed: int, device, dtype, text_encoder: bool = True):
     """The pipeline a stage starts from (see :class:`~flowrvs.training.config.ModelConfig`).
     ``text_encoder=False``: a model folder's umT5 is not loaded (its sentences are cached)."""
-    from ..models.dit import add_video_injection, remove_video_injection
-    from ..pipeline import FlowRVSConfig, FlowRVSPipeline
-    from ..presets import PRESETS, build_pipeline, preset_dir
+    from flowrvs.models.dit import add_video_injection, remove_video_injection
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSConfig, FlowRVSPipeline
+    from flowrvs.presets import PRESETS, build_pipeline, preset_dir
 
     overrides = {
         k: getattr(model, k)
@@ -202,8 +202,8 @@ class FlowStage(Stage):
     def batches(self, start_step, rank=0, world_size=1):
         if not self.config.data.cache_latents:
             return super().batches(start_step, rank, world_size)
-        from .cache import free_encoders, load_or_build_caches
-        from .distributed import Process
+        from flowrvs.training.cache import free_encoders, load_or_build_caches
+        from flowrvs.runtime.distributed import Process
 
         cache, text = load_or_build_caches(self.config, self.pipe, Process(rank, world_size))
         if text is not None and not self.config.tensorboard.image_every:
@@ -223,7 +223,7 @@ class MaskDecoderStage(Stage):
             part.train()
 
     def loss(self, batch, generators):
-        from ..models.vae import decode_mask_logits, encode_mask
+        from flowrvs.models.vae import decode_mask_logits, encode_mask
 
         vae, normalized = self.pipe.vae, self.pipe.config.mask_latent_normalized
         mask = random_crop(batch, self.config.data.crop, generators)["mask"].to(self.pipe.device)
@@ -244,8 +244,8 @@ class AutoencoderStage(Stage):
         self.latent_stats = RunningChannelStats()
 
     def loss(self, batch, generators):
-        from ..flow import gaussian
-        from ..models.vae import decode_raw
+        from flowrvs.flow import gaussian
+        from flowrvs.models.vae import decode_raw
 
         vae, losses = self.root, self.config.losses
         batch = random_crop(batch, self.config.data.crop, generators)

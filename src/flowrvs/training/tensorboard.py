@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import TrainConfig
+from flowrvs.training.config import TrainConfig
 
 
 class Board:
@@ -46,8 +46,8 @@ class Board:
         """The first ``image_clips`` clips of the first dataset's ``image_split`` (epoch 0, no flip)."""
         import dataclasses
 
-        from ..data.sampling import ClipDataset
-        from .data import build_datasets
+        from flowrvs.data.sampling import ClipDataset
+        from flowrvs.training.data import build_datasets
 
         tb = self.config.tensorboard
         spec = self.config.data.datasets[0]

@@ -1,0 +1,24 @@
+"""`flowrvs convert --wan DIR --dit DIT.pth --vae TUNED_VAE.pth --out MODEL_DIR`: import the public release."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("convert", help="turn the public FlowRVS release into a flowrvs model folder")
+    parser.add_argument("--wan", required=True, help="the Wan2.1-T2V-1.3B-Diffusers folder")
+    parser.add_argument("--dit", required=True, help="FlowRVS DiT checkpoint (.pth)")
+    parser.add_argument("--vae", required=True, help="FlowRVS tuned_vae.pth (mask decoder)")
+    parser.add_argument("--out", required=True, help="model folder to write")
+    parser.add_argument("--mask-latent-normalized", action="store_true",
+                        help="the checkpoint normalises mask latents like video latents (older releases)")
+    parser.add_argument("--text-len", type=int, default=256, choices=[64, 256, 512],
+                        help="prompt embedding length the checkpoint was trained with")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from flowrvs.loading.convert import convert_release
+
+    out = convert_release(args.wan, args.dit, args.vae, args.out, args.mask_latent_normalized, args.text_len)
+    print(f"wrote model folder {out}")
+    return 0

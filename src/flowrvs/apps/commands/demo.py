@@ -1,0 +1,67 @@
+"""`flowrvs demo --out DIR`: a fresh synthetic video, the shipped model, masks and a score.
+
+Generates a video with :func:`flowrvs.data.synth.generate_video` (never seen in training: pick any
+``--seed``), segments 2-3 of its referring expressions with the shipped ``tiny-synthetic``
+model (or ``--model``), writes what ``segment`` writes plus ``side_by_side.gif`` (input |
+ground truth | prediction) and ``demo.json``, and prints the J&F reached per sentence.
+"""
+
+from __future__ import annotations
+
+import json
+
+DEFAULT_MODEL = "tiny-synthetic"
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("demo", help="segment a freshly generated synthetic video with the shipped model")
+    parser.add_argument("--out", required=True, help="output folder (replaced when complete)")
+    parser.add_argument("--seed", type=int, default=2026, help="seed of the generated video")
+    parser.add_argument("--prompts", type=int, default=3, choices=[1, 2, 3, 4, 5, 6], help="sentences to segment")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model folder or shipped model name")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--steps", type=int, default=None, help="Euler steps (default: the model's)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import time
+
+    from flowrvs.errors import FlowRVSError
+    from flowrvs.io.atomic import atomic_dir
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    from flowrvs.eval.scoring import score_expression
+    from flowrvs.io.video import overlay_masks, side_by_side, write_gif
+    from flowrvs.data.synth import generate_video, pick_expressions
+    from flowrvs.io.writer import write_segmentation
+
+    if args.seed < 0:
+        raise FlowRVSError(f"--seed must be non-negative, got {args.seed}")
+    start = time.perf_counter()
+    video = generate_video(args.seed)
+    picked = pick_expressions(video, args.prompts)
+    sentences = [video.expressions[i][0] for i in picked]
+    truths = [video.union_mask(i) for i in picked]
+
+    pipe = FlowRVSPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    result = pipe(video.frames, sentences, num_steps=args.steps)
+
+    rows = []
+    for k, (sentence, truth, pred) in enumerate(zip(sentences, truths, result.masks)):
+        j, f = score_expression(pred, truth)
+        rows.append({"index": k, "prompt": sentence, "kind": video.kinds[picked[k]], "J": j, "F": f, "J&F": (j + f) / 2})
+    mean_jf = sum(r["J&F"] for r in rows) / len(rows)
+
+    with atomic_dir(args.out) as tmp:
+        write_segmentation(tmp, video.frames, result, f"synthetic video, seed {args.seed}")
+        panels = side_by_side(video.frames, overlay_masks(video.frames, truths), overlay_masks(video.frames, result.masks))
+        write_gif(tmp / "side_by_side.gif", panels, fps=4)
+        summary = {"seed": args.seed, "model": str(args.model), "J&F": mean_jf, "prompts": rows}
+        (tmp / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    for r in rows:
+        print(f"[{r['index']}] J&F {r['J&F']:.3f}  ({r['kind']})  {r['prompt']}")
+    print(f"mean J&F {mean_jf:.3f} on synthetic video seed {args.seed}; wrote {args.out} "
+          f"(side_by_side.gif: input | ground truth | prediction) in {time.perf_counter() - start:.1f} s")
+    return 0

@@ -1,0 +1,105 @@
+"""`flowrvs evaluate --dataset mevis|ytvos|davis --root DIR --split S --model M --out OUT`.
+
+Runs the model over a split, writes the predictions in the layout of the dataset's official
+scorer/server (and ``OUT/submission.zip`` for MeViS and Ref-YouTube-VOS), scores a split that has
+masks into ``OUT/metrics.json`` (the format of ``flowrvs score``) and prints ``J&F .. J .. F ..``.
+Resumable: run it again with the same ``--out`` and finished expressions are skipped. Under
+``torchrun --nproc_per_node N`` the videos are shared out among the processes. Layouts: see
+:mod:`flowrvs.eval.evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flowrvs.apps.commands.common import add_model_args, parse_size
+
+
+def register(subparsers) -> None:
+    from flowrvs.eval.evaluate import DATASETS, DEFAULT_SPLITS
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="run a model over a benchmark split, write predictions/submission zip, score",
+        description=(
+            "Segment every expression of a split, write 0/255 PNGs named after the dataset's frames "
+            "(MeViS: OUT/predictions/<video>/<exp_id>/; Ref-YouTube-VOS: OUT/predictions/Annotations/"
+            "<video>/<exp_id>/; Ref-DAVIS17: OUT/predictions/anno_<set>/<video>/<exp_id>/ as indexed PNGs, "
+            "plus OUT/official/anno_<set>/<video>/ for the DAVIS toolkit), OUT/submission.zip for the "
+            "servers, and for a split with masks OUT/metrics.json. Resumable; works under torchrun."
+        ),
+    )
+    p.add_argument("--dataset", required=True, choices=DATASETS, help="benchmark")
+    p.add_argument("--root", required=True, type=Path, help="dataset root (never written to)")
+    p.add_argument("--split", default=None,
+                   help="split (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_SPLITS.items()) + ")")
+    p.add_argument("--out", required=True, type=Path, help="output folder (reused on a rerun: finished work is kept)")
+    p.add_argument("--limit", type=int, default=None, help="only the first K videos (sorted)")
+    p.add_argument("--batch-size", type=int, default=1, help="expressions per DiT pass")
+    p.add_argument("--size", default=None, help="HxW box frames are resized into (default: the model's)")
+    p.add_argument("--window", type=int, default=0,
+                   help="frames per window for long videos, 4k+1 (default 0: whole videos, as the public evaluation)")
+    p.add_argument("--overlap", type=int, default=4, help="frames neighbouring windows share (with --window)")
+    add_model_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from flowrvs.eval.evaluate import dist_info, evaluate
+    from flowrvs.loading.model_folder import model_fingerprint, resolve_model_dir
+    from flowrvs.eval.scoring import summary_line
+    from flowrvs.apps.commands.common import hub_options, init_distributed, load_pipeline
+
+    size = parse_size(args.size) if args.size else None
+    model_dir = resolve_model_dir(args.model, **hub_options(args))  # fails fast on a bad model before any work
+    info = dist_info()
+    prefix = f"[rank {info.rank}/{info.world}] " if info.distributed else ""
+
+    def log(msg: str) -> None:
+        print(f"flowrvs evaluate: {prefix}{msg}", file=sys.stderr, flush=True)
+
+    if info.distributed:
+        init_distributed(info, args)
+    try:
+        result = evaluate(
+            lambda: load_pipeline(args),
+            args.dataset,
+            args.root,
+            args.split,
+            args.out,
+            model_id=str(model_dir.resolve()),
+            model_files=model_fingerprint(model_dir),
+            num_steps=args.steps,
+            mask_threshold=args.mask_threshold,
+            size=size,
+            batch_size=args.batch_size,
+            window=args.window or None,
+            overlap=args.overlap,
+            limit=args.limit,
+            info=info,
+            log=log,
+        )
+    finally:
+        if info.distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    stats = result.stats
+    log(f"segmented {stats.expressions} expression(s) of {stats.videos} video(s) in {stats.seconds:.1f} s"
+        + (f"; {stats.skipped_expressions} already done" if stats.skipped_expressions else ""))
+    if not info.main:
+        return 0
+    if result.zip_path is not None:
+        partial = " (partial: --limit)" if args.limit is not None else ""
+        log(f"wrote {result.zip_path}{partial}")
+    if result.metrics is None:
+        log(f"split {result.split} has no masks: skipped scoring; "
+            + (f"submit {result.zip_path} to the server" if result.zip_path else "predictions are in "
+               f"{args.out / 'predictions'}"))
+        return 0
+    print(summary_line(result.metrics))
+    log(f"wrote {args.out / 'metrics.json'} ({result.metrics['num_expressions']} expressions)")
+    return 0

@@ -1,0 +1,90 @@
+"""`flowrvs segment-batch VIDEOS --sentences FILE --model M --out OUT`: a folder of videos.
+
+Each video named in FILE (JSON ``{"video": ["sentence", ...]}`` or CSV ``video,sentence``) is
+segmented with all its sentences into ``OUT/<video>/`` (the layout of ``flowrvs segment``);
+``OUT/summary.json`` lists frames, sentences, seconds and status per video. Started again with
+the same OUT it skips finished videos. A video that fails is reported and the batch goes on;
+the exit status is then 2. Under ``torchrun --nproc_per_node N`` the videos are shared out.
+See :mod:`flowrvs.apps.batch`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flowrvs.apps.commands.common import add_model_args, parse_size
+
+
+DESCRIPTION = (
+    "Segment each video named in the sentence file (JSON {\"video\": [\"sentence\", ...]} or a CSV with the "
+    "columns video,sentence) with all its sentences into OUT/<video>/ (the layout of flowrvs segment), and "
+    "list frames, sentences, seconds and status per video in OUT/summary.json. Run again with the same OUT, "
+    "finished videos are skipped. A video that fails is reported and the batch goes on; the exit status is "
+    "then 2. Under torchrun --nproc_per_node N the videos are shared out among the processes."
+)
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("segment-batch", help="segment every video of a folder with its own sentences",
+                            description=DESCRIPTION)
+    parser.add_argument("videos", type=Path, help="folder of videos (files, or folders of frames)")
+    parser.add_argument("--sentences", required=True, type=Path,
+                        help='JSON {"video name": ["sentence", ...]} or CSV with columns video,sentence')
+    parser.add_argument("--out", required=True, type=Path, help="output folder (reused on a rerun: finished videos are kept)")
+    parser.add_argument("--size", default=None, help="HxW box frames are resized into (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=1, help="sentences per DiT pass")
+    parser.add_argument("--no-overlay", action="store_true", help="skip each video's overlay.mp4")
+    add_model_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from flowrvs.apps.batch import segment_batch
+    from flowrvs.errors import FlowRVSError
+    from flowrvs.eval.evaluate import dist_info
+    from flowrvs.loading.model_folder import model_fingerprint, resolve_model_dir
+    from flowrvs.apps.commands.common import hub_options, init_distributed, load_pipeline
+
+    size = parse_size(args.size) if args.size else None
+    if args.steps is not None and args.steps < 1:
+        raise FlowRVSError(f"--steps must be at least 1, got {args.steps}")
+    if args.batch_size < 1:
+        raise FlowRVSError(f"--batch-size must be at least 1, got {args.batch_size}")
+    model_dir = resolve_model_dir(args.model, **hub_options(args))  # a bad model fails before any work
+    info = dist_info()
+    prefix = f"[rank {info.rank}/{info.world}] " if info.distributed else ""
+
+    def log(msg: str) -> None:
+        print(f"flowrvs segment-batch: {prefix}{msg}", file=sys.stderr, flush=True)
+
+    record = {"model": str(model_dir.resolve()), "model_files": model_fingerprint(model_dir), "steps": args.steps,
+              "size": list(size) if size else None, "mask_threshold": args.mask_threshold,
+              "overlay": not args.no_overlay}
+    if info.distributed:
+        init_distributed(info, args)
+    try:
+        stats, summary = segment_batch(
+            lambda: load_pipeline(args), args.videos, args.sentences, args.out, info=info, run_record=record,
+            log=log, num_steps=args.steps, size=size, batch_size=args.batch_size,
+            mask_threshold=args.mask_threshold, overlay=not args.no_overlay)
+    finally:
+        if info.distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    log(f"segmented {len(stats.done)} video(s) in {stats.seconds:.1f} s"
+        + (f"; {len(stats.skipped)} already done" if stats.skipped else "")
+        + (f"; {len(stats.failed)} failed" if stats.failed else ""))
+    if summary is None:  # rank 0 reports the whole batch, failures of every rank included
+        return 0
+    failed = summary["failed"]
+    if failed:
+        shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
+        print(f"flowrvs segment-batch: {len(failed)} of {summary['total']} video(s) failed ({shown}); "
+              f"see {args.out / 'summary.json'}", file=sys.stderr)
+        return 2
+    print(f"segmented {summary['total']} video(s) into {args.out} (summary.json)")
+    return 0

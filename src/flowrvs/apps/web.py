@@ -1,0 +1,320 @@
+"""The Gradio page of ``flowrvs web``: upload a video, type sentences, get masks back.
+
+:func:`build_app` lays out the page around a loaded pipeline; :func:`serve` starts it. The page
+works offline: Gradio's analytics and version check are off, the theme's fonts are the ones
+Gradio serves itself, and nothing on the page is loaded from another host.
+
+One click of **Segment** runs :func:`segment_upload`: the video is decoded once, all its
+sentences are segmented in one pipeline call, and the files ``flowrvs segment`` writes go
+into a fresh folder; the page shows the overlay video with a colour legend, one mask preview
+per sentence, and offers ``masks.zip`` (the per-sentence PNG folders and ``masks.json``).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from flowrvs.errors import FlowRVSError, first_line
+from flowrvs.io.atomic import atomic_dir, atomic_path
+
+UPLOAD_TYPES = (".mp4", ".webm", ".gif", ".mov", ".avi", ".mkv")
+ZIP_NAME = "masks.zip"
+EXAMPLE_SEEDS = (2026, 7)  # synthetic videos offered as one-click examples
+PREVIEW_FRAMES = 6  # frames shown per sentence in the mask preview
+KEEP_RESULTS_S = 3600  # result folders older than this are removed when a new one is made
+
+log = logging.getLogger(__name__)
+
+
+def default_steps(pipe) -> int:
+    """The model's default number of Euler steps (``num_steps`` of its config; 1 when absent)."""
+    config = getattr(pipe, "config", None)
+    steps = getattr(config, "num_steps", None)
+    if steps is None and isinstance(config, dict):
+        steps = config.get("num_steps")
+    return int(steps) if steps else 1
+
+
+def parse_sentences(text: str | None) -> list[str]:
+    """One sentence per line; blank lines are ignored. Raises :class:`FlowRVSError` when none is left."""
+    from flowrvs.models.text import check_prompts
+
+    sentences = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not sentences:
+        raise FlowRVSError("type at least one sentence (one per line) in Sentences")
+    try:
+        return check_prompts(sentences)
+    except FlowRVSError as err:  # a line of only quotes or backslashes cleans to nothing
+        raise FlowRVSError(f"{err}: write a sentence that describes an object") from None
+
+
+def parse_steps(value) -> int:
+    """The Euler steps field as a positive int."""
+    try:
+        steps = float(value)
+    except (TypeError, ValueError):
+        raise FlowRVSError(f"Euler steps must be a whole number, got {value!r}") from None
+    if not steps.is_integer() or steps < 1:
+        raise FlowRVSError(f"Euler steps must be a whole number of at least 1, got {value!r}")
+    return int(steps)
+
+
+def colour_hex(k: int) -> str:
+    """The overlay colour of sentence ``k`` (:data:`flowrvs.io.video.PALETTE`) as ``#rrggbb``."""
+    from flowrvs.io.video import PALETTE
+
+    return "#%02x%02x%02x" % PALETTE[k % len(PALETTE)]
+
+
+def legend_html(prompts: Sequence[str]) -> str:
+    """An HTML legend: one colour swatch and the sentence per line, in overlay order."""
+    rows = "".join(
+        f'<li style="list-style:none;margin:2px 0"><span style="display:inline-block;width:1em;height:1em;'
+        f'vertical-align:middle;margin-right:.5em;border-radius:2px;background:{colour_hex(k)}"></span>'
+        f"{k}: {html.escape(p)}</li>"
+        for k, p in enumerate(prompts)
+    )
+    return f'<ul class="flowrvs-legend" style="padding:0;margin:0">{rows}</ul>'
+
+
+def mask_previews(frames: np.ndarray, masks: Sequence[np.ndarray], prompts: Sequence[str],
+                  count: int = PREVIEW_FRAMES) -> list[tuple[np.ndarray, str]]:
+    """Per sentence, ``count`` evenly spaced frames side by side with its mask in its colour.
+
+    frames: ``(T, H, W, 3)`` uint8; masks: one ``(T, H, W)`` bool per sentence. Returns
+    ``(image (H, n*W, 3) uint8, caption)`` pairs, as a Gradio gallery takes them.
+    """
+    from flowrvs.io.video import overlay_masks
+
+    picks = np.unique(np.linspace(0, frames.shape[0] - 1, min(count, frames.shape[0])).round().astype(int))
+    shown = frames[picks]
+    previews = []
+    for k, (mask, prompt) in enumerate(zip(masks, prompts)):
+        # the sentence's own colour: earlier slots stay empty, so overlay_masks paints with PALETTE[k]
+        layers = [np.zeros_like(mask[picks])] * k + [mask[picks]]
+        strip = np.concatenate(list(overlay_masks(shown, layers)), axis=1)
+        previews.append((strip, f"{k}: {prompt}"))
+    return previews
+
+
+def zip_masks(folder: Path, path: Path) -> Path:
+    """Zip the mask PNG folders and ``masks.json`` of a ``segment`` output ``folder`` into ``path``."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "overlay.mp4")
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for p in files:
+                zf.write(p, p.relative_to(folder).as_posix())
+    return path
+
+
+@dataclass
+class WebResult:
+    """What one click of Segment produced (paths inside its own result folder)."""
+
+    folder: Path
+    overlay: Path
+    zip_path: Path
+    prompts: list[str]
+    previews: list[tuple[np.ndarray, str]]
+    legend: str
+    num_frames: int
+
+
+def new_result_dir(root: Path) -> Path:
+    """A fresh folder under ``root``; result folders older than an hour are removed first."""
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in root.iterdir():
+        try:
+            if old.is_dir() and now - old.stat().st_mtime > KEEP_RESULTS_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    path = root / uuid.uuid4().hex
+    path.mkdir()
+    return path
+
+
+def segment_upload(pipe, video_path, sentences_text: str | None, steps, result_root: Path,
+                   size: tuple[int, int] | None = None,
+                   report: Callable[[float, str], None] | None = None) -> WebResult:
+    """Segment the sentences of ``sentences_text`` (one per line) in the video at ``video_path``.
+
+    Writes what ``flowrvs segment`` writes into a new folder under ``result_root`` and zips its
+    masks into ``masks.zip`` beside it. ``report(fraction, text)`` is told of progress. User
+    mistakes raise :class:`FlowRVSError` before any model work.
+    """
+    from flowrvs.io.writer import write_segmentation
+    from flowrvs.io.video import read_video
+
+    report = report or (lambda fraction, text: None)
+    if not video_path:
+        raise FlowRVSError("upload a video first (mp4, webm or gif), or pick an example")
+    if Path(str(video_path)).suffix.lower() not in UPLOAD_TYPES:
+        raise FlowRVSError(f"{Path(str(video_path)).name} is not a video; upload one of {' '.join(UPLOAD_TYPES)}")
+    prompts = parse_sentences(sentences_text)
+    num_steps = parse_steps(steps)
+    report(0.0, "reading the video")
+    try:
+        video = read_video(video_path)
+    except FlowRVSError as err:  # name the upload, not the server's copy of it
+        raise FlowRVSError(str(err).replace(str(video_path), Path(str(video_path)).name)) from None
+    report(0.1, f"segmenting {len(prompts)} sentence(s) in {len(video)} frames")
+    result = pipe(video, prompts, num_inference_steps=num_steps, size=size, progress=False)
+    report(0.8, "writing masks and the overlay video")
+    work = new_result_dir(Path(result_root))
+    folder = work / "segmentation"
+    with atomic_dir(folder) as tmp:
+        write_segmentation(tmp, video.frames, result, Path(str(video_path)).name, overlay=True)
+    zip_path = zip_masks(folder, work / ZIP_NAME)
+    report(1.0, "done")
+    return WebResult(
+        folder=folder,
+        overlay=folder / "overlay.mp4",
+        zip_path=zip_path,
+        prompts=list(result.prompts),
+        previews=mask_previews(video.frames, result.masks, result.prompts),
+        legend=legend_html(result.prompts),
+        num_frames=len(result.frame_names),
+    )
+
+
+def example_videos(cache_dir: Path, seeds: Sequence[int] = EXAMPLE_SEEDS, sentences: int = 2) -> list[list[str]]:
+    """``[video.mp4, "sentence\\nsentence"]`` rows of synthetic examples, generated once into ``cache_dir``.
+
+    Each video comes from :func:`flowrvs.data.synth.generate_video` with a fixed seed, so the files
+    are the same on every machine; a file already in the cache is reused.
+    """
+    from flowrvs.data.synth import pick_expressions
+    from flowrvs.data.synth import generate_video
+    from flowrvs.io.video import write_video
+
+    rows = []
+    for seed in seeds:
+        path = Path(cache_dir) / f"synthetic-{seed}.mp4"
+        text_path = path.with_suffix(".txt")
+        if not (path.is_file() and text_path.is_file()):
+            video = generate_video(seed)
+            picked = pick_expressions(video, sentences)
+            write_video(path, video.frames, fps=8)
+            with atomic_path(text_path) as tmp:
+                tmp.write_text("\n".join(video.expressions[i][0] for i in picked) + "\n")
+        rows.append([str(path), text_path.read_text().strip()])
+    return rows
+
+
+def default_cache_dir() -> Path:
+    """Where bundled examples are generated: ``$XDG_CACHE_HOME/flowrvs/web-examples`` (``~/.cache`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "flowrvs" / "web-examples"
+
+
+def _import_gradio():
+    # before gradio is imported: it reads these at import time
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        import gradio as gr
+    except ImportError:
+        raise FlowRVSError("the web page needs Gradio: pip install 'flowrvs[web]'") from None
+    return gr
+
+
+def build_app(pipe, *, size: tuple[int, int] | None = None, examples_dir: Path | None = None,
+              result_root: Path | None = None, title: str = "flowrvs"):
+    """The page around a loaded :class:`~flowrvs.pipelines.pipeline_flowrvs.FlowRVSPipeline` (one request at a time).
+
+    size: the ``(short, long)`` box frames are resized into (default: the model's).
+    examples_dir: where the synthetic examples are generated (default :func:`default_cache_dir`;
+    pass ``False`` for none). result_root: where each request's files go (default: a folder in
+    the system's temporary folder). Returns a ``gr.Blocks``; start it with :func:`serve`.
+    """
+    gr = _import_gradio()
+    result_root = Path(result_root or Path(tempfile.gettempdir()) / "flowrvs-web")
+    steps_default = default_steps(pipe)
+
+    def run(video, sentences, steps, progress=gr.Progress()):
+        try:
+            out = segment_upload(pipe, video, sentences, steps, result_root, size=size,
+                                 report=lambda f, text: progress(f, desc=text))
+        except FlowRVSError as err:
+            raise gr.Error(first_line(err), print_exception=False) from None
+        except Exception as err:  # a bug, not the user's doing: full trace in the log, one line on the page
+            log.exception("segmentation failed")
+            raise gr.Error(f"segmentation failed: {first_line(err)}", print_exception=False) from None
+        status = f"{len(out.prompts)} sentence(s), {out.num_frames} frames."
+        return str(out.overlay), out.legend, out.previews, str(out.zip_path), status
+
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(KEEP_RESULTS_S, KEEP_RESULTS_S)) as app:
+        gr.Markdown(f"## {html.escape(title)}: referring video object segmentation\n"
+                    "Upload a video, write one sentence per line describing an object, press **Segment**.")
+        with gr.Row():
+            with gr.Column():
+                video = gr.File(label="Video", file_types=list(UPLOAD_TYPES), elem_id="video")
+                sentences = gr.Textbox(label="Sentences", lines=4, elem_id="sentences",
+                                       placeholder="the red circle\nthe square that moves to the left")
+                steps = gr.Number(label="Euler steps", value=steps_default, precision=0, minimum=1,
+                                  elem_id="steps")
+                button = gr.Button("Segment", variant="primary", elem_id="segment")
+                status = gr.Markdown(elem_id="status")
+            with gr.Column():
+                overlay = gr.Video(label="Overlay", elem_id="overlay", interactive=False, autoplay=True,
+                                   loop=True, buttons=["download"])
+                legend = gr.HTML(elem_id="legend")
+                previews = gr.Gallery(label="Masks per sentence", elem_id="previews", columns=1,
+                                      object_fit="contain", buttons=["download", "fullscreen"])
+                download = gr.File(label=ZIP_NAME, elem_id="masks-zip", interactive=False)
+        if examples_dir is not False:
+            rows = example_videos(Path(examples_dir or default_cache_dir()))
+            gr.Examples(rows, inputs=[video, sentences], label="Synthetic examples (one click)")
+        button.click(run, inputs=[video, sentences, steps],
+                     outputs=[overlay, legend, previews, download, status], concurrency_limit=1)
+    app.flowrvs_allowed_paths = [str(Path(examples_dir or default_cache_dir()))] if examples_dir is not False else []
+    return app
+
+
+def serve(app, host: str = "127.0.0.1", port: int = 7860) -> str:
+    """Start ``app`` (from :func:`build_app`) on ``host:port`` in the background; returns its URL.
+
+    :func:`wait` then serves until interrupted; ``app.close()`` stops it.
+    """
+    gr = _import_gradio()
+    try:
+        _, url, _ = app.queue().launch(
+            server_name=host,
+            server_port=port,
+            prevent_thread_lock=True,
+            share=False,
+            inbrowser=False,
+            quiet=True,
+            ssr_mode=False,
+            mcp_server=False,
+            pwa=False,
+            footer_links=[],
+            allowed_paths=getattr(app, "flowrvs_allowed_paths", []),
+            theme=gr.themes.Default(),  # its fonts are served by Gradio itself (LocalFont)
+        )
+    except OSError as err:
+        reason = f"port {port} is in use" if "empty port" in str(err) else first_line(err)
+        raise FlowRVSError(f"cannot serve on {host}:{port}: {reason}") from None
+    return url
+
+
+def wait(app) -> None:
+    """Serve ``app`` until the process is interrupted, then close it."""
+    try:
+        app.block_thread()
+    finally:
+        app.close()

@@ -1,1 +1,0 @@
-"""Sub-commands of the `flowrvs` command line, one module each (see :mod:`flowrvs.cli`)."""

@@ -1,0 +1,193 @@
+"""Models by hub name: the public FlowRVS release, converted once, and flowrvs model repositories.
+
+``xmz111/FlowRVS`` holds the public release as ``.pth`` files (a DiT checkpoint and the tuned
+VAE) beside no diffusers folder; its base is ``Wan-AI/Wan2.1-T2V-1.3B-Diffusers``. Resolving it
+downloads (or finds in the Hugging Face cache) the DiT (``FlowRVS_dit_mevis.pth``, else the
+older ``mevis_dit.pth``), ``tuned_vae.pth`` and the base's configs, VAE, text encoder and
+tokenizer (not its DiT weights, which the release replaces), converts them once into a model
+folder under :func:`cache_root` keyed by the files' revisions, and loads that folder afterwards.
+A repository that holds a flowrvs model folder (``model_index.json`` of a ``FlowRVSPipeline``)
+is downloaded and used as it is.
+
+Everything goes through ``huggingface_hub``: ``HF_HUB_OFFLINE=1`` (or no network) with the
+files in the cache works without a network call; without them the error names the repository,
+the files and the manual route (``flowrvs convert``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from flowrvs.errors import FlowRVSError, first_line
+
+RELEASE_REPO = "xmz111/FlowRVS"
+DIT_FILES = ("FlowRVS_dit_mevis.pth", "mevis_dit.pth")
+VAE_FILE = "tuned_vae.pth"
+BASE_REPO = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+BASE_PATTERNS = ["model_index.json", "transformer/config.json", "vae/*", "text_encoder/*", "tokenizer/*"]
+CONVERSION_VERSION = "1"  # bump when the conversion's output changes for the same inputs
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def looks_like_repo_id(name: str) -> bool:
+    """``owner/name`` with hub-legal characters (a path that does not exist may look like one)."""
+    return bool(_REPO_ID.fullmatch(name)) and ".." not in name
+
+
+def cache_root() -> Path:
+    """Where converted models and other derived files live: ``$FLOWRVS_CACHE``, else
+    ``$XDG_CACHE_HOME/flowrvs`` (``~/.cache/flowrvs``)."""
+    if os.environ.get("FLOWRVS_CACHE"):
+        return Path(os.environ["FLOWRVS_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flowrvs"
+
+
+def _manual_route(repo: str, base: str, dit_names: tuple[str, ...]) -> str:
+    dits = " or ".join(dit_names)
+    return (
+        f"needs {dits} and {VAE_FILE} from {repo} and the diffusers folder {base}; download them "
+        f"(huggingface-cli download) and run `flowrvs convert --wan BASE_DIR --dit {dit_names[0]} "
+        f"--vae {VAE_FILE} --out MODEL`, then pass --model MODEL"
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub can be asked at all: not ``HF_HUB_OFFLINE``, and its host answers within
+    ``timeout`` seconds. Without it every request is answered from the cache alone, so a machine
+    with no network gets its answer at once instead of after huggingface_hub's retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _download(repo: str, filename: str) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo, filename, local_files_only=not hub_reachable()))
+
+
+def _unreachable(err: Exception) -> bool:
+    """True for 'not in the cache and the hub cannot be asked' (offline, or no network)."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    return isinstance(err, LocalEntryNotFoundError) or "offline" in str(err).lower()
+
+
+def _missing(err: Exception) -> bool:
+    """True for 'the hub says there is no such file or repository'."""
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    return isinstance(err, (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError))
+
+
+def _flowrvs_folder_repo(repo: str) -> Path | None:
+    """The snapshot of ``repo`` when it holds a flowrvs model folder, else None."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        index = json.loads(_download(repo, "model_index.json").read_text())
+    except Exception as err:  # noqa: BLE001 - huggingface_hub raises many kinds; all mean "not here"
+        if _unreachable(err) or _missing(err) or isinstance(err, (OSError, ValueError)):
+            return None
+        raise
+    if index.get("_class_name") != "FlowRVSPipeline":
+        return None
+    try:
+        return Path(snapshot_download(repo, local_files_only=not hub_reachable()))
+    except Exception as err:  # noqa: BLE001
+        raise FlowRVSError(f"cannot download the model folder {repo}: {first_line(err)}") from None
+
+
+def _release_files(repo: str, dit_names: tuple[str, ...], base: str) -> tuple[Path, Path, Path]:
+    """Local paths of the DiT checkpoint, the tuned VAE and the base folder (downloaded or cached)."""
+    from huggingface_hub import snapshot_download
+
+    def fail(err: Exception) -> FlowRVSError:
+        if _unreachable(err):
+            return FlowRVSError(
+                f"{repo} is not in the Hugging Face cache and the hub cannot be reached (offline): "
+                + _manual_route(repo, base, dit_names)
+            )
+        return FlowRVSError(f"cannot fetch the FlowRVS release {repo}: {first_line(err)}; " + _manual_route(repo, base, dit_names))
+
+    dit, last_error = None, None
+    for name in dit_names:
+        try:
+            dit = _download(repo, name)
+            break
+        except Exception as err:  # noqa: BLE001
+            if not (_missing(err) or _unreachable(err)):
+                raise fail(err) from None
+            last_error = err
+    if dit is None:
+        if last_error is not None and _unreachable(last_error):
+            raise fail(last_error)
+        raise FlowRVSError(f"{repo} has none of {', '.join(dit_names)}; name the DiT file with --dit-file")
+    try:
+        vae = _download(repo, VAE_FILE)
+        base_dir = Path(snapshot_download(base, allow_patterns=BASE_PATTERNS, local_files_only=not hub_reachable()))
+    except Exception as err:  # noqa: BLE001
+        raise fail(err) from None
+    missing = [p for p in ("transformer", "vae", "text_encoder", "tokenizer") if not (base_dir / p).is_dir()]
+    if missing:
+        raise FlowRVSError(
+            f"the base {base} in the Hugging Face cache lacks {', '.join(missing)}/ (offline with a partial "
+            "download?): " + _manual_route(repo, base, dit_names)
+        )
+    return dit, vae, base_dir
+
+
+def _revision_key(dit: Path, vae: Path, base_dir: Path, settings: dict) -> str:
+    """Changes when any input file changes: the hub cache names blobs by content hash and
+    snapshots by commit."""
+    parts = [dit.name, dit.resolve().name, vae.resolve().name, base_dir.name, json.dumps(settings, sort_keys=True),
+             CONVERSION_VERSION]
+    return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def resolve_hub_model(
+    repo: str,
+    dit_file: str | None = None,
+    base: str | None = None,
+    text_len: int = 256,
+    mask_latent_normalized: bool = False,
+) -> Path:
+    """A local model folder for hub id ``repo`` (see the module docstring).
+
+    ``dit_file``: the DiT checkpoint's name in ``repo`` (default: ``FlowRVS_dit_mevis.pth``,
+    then ``mevis_dit.pth``). ``base``: the Wan diffusers repository (default
+    ``Wan-AI/Wan2.1-T2V-1.3B-Diffusers``). ``text_len`` / ``mask_latent_normalized``: the
+    release's settings (the 2026 release: 256 tokens, raw mask latents).
+    """
+    from flowrvs.loading.convert import convert_release
+
+    if dit_file is None and base is None:
+        folder = _flowrvs_folder_repo(repo)
+        if folder is not None:
+            return folder
+    base = base or BASE_REPO
+    dit_names = (dit_file,) if dit_file else DIT_FILES
+    dit, vae, base_dir = _release_files(repo, dit_names, base)
+    settings = {"text_len": text_len, "mask_latent_normalized": mask_latent_normalized, "base": base}
+    out = cache_root() / "models" / f"{repo.replace('/', '--')}--{_revision_key(dit, vae, base_dir, settings)}"
+    if (out / "model_index.json").is_file():
+        return out
+    print(f"flowrvs: converting {repo} ({dit.name}, {VAE_FILE}, base {base}) once into {out}", file=sys.stderr)
+    return convert_release(base_dir, dit, vae, out, mask_latent_normalized=mask_latent_normalized, text_len=text_len)

@@ -1,0 +1,190 @@
+"""Model folders: their settings, where a name leads, and what a folder must hold.
+
+A model folder is a diffusers pipeline folder: ``model_index.json`` (the components and the
+:class:`FlowRVSConfig` settings), ``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``
+and ``scheduler/``. Folders written by flowrvs 0.1 lack ``scheduler/`` and the components in
+their index; they are read by :meth:`FlowRVSConfig.from_legacy_index`. A name is a folder, a
+model shipped inside the package (``tiny-synthetic``) or a Hugging Face hub id (:mod:`flowrvs.loading.hub`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowrvs.errors import FlowRVSError
+from flowrvs.io.frames import RESIZE_RULES
+
+MODEL_PARTS = ("transformer", "vae", "text_encoder", "tokenizer")
+INDEX_FILE = "model_index.json"
+NUM_TRAIN_TIMESTEPS = 1000
+
+
+@dataclass
+class FlowRVSConfig:
+    """Settings of a model folder that are not weights (entries of ``model_index.json``).
+
+    text_len: prompt embeddings are zero-padded to this many tokens (256 now, 64 in older
+    checkpoints). mask_latent_normalized: mask latents carry the video normalisation (older
+    checkpoints). flow_shift / num_steps: inference time grid. size: ``(short, long)`` box
+    frames are resized into. source: start point of the flow, ``"video"`` (FlowRVS) or
+    ``"noise"`` (text-to-video style, an ablation). prediction: what the DiT outputs,
+    ``"velocity"`` (FlowRVS) or ``"mask"`` (the mask latent itself, an ablation).
+    mask_threshold: a pixel is foreground where the mask decoder's output exceeds this (0 is
+    probability 0.5). clamp_logits: clamp the decoder output to [-1, 1] before the resize, as
+    the public code does (``False`` keeps the raw logits, needed for a tuned threshold outside
+    (-1, 1)). resize_rule: ``"public"`` (scale into the box as given, sides floored to multiples
+    of 16) or ``"oriented"`` (the box turned to the frame's orientation, sides rounded).
+    """
+
+    text_len: int = 256
+    mask_latent_normalized: bool = False
+    flow_shift: float = 3.0
+    num_steps: int = 1
+    size: tuple[int, int] = (480, 832)
+    source: str = "video"
+    prediction: str = "velocity"
+    mask_threshold: float = 0.0
+    clamp_logits: bool = True
+    resize_rule: str = "public"
+
+    def __post_init__(self):
+        self.size = tuple(int(s) for s in self.size)
+        self.mask_threshold = float(self.mask_threshold)
+        self.text_len, self.num_steps = int(self.text_len), int(self.num_steps)
+        if self.source not in ("video", "noise"):
+            raise FlowRVSError(f"source must be 'video' or 'noise', got {self.source!r}")
+        if self.prediction not in ("velocity", "mask"):
+            raise FlowRVSError(f"prediction must be 'velocity' or 'mask', got {self.prediction!r}")
+        if self.resize_rule not in RESIZE_RULES:
+            raise FlowRVSError(f"resize_rule must be one of {', '.join(RESIZE_RULES)}, got {self.resize_rule!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FlowRVSConfig":
+        """Settings from a ``model_index.json``; unknown keys are ignored.
+
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    @classmethod
+    def from_legacy_index(cls, index: dict) -> "FlowRVSConfig":
+        """Settings of a folder written before flowrvs followed the public inference (0.1).
+
+        Those folders used the oriented box, and tuned their threshold on raw logits: unless a
+        key says otherwise, they keep both (logits clamped only when the threshold is 0).
+        """
+        values = dict(index)
+        values.setdefault("resize_rule", "oriented")
+        values.setdefault("clamp_logits", float(values.get("mask_threshold", 0.0)) == 0.0)
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["size"] = list(self.size)
+        return out
+
+
+def shipped_model_dir(name: str) -> Path | None:
+    """Folder of a model shipped inside the package (e.g. ``tiny-synthetic``), if there is one."""
+    from importlib import resources
+
+    path = Path(str(resources.files("flowrvs") / "weights" / name))
+    return path if (path / INDEX_FILE).is_file() else None
+
+
+def check_model_dir(path: Path) -> Path:
+    """``path`` if it is a model folder with every part, else a one-line error naming what is missing."""
+    if not path.is_dir():
+        raise FlowRVSError(f"model {path} is not a folder")
+    missing = [p + "/" for p in MODEL_PARTS if not (path / p).is_dir()]
+    if not (path / INDEX_FILE).is_file():
+        missing.insert(0, INDEX_FILE)
+    if missing:
+        raise FlowRVSError(f"model folder {path} is missing {', '.join(missing)}")
+    return path
+
+
+def resolve_model_dir(model: str | Path, **hub_options) -> Path:
+    """A model folder from a path, the name of a shipped model, or a Hugging Face hub id.
+
+    Hub ids resolve through :func:`flowrvs.loading.hub.resolve_hub_model` (``hub_options``: ``dit_file``,
+    ``base``); the folder is checked for every part.
+    """
+    path = Path(model)
+    if not path.exists():
+        shipped = shipped_model_dir(str(model))
+        if shipped is not None:
+            path = shipped
+        else:
+            from flowrvs.loading.hub import looks_like_repo_id, resolve_hub_model
+
+            if not looks_like_repo_id(str(model)):
+                raise FlowRVSError(f"model folder {model} does not exist (and is not a shipped model or a hub id)")
+            path = resolve_hub_model(str(model), **hub_options)
+    return check_model_dir(path)
+
+
+def model_fingerprint(folder: str | Path, content_limit: int = 64 << 20) -> str:
+    """A short hash that changes when any file of a model folder changes.
+
+    Files up to ``content_limit`` bytes (configs, a small model's weights) are hashed by content;
+    larger ones by size and modification time, so a multi-GB model is not read just to name it.
+    """
+    import hashlib
+
+    folder = Path(folder)
+    digest = hashlib.sha1()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{stat.st_size}\0".encode())
+        if stat.st_size <= content_limit:
+            digest.update(path.read_bytes())
+        else:
+            digest.update(str(stat.st_mtime_ns).encode())
+    return digest.hexdigest()[:16]
+
+
+def default_scheduler():
+    """The scheduler the public code steps with: flow-matching Euler, no shift of its own
+    (the shift is applied to the timesteps, :func:`flowrvs.flow.public_timesteps`)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=1.0)
+
+
+def write_model_index(folder: Path, config: FlowRVSConfig, tokenizer_class: str = "AutoTokenizer") -> None:
+    """Write a diffusers ``model_index.json`` (components and :class:`FlowRVSConfig`) and the
+    scheduler's config into a folder whose parts are written by other means (conversion)."""
+    import diffusers
+
+    from flowrvs import __version__
+
+    index = {
+        "_class_name": "FlowRVSPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "_flowrvs_version": __version__,
+        "transformer": ["diffusers", "WanTransformer3DModel"],
+        "vae": ["diffusers", "AutoencoderKLWan"],
+        "text_encoder": ["transformers", "UMT5EncoderModel"],
+        "tokenizer": ["transformers", tokenizer_class],
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        **config.to_dict(),
+    }
+    default_scheduler().save_pretrained(Path(folder) / "scheduler")
+    (Path(folder) / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+
+
+LARGE_MODEL_BYTES = 1 << 30
+
+
+def weights_bytes(folder: Path) -> int:
+    """Bytes of the weight files of a model folder's DiT and text encoder."""
+    return sum(p.stat().st_size for part in ("transformer", "text_encoder") for p in (folder / part).glob("*.safetensors"))
+
+
+def is_diffusers_index(index: dict, folder: Path) -> bool:
+    parts = ("scheduler",) + MODEL_PARTS
+    return all(isinstance(index.get(p), list) and (folder / p).is_dir() for p in parts)

@@ -1,0 +1,1 @@
+"""The diffusers pipeline(s) and the streaming of long videos in windows."""

@@ -1,0 +1,1 @@
+"""The process a run lives in: precision, devices, distributed processes, memory, the machine."""
