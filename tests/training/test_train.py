@@ -24,7 +24,7 @@ from flowrvs.training import (
 
 from helpers.clips import one_clip
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "configs" / "tiny-synthetic.yaml"
 T, H, W = 5, 32, 48
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
+PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "train_speed.py"
 spec = importlib.util.spec_from_file_location("train_speed", PATH)
 train_speed = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(train_speed)

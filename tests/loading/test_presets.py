@@ -5,7 +5,7 @@ import torch
 
 from flowrvs.presets import build_text_encoder, build_transformer, build_vae, preset_config
 
-FIXTURES = Path(__file__).parent / "fixtures" / "wan2.1-1.3b"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wan2.1-1.3b"
 
 
 def _index_names(name):
