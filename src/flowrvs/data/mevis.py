@@ -27,6 +27,7 @@ from PIL import Image
 
 from flowrvs.errors import FlowRVSError
 from flowrvs.io.masks import decode_rle
+from flowrvs.io.names import check_name
 from flowrvs.data.base import Clip, Expression, IndexedVideoDataset
 
 SPLITS = ("train", "valid_u", "valid")
@@ -61,13 +62,14 @@ class MeViSDataset(IndexedVideoDataset):
         self._frames: dict[str, list[str]] = {}
         self._expressions: dict[str, list[Expression]] = {}
         for vid, entry in videos.items():
+            check_name(vid, self.meta_path, "video id")
             try:
-                frames = [str(f) for f in entry["frames"]]
+                frames = [check_name(str(f), self.meta_path, "frame name") for f in entry["frames"]]
                 exps = entry.get("expressions", {})
                 self._expressions[vid] = [
                     Expression(
                         video=vid,
-                        exp_id=str(exp_id),
+                        exp_id=check_name(str(exp_id), self.meta_path, "expression id"),
                         sentence=str(e["exp"]),
                         obj_ids=tuple(int(o) for o in e.get("obj_id", ())),
                         anno_ids=tuple(e.get("anno_id", ())),

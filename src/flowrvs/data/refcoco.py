@@ -42,6 +42,7 @@ from pycocotools import mask as mask_utils
 from flowrvs.data.base import Clip, Expression, ReferringVideoDataset
 from flowrvs.data.ytvos import image_size, read_json, read_rgb
 from flowrvs.errors import FlowRVSError
+from flowrvs.io.names import check_name
 from flowrvs.io.masks import decode_rle
 
 DATASETS = ("refcoco", "refcoco+", "refcocog")
@@ -195,6 +196,7 @@ class RefCOCODataset(ReferringVideoDataset):
         if img is None:
             return {"file": self.image_dir / f"COCO_train2014_{int(image_id):012d}.jpg", "h": None, "w": None}
         name = img.get("file_name") or f"COCO_train2014_{int(image_id):012d}.jpg"
+        check_name(str(name), f"the RefCOCO annotations under {self.root}", "file_name")
         h, w = img.get("height"), img.get("width")
         return {"file": self.image_dir / name, "h": None if h is None else int(h), "w": None if w is None else int(w)}
 

@@ -35,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 from flowrvs.data.base import Expression, IndexedVideoDataset
 from flowrvs.errors import FlowRVSError
+from flowrvs.io.names import check_name
 
 _INDEXED_MODES = ("P", "L", "I", "I;16", "I;16B", "I;16L")
 
@@ -137,12 +138,14 @@ class RefYouTubeVOSDataset(IndexedVideoDataset):
         self._expressions: dict[str, list[Expression]] = {}
         self._extra: dict[tuple[str, str], dict] = {}
         for vid, data in videos.items():
+            check_name(vid, meta_path, "video id")
             where = f"{meta_path} video {vid}"
             if not isinstance(data, dict) or "frames" not in data:
                 raise FlowRVSError(f"{where}: no 'frames' list")
-            self._frames[vid] = [str(f) for f in data["frames"]]
+            self._frames[vid] = [check_name(str(f), meta_path, "frame name") for f in data["frames"]]
             exps = []
             for exp_id, e in (data.get("expressions") or {}).items():
+                check_name(str(exp_id), meta_path, "expression id")
                 if not isinstance(e, dict) or "exp" not in e:
                     raise FlowRVSError(f"{where} expression {exp_id}: no 'exp' sentence")
                 obj_ids = ()

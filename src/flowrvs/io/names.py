@@ -1,0 +1,40 @@
+"""Names read from files (dataset ids, frame names, sentence-file keys) checked before they become paths.
+
+A name from a file is data, not a path: ``../../escaped`` or ``/etc/x`` as an expression id would
+otherwise make a writer put files outside its output folder. :func:`check_name` accepts exactly
+one path component: not empty, not ``.`` or ``..``, no ``/`` or ``\\``, no NUL, not absolute, no
+drive letter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flowrvs.errors import FlowRVSError
+
+_FORBIDDEN = ("/", "\\", "\x00")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` is not a single safe path component, or None when it is one."""
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a string"
+    if name in ("", ".", ".."):
+        return "is empty" if not name else "is a relative folder"
+    for char in _FORBIDDEN:
+        if char in name:
+            return "holds a NUL byte" if char == "\x00" else f"holds the separator {char!r}"
+    if len(name) >= 2 and name[1] == ":":
+        return "starts with a drive letter"
+    return None
+
+
+def check_name(name: str, source: str | Path, what: str = "name") -> str:
+    """``name`` unchanged when it is one safe path component, else FlowRVSError naming ``source``.
+
+    source: the file the name was read from; what: what the name is ("expression id", ...).
+    """
+    problem = name_problem(name)
+    if problem is not None:
+        raise FlowRVSError(f"{source}: bad {what} {name!r}: {problem} (a name must be one path component)")
+    return name
