@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from flowrvs.errors import FlowRVSError, first_line
+from flowrvs.io.names import check_name
 from flowrvs.eval.evaluate import DistInfo
 from flowrvs.io.atomic import atomic_dir, write_json
 from flowrvs.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -59,6 +60,8 @@ def read_sentence_file(path: str | Path) -> dict[str, list[str]]:
     mapping = _parse_json(text, path) if as_json else _parse_csv(text, path)
     if not mapping:
         raise FlowRVSError(f"sentence file {path} names no video")
+    for name in mapping:
+        check_name(name, path, "video name")
     return mapping
 
 
