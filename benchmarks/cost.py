@@ -1,0 +1,188 @@
+"""The cost of a mask: parameters, FLOPs and activation peak of each part of FlowRVS inference.
+
+Counts work, it does not time it: every part of the real configuration (the preset's configs,
+by default the Wan 2.1 T2V 1.3B release) is built on the ``meta`` device, so no weight is
+allocated, and run under :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls,
+convolutions and attention counted; elementwise work is not). The activation peak is the most
+bytes of tensors the part's own operators hold alive at once (weights excluded), tracked by a
+dispatch mode over the same meta run. The numbers are deterministic: the same configuration and
+sizes give the same figures on any machine.
+
+Parts: text encoder (umT5, one sentence of ``--tokens`` real tokens), VAE encoder (the video,
+once), DiT (one Euler step, one sentence; cross-attending to ``text_len`` padded tokens), mask
+decoder (one sentence). A video of S sentences and N steps costs
+``S*text + encode + S*(N*dit + decode)``; one more sentence costs ``text + N*dit + decode``, one
+more step ``S*dit``.
+
+    python benchmarks/cost.py --frames 17 81 --size 480x832 240x416 --sentences 1 --steps 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import weakref
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from flowrvs.io.frames import padded_length
+from flowrvs.presets import build_text_encoder, build_transformer, build_vae, preset_config
+
+
+class LiveBytes(TorchDispatchMode):
+    """The peak bytes of tensors created by operators and still referenced (views and in-place results not counted twice)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+
+    def _release(self, nbytes: int) -> None:
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.is_view or func._schema.is_mutable:
+            return out
+        inputs = {id(a) for a in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)}
+        for tensor in torch.utils._pytree.tree_leaves(out):
+            if isinstance(tensor, torch.Tensor) and id(tensor) not in inputs:
+                nbytes = tensor.numel() * tensor.element_size()
+                self.live += nbytes
+                weakref.finalize(tensor, self._release, nbytes)
+        self.peak = max(self.peak, self.live)
+        return out
+
+
+@dataclass
+class PartCost:
+    """One part: ``params`` (count), ``flops`` (one call), ``activation_bytes`` (peak of one call)."""
+
+    part: str
+    params: int
+    flops: int
+    activation_bytes: int
+
+
+def measure(part: str, module: torch.nn.Module, call) -> PartCost:
+    """Run ``call()`` once under the FLOP counter and the live-bytes tracker."""
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as counter, LiveBytes() as tracker:
+            call()
+    return PartCost(part, sum(p.numel() for p in module.parameters()), counter.get_total_flops(), tracker.peak)
+
+
+def latent_shape(vae, frames: int, height: int, width: int) -> tuple[int, ...]:
+    """``(1, C, T', h, w)`` of a ``frames``-frame clip (padded to 4k+1) at ``height x width``."""
+    scale_t = 2 ** sum(vae.config.temperal_downsample)
+    scale_s = 2 ** len(vae.config.temperal_downsample)
+    return (1, vae.config.z_dim, (padded_length(frames) - 1) // scale_t + 1, height // scale_s, width // scale_s)
+
+
+def part_costs(preset: str, frames: int, height: int, width: int, tokens: int, dvi: bool = False,
+               dtype=torch.bfloat16) -> list[PartCost]:
+    """The four parts of one clip at ``height x width`` (the working size), ``tokens`` real tokens.
+
+    dvi: a DiT with Direct Video Injection (32 input channels; the 2025 release), else the 2026 one."""
+    meta = torch.device("meta")
+    text_len = int(preset_config(preset, "pipeline")["text_len"])
+    text = build_text_encoder(preset, device=meta).to(dtype)
+    vae = build_vae(preset, device=meta).to(dtype)
+    dit = build_transformer(preset, dvi=dvi, device=meta).to(dtype)
+    video = torch.empty(1, 3, padded_length(frames), height, width, device=meta, dtype=dtype)
+    z = torch.empty(latent_shape(vae, frames, height, width), device=meta, dtype=dtype)
+    ids = torch.zeros(1, tokens, dtype=torch.long, device=meta)
+    embeds = torch.empty(1, text_len, text.config.d_model, device=meta, dtype=dtype)
+    timestep = torch.full((1,), 1000.0, device=meta)
+    dit_input = torch.cat([z, z], 1) if dvi else z
+    return [
+        measure("text encoder", text, lambda: text(input_ids=ids).last_hidden_state),
+        measure("VAE encoder", vae.encoder, lambda: vae.encode(video).latent_dist.mode()),
+        measure("DiT step", dit, lambda: dit(hidden_states=dit_input, timestep=timestep, encoder_hidden_states=embeds,
+                                            return_dict=False)[0]),
+        measure("mask decoder", vae.decoder, lambda: vae.decode(z).sample),
+    ]
+
+
+def video_cost(parts: list[PartCost], frames: int, sentences: int, steps: int) -> dict:
+    """Totals for ``sentences`` sentences and ``steps`` Euler steps, and the marginal costs."""
+    flops = {p.part: p.flops for p in parts}
+    per_sentence = flops["text encoder"] + steps * flops["DiT step"] + flops["mask decoder"]
+    total = flops["VAE encoder"] + sentences * per_sentence
+    return {
+        "total_flops": total,
+        "flops_per_frame": total / frames,
+        "one_more_sentence_flops": per_sentence,
+        "one_more_step_flops": sentences * flops["DiT step"],
+        "peak_activation_bytes": max(p.activation_bytes for p in parts),
+    }
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW``, both multiples of 16 (the working sizes the model takes)."""
+    h, sep, w = text.lower().partition("x")
+    if not (sep and h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0 and int(h) % 16 == 0 == int(w) % 16):
+        raise argparse.ArgumentTypeError(f"size must be HxW in multiples of 16, got {text!r}")
+    return int(h), int(w)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def report(preset: str, frames: int, size: tuple[int, int], sentences: int, steps: int, tokens: int,
+           dvi: bool = False) -> dict:
+    parts = part_costs(preset, frames, *size, tokens, dvi=dvi)
+    return {"preset": preset, "frames": frames, "size": list(size), "sentences": sentences, "steps": steps,
+            "tokens": tokens, "dvi": dvi, "parts": [asdict(p) for p in parts],
+            **video_cost(parts, frames, sentences, steps)}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| clip | part | params | GFLOP | activation peak (MiB) |", "|---|---|---|---|---|"]
+    for row in rows:
+        clip = f"{row['frames']}x{row['size'][0]}x{row['size'][1]}"
+        for p in row["parts"]:
+            lines.append(f"| {clip} | {p['part']} | {p['params'] / 1e6:.1f} M | {p['flops'] / 1e9:,.1f} | "
+                         f"{p['activation_bytes'] / 2**20:,.0f} |")
+        lines.append(f"| {clip} | **video, {row['sentences']} sentence(s), {row['steps']} step(s)** | | "
+                     f"{row['total_flops'] / 1e9:,.1f} ({row['flops_per_frame'] / 1e9:,.1f} per frame; "
+                     f"+{row['one_more_sentence_flops'] / 1e9:,.1f} a sentence, +{row['one_more_step_flops'] / 1e9:,.1f} a step) | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", choices=["flowrvs"], default="flowrvs")
+    parser.add_argument("--preset", default="wan2.1-1.3b")
+    parser.add_argument("--frames", type=positive, nargs="+", default=[17, 81])
+    parser.add_argument("--size", type=parse_size, nargs="+", default=[(480, 832), (240, 416)])
+    parser.add_argument("--sentences", type=positive, default=1)
+    parser.add_argument("--steps", type=positive, default=1)
+    parser.add_argument("--tokens", type=positive, default=12, help="real tokens of a sentence (umT5)")
+    parser.add_argument("--dvi", action="store_true", help="a DiT with Direct Video Injection (the 2025 release)")
+    parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    args = parser.parse_args(argv)
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # the meta copies are cast whole on purpose: FLOPs do not depend on it
+    rows = [report(args.preset, f, s, args.sentences, args.steps, args.tokens, args.dvi)
+            for f in args.frames for s in args.size]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    else:
+        print(f"FlowRVS, preset {args.preset}, bf16, {args.tokens} real tokens a sentence, "
+              f"{'DVI' if args.dvi else 'no DVI'} (counted on meta)\n")
+        print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
