@@ -2,8 +2,9 @@
 
 Counts work, it does not time it: every part of the real configuration (the preset's configs,
 by default the Wan 2.1 T2V 1.3B release) is built on the ``meta`` device, so no weight is
-allocated, and run under :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls,
-convolutions and attention counted; elementwise work is not). The activation peak is the most
+allocated, and run under :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls and
+convolutions; elementwise work is not counted) with attention counted by formula as a fused
+kernel runs it (:class:`FusedAttention`). The activation peak is the most
 bytes of tensors the part's own operators hold alive at once (weights excluded), tracked by a
 dispatch mode over the same meta run. The numbers are deterministic: the same configuration and
 sizes give the same figures on any machine.
@@ -26,6 +27,7 @@ import weakref
 from dataclasses import asdict, dataclass
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -58,6 +60,26 @@ class LiveBytes(TorchDispatchMode):
         return out
 
 
+class FusedAttention(TorchFunctionMode):
+    """Attention as a fused kernel runs it: ``4 * B * heads * L_q * L_k * head_dim`` FLOPs (the two
+    matmuls), and no score matrix held (on ``meta`` PyTorch would otherwise take its math path,
+    which materialises ``(B, heads, L_q, L_k)``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.flops = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not torch.nn.functional.scaled_dot_product_attention:
+            return func(*args, **kwargs)
+        names = ("query", "key", "value")
+        query, key, value = (args[i] if i < len(args) else kwargs[n] for i, n in enumerate(names))
+        *batch, l_q, d = query.shape
+        self.flops += 2 * query[..., 0].numel() * key.shape[-2] * (d + value.shape[-1])
+        return torch.empty(*batch, l_q, value.shape[-1], device=query.device, dtype=query.dtype)
+
+
 @dataclass
 class PartCost:
     """One part: ``params`` (count), ``flops`` (one call), ``activation_bytes`` (peak of one call)."""
@@ -69,11 +91,13 @@ class PartCost:
 
 
 def measure(part: str, module: torch.nn.Module, call) -> PartCost:
-    """Run ``call()`` once under the FLOP counter and the live-bytes tracker."""
+    """Run ``call()`` once under the FLOP counter (attention by :class:`FusedAttention`) and the
+    live-bytes tracker."""
     with torch.no_grad():
-        with FlopCounterMode(display=False) as counter, LiveBytes() as tracker:
+        with FlopCounterMode(display=False) as counter, LiveBytes() as tracker, FusedAttention() as attention:
             call()
-    return PartCost(part, sum(p.numel() for p in module.parameters()), counter.get_total_flops(), tracker.peak)
+    flops = counter.get_total_flops() + attention.flops
+    return PartCost(part, sum(p.numel() for p in module.parameters()), flops, tracker.peak)
 
 
 def latent_shape(vae, frames: int, height: int, width: int) -> tuple[int, ...]:

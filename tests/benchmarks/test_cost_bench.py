@@ -31,6 +31,8 @@ def test_meta_counts_a_real_run_plus_its_attention():
     """Counting on meta allocates nothing, gives the FLOPs of a real run of the same module, and also
     counts attention (a real CPU run hides it in a fused kernel the counter does not see): per
     layer ``4 * L_q * L_k * inner`` for self-attention (32 video tokens) and cross-attention (32 text tokens)."""
+    # the math path's own matmuls, as the counter sees them on meta, agree with the formula
+    torch.manual_seed(0)
     torch.manual_seed(0)
     real = build_transformer("tiny", dvi=False)
     text_dim = real.config.text_dim
@@ -46,6 +48,18 @@ def test_meta_counts_a_real_run_plus_its_attention():
     attention = cfg.num_layers * (4 * video_tokens * video_tokens * inner + 4 * video_tokens * text_tokens * inner)
     assert counter.get_total_flops() > 0 and meta.flops == counter.get_total_flops() + attention
     assert meta.params == sum(p.numel() for p in real.parameters())
+    with torch.no_grad(), FlopCounterMode(display=False) as math_path:
+        meta_module(**args("meta"))
+    assert math_path.get_total_flops() == meta.flops
+
+
+def test_fused_attention_holds_no_score_matrix():
+    """The activation peak of attention is its inputs and output, never (B, heads, L_q, L_k)."""
+    q = torch.empty(1, 2, 4096, 8, device="meta")
+    part = cost.measure("attention", torch.nn.Linear(1, 1),
+                        lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q))
+    assert part.flops == 4 * 2 * 4096 * 4096 * 8
+    assert part.activation_bytes == 4 * 2 * 4096 * 8  # the output only
 
 
 def test_report_totals_follow_the_parts():
