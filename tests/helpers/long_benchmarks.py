@@ -173,16 +173,11 @@ def ref_j(p: np.ndarray, g: np.ndarray) -> float:
 def ref_boundary(seg: np.ndarray) -> np.ndarray:
     """DAVIS seg2bmap: differs from east, south or south-east; last row east only, last column
     south only, bottom-right corner never."""
-    h, w = seg.shape
-    b = np.zeros_like(seg, dtype=bool)
-    for y in range(h):
-        for x in range(w):
-            if y < h - 1 and x < w - 1:
-                b[y, x] = seg[y, x] != seg[y, x + 1] or seg[y, x] != seg[y + 1, x] or seg[y, x] != seg[y + 1, x + 1]
-            elif y == h - 1 and x < w - 1:
-                b[y, x] = seg[y, x] != seg[y, x + 1]
-            elif x == w - 1 and y < h - 1:
-                b[y, x] = seg[y, x] != seg[y + 1, x]
+    b = np.zeros(seg.shape, dtype=bool)
+    s = seg
+    b[:-1, :-1] = (s[:-1, :-1] != s[:-1, 1:]) | (s[:-1, :-1] != s[1:, :-1]) | (s[:-1, :-1] != s[1:, 1:])
+    b[-1, :-1] = s[-1, :-1] != s[-1, 1:]
+    b[:-1, -1] = s[:-1, -1] != s[1:, -1]
     return b
 
 
