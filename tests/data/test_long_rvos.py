@@ -53,7 +53,7 @@ def test_split_without_annotations(tmp_path):
     assert not ds.has_masks and ds.load_mask(ds.expressions("vidA")[0]) is None
 
 
-def _with(root, vid, exp_id, **fields):
+def _with(vid, exp_id, **fields):
     exps = copy.deepcopy(LR_EXPRESSIONS)
     exps[vid][exp_id].update(fields)
     return exps
@@ -69,10 +69,10 @@ def test_bad_names_refused(tmp_path, bad):
 
 
 def test_bad_object_id_frame_and_type_refused(tmp_path):
-    root = make_long_rvos(tmp_path / "a", expressions=_with(None, "vidA", "0", obj_id="../x"))
+    root = make_long_rvos(tmp_path / "a", expressions=_with("vidA", "0", obj_id="../x"))
     with pytest.raises(FlowRVSError, match="bad object id '../x'"):
         LongRVOSDataset(root, "valid")
-    root = make_long_rvos(tmp_path / "b", expressions=_with(None, "vidA", "0", type="moving"))
+    root = make_long_rvos(tmp_path / "b", expressions=_with("vidA", "0", type="moving"))
     with pytest.raises(FlowRVSError, match="type 'moving'"):
         LongRVOSDataset(root, "valid")
     meta = root / "valid" / "meta_expressions.json"
