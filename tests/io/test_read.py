@@ -319,3 +319,20 @@ def test_open_video_holds_one_frame_at_a_time(tmp_path):
     assert peak_traced_bytes(consume) < 4 * frame_bytes  # read_video would hold all 40
 
 
+
+
+def test_an_open_stream_is_taken_as_it_is_or_cut():
+    clip = distinct_frames(4, 8, 9)
+    stream = open_video(clip)
+    assert open_video(stream) is stream
+    assert open_video(stream, max_frames=2).names == ["00000", "00001"]
+    assert np.array_equal(read_video(stream, max_frames=3).frames, clip[:3])
+
+
+def test_errors_keep_the_library_error_as_their_cause(tmp_path):
+    with pytest.raises(FlowRVSError) as info:
+        open_video(_write(tmp_path / "fake.jpg", b"not a jpeg"))
+    assert info.value.__cause__ is not None
+    with pytest.raises(FlowRVSError) as info:
+        open_video(_write(tmp_path / "fake.mp4", b"this is just text, not a video\n" * 20))
+    assert isinstance(info.value.__cause__, av.FFmpegError)

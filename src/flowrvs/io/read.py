@@ -5,17 +5,23 @@ knows its frame names, fps and size before decoding more than the first frame; i
 :class:`VideoStream` it returns yields ``(name, frame)`` one frame at a time. Each kind of
 source is implemented once, as such a stream:
 
-* a video container (PyAV; display rotation applied; fps from the container),
-* a GIF (Pillow; fps from the frame duration),
-* a single still image (EXIF orientation applied),
-* a folder of frame images (natural order, names are the file stems),
-* a list/tuple of PIL images or ``(H, W, 3)`` uint8 arrays, one PIL image,
-* a uint8 array ``(T, H, W, 3)`` (or greyscale/one-frame/4-channel variants),
+* a video file (``VIDEO_EXTENSIONS``): the first video stream decoded with PyAV, RGB24,
+  display rotation applied, fps from the container (GIFs with Pillow, fps from the frame
+  duration);
+* a single image file (``IMAGE_EXTENSIONS``): one frame, EXIF orientation applied;
+* a folder: every ``IMAGE_EXTENSIONS`` file in it (hidden files skipped) in natural order
+  (``2.jpg`` before ``10.jpg``); the names are the file stems;
+* a list/tuple of PIL images or ``(H, W, 3)`` uint8 arrays (or one PIL image), as RGB;
+* a uint8 array ``(T, H, W, 3)``, ``(H, W, 3)`` (one frame), ``(T, H, W)`` or ``(H, W)``
+  greyscale (a 3-D array whose last axis is 3 is one RGB image); a 4th channel is dropped;
 * a :class:`Video` (already decoded frames) or a :class:`VideoStream`.
 
+Frames are named ``f"{i:05d}"`` except in a folder; fps is 24.0 unless the file says.
+
 :func:`read_video` is that stream collected into a :class:`Video` (``(T, H, W, 3)`` uint8).
-Problems with the input raise :class:`~flowrvs.errors.FlowRVSError` with a one-line message,
-when the source is opened wherever they can be found then.
+Problems with the input raise :class:`~flowrvs.errors.FlowRVSError` with a one-line message
+(the library's error attached as the cause): on opening for everything that can be found
+then, while iterating for a file that turns out truncated.
 """
 
 from __future__ import annotations
