@@ -31,7 +31,7 @@ sys.exit(code)
 
 def write_video(path: Path, frames: int, size=(720, 1280), fps: float = 24.0) -> None:
     """A moving disc and square on a gradient, written frame by frame (never held whole)."""
-    from flowrvs.io.video import VideoWriter
+    from flowrvs.io.encode import VideoWriter
 
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w]

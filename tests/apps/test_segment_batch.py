@@ -41,7 +41,7 @@ def model_dir(work, tiny_pipe):
 @pytest.fixture(scope="module")
 def videos(work):
     from flowrvs.data.synth import generate_video
-    from flowrvs.io.video import write_video
+    from flowrvs.io.encode import write_video
 
     folder = work / "videos"
     folder.mkdir()
@@ -68,7 +68,7 @@ def tree(root: Path) -> dict[str, bytes | int]:
 
     An overlay.mp4 counts by its frames: libx264 here does not give the same bytes twice in a process.
     """
-    from flowrvs.io.video import read_video
+    from flowrvs.io.read import read_video
 
     return {p.relative_to(root).as_posix(): len(read_video(p)) if p.name == "overlay.mp4" else p.read_bytes()
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "summary.json" and ".status" not in p.parts}
@@ -115,11 +115,11 @@ def test_failed_batch_prints_one_line_summary(videos, model_dir, work, capsys):
 
 
 def test_each_video_decoded_and_encoded_once_sentences_together(videos, tiny_pipe, tmp_path, monkeypatch):
-    import flowrvs.io.video as video_module
+    import flowrvs.io.read as video_module
 
     decoded, encoded, calls = [], [], []
-    real_read, real_encode = video_module._read_container, tiny_pipe.encode_video
-    monkeypatch.setattr(video_module, "_read_container", lambda path, *a: decoded.append(path) or real_read(path, *a))
+    real_read, real_encode = video_module._open_container, tiny_pipe.encode_video
+    monkeypatch.setattr(video_module, "_open_container", lambda path, *a: decoded.append(path) or real_read(path, *a))
     monkeypatch.setattr(tiny_pipe, "encode_video", lambda v: encoded.append(v.shape) or real_encode(v))
 
     def pipe(video, prompts, **kwargs):

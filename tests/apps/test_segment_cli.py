@@ -8,7 +8,8 @@ from PIL import Image
 
 from flowrvs.apps.cli import main
 from flowrvs.io.masks import decode_rle
-from flowrvs.io.video import read_video, write_video
+from flowrvs.io.encode import write_video
+from flowrvs.io.read import read_video
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ needs_browser = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def video_path(tmp_path_factory):
     from flowrvs.data.synth import generate_video
-    from flowrvs.io.video import write_video
+    from flowrvs.io.encode import write_video
 
     path = tmp_path_factory.mktemp("upload") / "clip.mp4"
     write_video(path, generate_video(5, frames=5, size=SIZE).frames, fps=8)
@@ -76,7 +76,7 @@ def server(tiny_pipe, tmp_path_factory):
 def test_browser_upload_segment_download(server, tiny_pipe, video_path, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from flowrvs.io.video import read_video
+    from flowrvs.io.read import read_video
 
     url, work = server
     outside = []
@@ -200,7 +200,7 @@ def test_segment_upload_errors_before_model_work(tmp_path):
 
 
 def test_legend_escapes_and_previews_use_sentence_colours():
-    from flowrvs.io.video import PALETTE
+    from flowrvs.io.overlay import PALETTE
     from flowrvs.apps.web import legend_html, mask_previews
 
     html = legend_html(["a <b>", "c"])

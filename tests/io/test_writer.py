@@ -1,24 +1,36 @@
-"""Tests for flowrvs.io.writer: the streamed segmentation writer writes what the whole-result path did."""
+"""Tests for flowrvs.io.writer: the streamed segmentation writer and its layouts."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import flowrvs.io.video as video_module
+import flowrvs.io.encode as encode_module
 from flowrvs.io.atomic import atomic_dir
-from flowrvs.pipelines.pipeline_flowrvs import SegmentationResult
-from flowrvs.io.masks import decode_rle, encode_rle
-from flowrvs.io.video import overlay_masks, read_video, write_mask_pngs, write_video
-from flowrvs.io.writer import SegmentationWriter, write_segmentation
+from flowrvs.io.encode import write_video
+from flowrvs.io.masks import decode_rle, encode_rle, write_mask_pngs
+from flowrvs.io.overlay import overlay_masks
+from flowrvs.io.read import read_video
+from flowrvs.io.writer import Layout, SegmentationWriter, SegmentFolder, SubmissionFolders, write_segmentation
 
 T, H, W = 7, 20, 30
 
 
-def make_result(seed: int = 0) -> tuple[np.ndarray, SegmentationResult]:
+@dataclass
+class Result:
+    """What write_segmentation reads of the pipeline's output."""
+
+    prompts: list[str]
+    masks: list[np.ndarray]
+    frame_names: list[str]
+    fps: float
+
+
+def make_result(seed: int = 0) -> tuple[np.ndarray, Result]:
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8)
     yy, xx = np.mgrid[0:H, 0:W]
@@ -27,7 +39,7 @@ def make_result(seed: int = 0) -> tuple[np.ndarray, SegmentationResult]:
         rng.random((T, H, W)) > 0.7,
     ]
     names = [f"frame{t * 5}" for t in range(T)]
-    return frames, SegmentationResult(prompts=["the red circle", "noise"], masks=masks, frame_names=names, fps=12.5)
+    return frames, Result(prompts=["the red circle", "noise"], masks=masks, frame_names=names, fps=12.5)
 
 
 def test_write_segmentation_is_importable_from_the_segment_command():
@@ -36,7 +48,7 @@ def test_write_segmentation_is_importable_from_the_segment_command():
     assert reexported is write_segmentation
 
 
-def expected_index(result: SegmentationResult, source: str) -> dict:
+def expected_index(result: Result, source: str) -> dict:
     """masks.json as `flowrvs segment` has always written it."""
     return {
         "video": source,
@@ -53,10 +65,10 @@ def expected_index(result: SegmentationResult, source: str) -> dict:
 
 
 def test_streamed_writer_writes_the_same_files_as_the_whole_result_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(video_module, "_video_codec", lambda: "mpeg4")  # deterministic bytes (x264 threads are not)
+    monkeypatch.setattr(encode_module, "_video_codec", lambda: "mpeg4")  # deterministic bytes (x264 threads are not)
     frames, result = make_result()
     streamed = tmp_path / "streamed"
-    with SegmentationWriter(streamed, result.prompts, "clip.mp4", result.fps) as writer:
+    with SegmentationWriter(SegmentFolder(streamed, "clip.mp4", result.fps), result.prompts) as writer:
         for t, name in enumerate(result.frame_names):
             writer.add(name, frames[t], np.stack([m[t] for m in result.masks]))
     reference = tmp_path / "reference"
@@ -110,7 +122,7 @@ def test_exception_half_way_leaves_nothing_that_looks_finished(tmp_path):
     frames, result = make_result(3)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="killed"):
-        with atomic_dir(out) as tmp, SegmentationWriter(tmp, result.prompts, "clip", result.fps) as writer:
+        with atomic_dir(out) as tmp, SegmentationWriter(SegmentFolder(tmp, "clip", result.fps), result.prompts) as writer:
             for t, name in enumerate(result.frame_names):
                 if t == 4:
                     assert (tmp / "0" / f"{result.frame_names[3]}.png").is_file()  # written as they come
@@ -121,7 +133,7 @@ def test_exception_half_way_leaves_nothing_that_looks_finished(tmp_path):
     out.mkdir()
     (out / "masks.json").write_text("previous run")
     with pytest.raises(RuntimeError):
-        with atomic_dir(out) as tmp, SegmentationWriter(tmp, result.prompts, "clip", result.fps) as writer:
+        with atomic_dir(out) as tmp, SegmentationWriter(SegmentFolder(tmp, "clip", result.fps), result.prompts) as writer:
             writer.add(result.frame_names[0], frames[0], np.stack([m[0] for m in result.masks]))
             raise RuntimeError("killed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -130,7 +142,7 @@ def test_exception_half_way_leaves_nothing_that_looks_finished(tmp_path):
 
 def test_aborted_writer_leaves_no_overlay_or_index(tmp_path):
     frames, result = make_result(4)
-    writer = SegmentationWriter(tmp_path, result.prompts, "clip", result.fps)
+    writer = SegmentationWriter(SegmentFolder(tmp_path, "clip", result.fps), result.prompts)
     writer.add("a", frames[0], np.stack([m[0] for m in result.masks]))
     writer.abort()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1"]  # masks only: no masks.json, no overlay
@@ -138,7 +150,7 @@ def test_aborted_writer_leaves_no_overlay_or_index(tmp_path):
 
 def test_writer_rejects_bad_frames(tmp_path):
     frames, result = make_result(5)
-    writer = SegmentationWriter(tmp_path, result.prompts, "clip", result.fps)
+    writer = SegmentationWriter(SegmentFolder(tmp_path, "clip", result.fps), result.prompts)
     good = np.stack([m[0] for m in result.masks])
     with pytest.raises(ValueError, match="one per prompt"):
         writer.add("a", frames[0], good[:1])
@@ -153,4 +165,52 @@ def test_writer_rejects_bad_frames(tmp_path):
         writer.add("b", None, good)
     writer.abort()
     with pytest.raises(ValueError, match="no frames"):
-        SegmentationWriter(tmp_path / "empty", result.prompts, "clip", result.fps).close()
+        SegmentationWriter(SegmentFolder(tmp_path / "empty", "clip", result.fps), result.prompts).close()
+
+
+def test_submission_layout_writes_one_png_folder_per_sentence_and_nothing_else(tmp_path):
+    frames, result = make_result(6)
+    folders = [tmp_path / "vid" / "0", tmp_path / "vid" / "1"]  # e.g. MeViS <video>/<exp_id>
+    with SegmentationWriter(SubmissionFolders(folders), result.prompts) as writer:
+        for t, name in enumerate(result.frame_names):
+            writer.add(name, None, np.stack([m[t] for m in result.masks]))  # no frames needed
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == sorted(f"vid/{k}/{n}.png" for k in range(2) for n in result.frame_names)
+    reference = tmp_path / "reference"
+    for k, masks in enumerate(result.masks):
+        write_mask_pngs(reference / str(k), masks, result.frame_names)
+        for name in result.frame_names:
+            assert (folders[k] / f"{name}.png").read_bytes() == (reference / str(k) / f"{name}.png").read_bytes()
+
+
+def test_submission_layout_checks_its_folders(tmp_path):
+    with pytest.raises(ValueError, match="2 prompts but 1 folders"):
+        SegmentationWriter(SubmissionFolders([tmp_path / "a"]), ["x", "y"])
+    with pytest.raises(ValueError, match="distinct"):
+        SubmissionFolders([tmp_path / "a", tmp_path / "a"])
+
+
+def test_a_layout_is_called_in_order_and_aborted_on_an_error(tmp_path):
+    calls = []
+
+    class Recording(Layout):
+        def start(self, prompts):
+            calls.append(("start", prompts))
+
+        def add(self, name, frame, masks):
+            calls.append(("add", name, masks.shape, masks.dtype))
+
+        def close(self, frame_names):
+            calls.append(("close", frame_names))
+
+        def abort(self):
+            calls.append(("abort",))
+
+    with SegmentationWriter(Recording(), ["a"]) as writer:
+        writer.add("f0", None, np.ones((1, 2, 3), np.uint8))
+    assert calls == [("start", ["a"]), ("add", "f0", (1, 2, 3), np.dtype(bool)), ("close", ["f0"])]
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        with SegmentationWriter(Recording(), ["a"]) as writer:
+            raise RuntimeError("stop")
+    assert calls == [("start", ["a"]), ("abort",)]

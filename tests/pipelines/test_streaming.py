@@ -82,7 +82,7 @@ def test_cli_streams_a_long_video_into_the_same_files_and_warns_once_for_slow_bf
     run = subprocess.run(base + ["--out", str(tmp_path / "a"), "--window", "9", "--overlap", "2"], env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    from flowrvs.io.video import read_video
+    from flowrvs.io.read import read_video
 
     direct = FlowRVSPipeline.from_pretrained("tiny-synthetic", device="cpu")(video, "the red circle", window=9, overlap=2)
     written = read_video(tmp_path / "a" / "0").frames[..., 0] > 127

@@ -31,7 +31,7 @@ from flowrvs.errors import FlowRVSError, first_line
 from flowrvs.io.names import check_name
 from flowrvs.eval.evaluate import DistInfo
 from flowrvs.io.atomic import atomic_dir, write_json
-from flowrvs.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from flowrvs.io.read import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 SUMMARY_FILE = "summary.json"
 STATUS_DIR = ".status"  # one record per video, written by the process that ran it
@@ -187,7 +187,7 @@ class BatchStats:
 def prepare(job: Job):
     """Check ``job``'s sentences and decode its video (once): ``(sentences, Video)``; raises FlowRVSError."""
     from flowrvs.models.text import check_prompts
-    from flowrvs.io.video import read_video
+    from flowrvs.io.read import read_video
 
     if job.problem:
         raise FlowRVSError(job.problem)
@@ -198,7 +198,7 @@ def segment_one(pipe, job: Job, prompts: list[str], video, out: Path, *, num_ste
                 batch_size: int = 1, mask_threshold=None, overlay: bool = True) -> dict:
     """Segment all of ``job``'s sentences in one pipeline call and write ``out/<name>`` atomically.
 
-    video: the decoded :class:`~flowrvs.io.video.Video` (encoded once for all its sentences).
+    video: the decoded :class:`~flowrvs.io.read.Video` (encoded once for all its sentences).
     Returns the job's record for the summary (``seconds`` is filled in by the caller).
     """
     from flowrvs.io.writer import write_segmentation

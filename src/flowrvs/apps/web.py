@@ -72,8 +72,8 @@ def parse_steps(value) -> int:
 
 
 def colour_hex(k: int) -> str:
-    """The overlay colour of sentence ``k`` (:data:`flowrvs.io.video.PALETTE`) as ``#rrggbb``."""
-    from flowrvs.io.video import PALETTE
+    """The overlay colour of sentence ``k`` (:data:`flowrvs.io.overlay.PALETTE`) as ``#rrggbb``."""
+    from flowrvs.io.overlay import PALETTE
 
     return "#%02x%02x%02x" % PALETTE[k % len(PALETTE)]
 
@@ -96,7 +96,7 @@ def mask_previews(frames: np.ndarray, masks: Sequence[np.ndarray], prompts: Sequ
     frames: ``(T, H, W, 3)`` uint8; masks: one ``(T, H, W)`` bool per sentence. Returns
     ``(image (H, n*W, 3) uint8, caption)`` pairs, as a Gradio gallery takes them.
     """
-    from flowrvs.io.video import overlay_masks
+    from flowrvs.io.overlay import overlay_masks
 
     picks = np.unique(np.linspace(0, frames.shape[0] - 1, min(count, frames.shape[0])).round().astype(int))
     shown = frames[picks]
@@ -157,7 +157,7 @@ def segment_upload(pipe, video_path, sentences_text: str | None, steps, result_r
     mistakes raise :class:`FlowRVSError` before any model work.
     """
     from flowrvs.io.writer import write_segmentation
-    from flowrvs.io.video import read_video
+    from flowrvs.io.read import read_video
 
     report = report or (lambda fraction, text: None)
     if not video_path:
@@ -199,7 +199,7 @@ def example_videos(cache_dir: Path, seeds: Sequence[int] = EXAMPLE_SEEDS, senten
     """
     from flowrvs.data.synth import pick_expressions
     from flowrvs.data.synth import generate_video
-    from flowrvs.io.video import write_video
+    from flowrvs.io.encode import write_video
 
     rows = []
     for seed in seeds:

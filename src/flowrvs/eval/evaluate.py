@@ -133,7 +133,7 @@ class Layout:
                     for mask, name in zip(masks, frames):
                         _save_indexed(tmp / f"{name}.png", np.asarray(mask, dtype=bool).astype(np.uint8))
                 else:
-                    from flowrvs.io.video import write_mask_pngs
+                    from flowrvs.io.masks import write_mask_pngs
 
                     write_mask_pngs(tmp, masks, list(frames))
         except OSError as err:

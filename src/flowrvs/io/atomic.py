@@ -1,10 +1,16 @@
-"""Atomic outputs: a reader never sees a half-written file or folder."""
+"""Atomic outputs: a reader never sees a half-written file or folder.
+
+Nothing here changes process-wide state (no ``os.umask`` toggling), so threads may write at
+the same time: a temporary file is created with mode ``0o666`` and the OS applies the umask,
+giving the permissions any newly created file gets.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,22 +22,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, else delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = _new_file(path)
     try:
         yield tmp
-        if tmp.exists():
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _new_file(path: Path) -> Path:
+    """A new empty file ``.<name>.<random>.tmp`` beside ``path``, mode ``0o666`` less the umask."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue  # 48 random bits taken: draw again
+        os.close(fd)
+        return tmp
 
 
 def write_json(path: str | os.PathLike, obj, indent: int | None = None) -> None:

@@ -116,7 +116,7 @@ class SegmentationStream:
         return len(self.frame_names)
 
     def __iter__(self):
-        from flowrvs.io.video import iter_windows
+        from flowrvs.pipelines.windows import iter_windows
         from flowrvs.pipelines.windows import LogitBlender
 
         pipe, num_prompts = self.pipe, len(self.prompts)
@@ -476,7 +476,7 @@ class FlowRVSPipeline(DiffusionPipeline):
         pass, as the public code does. Bad input and the prompts' embeddings are dealt with
         here, before anything is iterated.
         """
-        from flowrvs.io.video import open_video
+        from flowrvs.io.read import open_video
         from flowrvs.pipelines.windows import plan_windows
 
         prompts = check_prompts(prompt)

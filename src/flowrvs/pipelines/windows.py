@@ -22,8 +22,9 @@ exactly what whole-video inference does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from flowrvs.errors import FlowRVSError
@@ -172,3 +173,49 @@ def blend_windows(plan: list[Window], logits: Iterable[torch.Tensor]) -> Iterato
     blender = LogitBlender(plan)
     for window_logits in logits:
         yield from blender.add(window_logits)
+
+
+def iter_windows(
+    stream: Iterable[tuple[str, np.ndarray]], plan: Sequence[Window]
+) -> Iterator[tuple[Window, np.ndarray]]:
+    """Read ``stream``'s frames in the windows of ``plan`` (:func:`plan_windows`).
+
+    Yields ``(window, frames)`` with ``frames`` a new ``(len(window), H, W, 3)`` uint8 array, in
+    plan order. Frames are pulled from the stream only as the window being built needs them, and
+    between windows only the frames the next window shares with this one are kept, so the
+    generator holds at most ``len(window) + overlap`` frames whatever the length of the video.
+    """
+    frames = iter(stream)
+    position = 0  # index of the next frame the stream will give
+    carried: np.ndarray | None = None  # frames [carried_start, position) shared with the next window
+    carried_start = 0
+    for i, win in enumerate(plan):
+        if i and win.start < plan[i - 1].start:
+            raise ValueError(f"window {i} starts before window {i - 1}: plan out of order")
+        out: np.ndarray | None = None
+        filled = 0
+        if carried is not None and win.start < position:
+            keep = carried[win.start - carried_start :]
+            filled = len(keep)
+            out = np.empty((len(win), *keep.shape[1:]), dtype=np.uint8)
+            out[:filled] = keep
+        carried = keep = None
+        while position < win.stop:
+            try:
+                _, frame = next(frames)
+            except StopIteration as err:
+                raise FlowRVSError(
+                    f"the video ended after {position} frames; window {i} needs frames up to {win.stop}"
+                ) from err
+            position += 1
+            if position <= win.start:
+                continue  # before the window (a plan with gaps)
+            if out is None:
+                out = np.empty((len(win), *frame.shape), dtype=np.uint8)
+            out[filled] = frame
+            filled += 1
+        following = plan[i + 1] if i + 1 < len(plan) else None
+        if following is not None and following.start < win.stop:
+            carried_start = max(following.start, win.start)
+            carried = out[carried_start - win.start :].copy()
+        yield win, out

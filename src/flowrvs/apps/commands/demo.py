@@ -32,7 +32,8 @@ def run(args) -> int:
     from flowrvs.io.atomic import atomic_dir
     from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
     from flowrvs.eval.scoring import score_expression
-    from flowrvs.io.video import overlay_masks, side_by_side, write_gif
+    from flowrvs.io.encode import write_gif
+    from flowrvs.io.overlay import overlay_masks, side_by_side
     from flowrvs.data.synth import generate_video, pick_expressions
     from flowrvs.io.writer import write_segmentation
 

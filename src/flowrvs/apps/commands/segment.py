@@ -36,8 +36,8 @@ def __getattr__(name: str):
 def run(args) -> int:
     from flowrvs.io.atomic import atomic_dir
     from flowrvs.models.text import check_prompts
-    from flowrvs.io.video import open_video
-    from flowrvs.io.writer import SegmentationWriter
+    from flowrvs.io.read import open_video
+    from flowrvs.io.writer import SegmentFolder, SegmentationWriter
 
     prompts = check_prompts(args.prompts)
     size = parse_size(args.size) if args.size else None
@@ -48,7 +48,7 @@ def run(args) -> int:
     stream = pipe.stream(video, prompts, num_inference_steps=args.steps, size=size, batch_size=args.batch_size,
                          mask_threshold=args.mask_threshold, **window_options(args))
     with atomic_dir(args.out) as tmp:
-        with SegmentationWriter(tmp, stream.prompts, str(args.video), stream.fps, overlay=not args.no_overlay) as writer:
+        with SegmentationWriter(SegmentFolder(tmp, str(args.video), stream.fps, overlay=not args.no_overlay), stream.prompts) as writer:
             for item in stream:
                 writer.add(item.name, item.frame, item.masks)
     print(f"wrote {len(prompts)} mask track(s) of {len(stream)} frames to {args.out}")

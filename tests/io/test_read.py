@@ -1,4 +1,4 @@
-"""Tests for flowrvs.io.video: reading, writing, masks, overlays."""
+"""Tests for flowrvs.io.read: every source read as a stream, and read whole."""
 
 from __future__ import annotations
 
@@ -10,43 +10,9 @@ import pytest
 from PIL import Image
 
 from flowrvs.errors import FlowRVSError
-from flowrvs.pipelines.windows import plan_windows
-from flowrvs.io.video import (
-    IMAGE_EXTENSIONS,
-    PALETTE,
-    VIDEO_EXTENSIONS,
-    Video,
-    VideoStream,
-    iter_windows,
-    open_video,
-    overlay_masks,
-    read_video,
-    side_by_side,
-    write_gif,
-    write_mask_pngs,
-    write_video,
-)
-
-
-def smooth_frames(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
-    """(T, H, W, 3) uint8 of large flat blocks that drift slowly: benign for lossy codecs."""
-    rng = np.random.default_rng(seed)
-    frames = np.empty((t, h, w, 3), dtype=np.uint8)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = rng.integers(40, 216, size=3)
-    for i in range(t):
-        img = np.empty((h, w, 3), dtype=np.float64)
-        for c in range(3):
-            img[..., c] = base[c] + 30 * np.sin(2 * np.pi * (xx / w + yy / (2 * h) + i / (4 * t) + c / 3))
-        frames[i] = np.clip(img, 0, 255).astype(np.uint8)
-        frames[i, h // 4 : h // 2, w // 4 + i : w // 2 + i] = (220, 60, 40)
-    return frames
-
-
-def distinct_frames(t: int, h: int, w: int) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames, each a different flat colour."""
-    colours = np.array([PALETTE[i % len(PALETTE)] for i in range(t)], dtype=np.uint8)
-    return np.broadcast_to(colours[:, None, None, :], (t, h, w, 3)).copy()
+from flowrvs.io.encode import write_gif, write_video
+from flowrvs.io.read import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Video, VideoStream, open_video, read_video
+from helpers.videos import distinct_frames, peak_traced_bytes, smooth_frames
 
 
 def test_extension_constants():
@@ -54,38 +20,6 @@ def test_extension_constants():
     assert IMAGE_EXTENSIONS == (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def test_write_read_video_round_trip(tmp_path):
-    frames = smooth_frames(12, 64, 96)
-    path = tmp_path / "out" / "clip.mp4"
-    write_video(path, frames, fps=12.0)
-    assert path.is_file()
-    assert not [p for p in path.parent.iterdir() if p.name != "clip.mp4"]  # no temp left over
-    video = read_video(path)
-    assert isinstance(video, Video)
-    assert video.frames.shape == frames.shape and video.frames.dtype == np.uint8
-    assert video.names == [f"{i:05d}" for i in range(12)]
-    assert video.fps == pytest.approx(12.0)
-    assert np.abs(video.frames.astype(np.int16) - frames).mean() < 8
-    assert len(video) == 12
-
-
-def test_write_video_ntsc_fps_and_max_frames(tmp_path):
-    path = tmp_path / "clip.mp4"
-    write_video(path, smooth_frames(6, 32, 32), fps=30000 / 1001)
-    video = read_video(path, max_frames=4)
-    assert video.fps == pytest.approx(29.97, abs=0.01)
-    assert video.frames.shape[0] == 4
-
-
-def test_write_video_odd_size_reads_back_within_one_pixel(tmp_path):
-    frames = smooth_frames(5, 33, 47)
-    path = tmp_path / "odd.mp4"
-    write_video(path, frames, fps=24)
-    video = read_video(path)
-    t, h, w, _ = video.frames.shape
-    assert t == 5
-    assert 33 <= h <= 34 and 47 <= w <= 48
-    assert np.abs(video.frames[:, :33, :47].astype(np.int16) - frames).mean() < 8
 
 
 def test_read_video_applies_display_rotation(tmp_path):
@@ -155,18 +89,6 @@ def test_single_image(tmp_path):
     assert video.names == ["00000"] and video.fps == 24.0
 
 
-def test_gif_round_trip(tmp_path):
-    frames = distinct_frames(5, 20, 30)
-    path = tmp_path / "anim.gif"
-    write_gif(path, frames, fps=10)
-    with Image.open(path) as img:
-        assert img.n_frames == 5
-        assert img.info.get("loop") == 0
-    video = read_video(path)
-    assert video.frames.shape == (5, 20, 30, 3)
-    assert np.abs(video.frames.astype(np.int16) - frames).max() <= 8
-    assert video.fps == pytest.approx(10.0)
-    assert video.names == [f"{i:05d}" for i in range(5)]
 
 
 def test_numpy_inputs():
@@ -253,17 +175,6 @@ def test_truncated_video_is_an_error_or_partial(tmp_path):
         assert video.frames.ndim == 4
 
 
-def test_write_video_mpeg4_fallback(tmp_path, monkeypatch):
-    import flowrvs.io.video as video_module
-
-    monkeypatch.setattr(video_module, "_video_codec", lambda: "mpeg4")
-    frames = smooth_frames(4, 31, 33)
-    path = tmp_path / "fallback.mp4"
-    write_video(path, frames, fps=25)
-    video = read_video(path)
-    assert video.frames.shape == (4, 32, 34, 3)
-    assert video.fps == pytest.approx(25.0)
-    assert np.abs(video.frames[:, :31, :33].astype(np.int16) - frames).mean() < 8
 
 
 def test_bad_max_frames():
@@ -271,73 +182,6 @@ def test_bad_max_frames():
         read_video(np.zeros((2, 4, 4, 3), np.uint8), max_frames=0)
 
 
-def test_write_mask_pngs(tmp_path):
-    rng = np.random.default_rng(1)
-    masks = rng.random((3, 9, 11)) > 0.5
-    names = ["00010", "00002", "frame_b"]
-    folder = tmp_path / "masks" / "prompt0"
-    write_mask_pngs(folder, masks, names)
-    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.png" for n in names)
-    for mask, name in zip(masks, names):
-        with Image.open(folder / f"{name}.png") as img:
-            assert img.mode == "L"
-            arr = np.asarray(img)
-        assert set(np.unique(arr).tolist()) <= {0, 255}
-        assert np.array_equal(arr == 255, mask)
-
-
-def test_write_mask_pngs_rejects_mismatched_names(tmp_path):
-    with pytest.raises(ValueError):
-        write_mask_pngs(tmp_path, np.zeros((2, 4, 4), bool), ["a"])
-
-
-def test_overlay_colours_differ_and_unmasked_pixels_unchanged():
-    frames = smooth_frames(2, 40, 40)
-    a = np.zeros((2, 40, 40), bool)
-    b = np.zeros((2, 40, 40), bool)
-    a[:, 5:15, 5:15] = True
-    b[:, 25:35, 25:35] = True
-    out = overlay_masks(frames, [a, b], alpha=0.5)
-    assert out.shape == frames.shape and out.dtype == np.uint8
-    outside = ~(a | b)
-    assert np.array_equal(out[outside], frames[outside])
-    assert np.array_equal(out[0, 5, 5], np.array(PALETTE[0], np.uint8))  # contour pixel
-    assert np.array_equal(out[0, 25, 25], np.array(PALETTE[1], np.uint8))
-    inner_a = out[0, 9, 9].astype(int)
-    inner_b = out[0, 29, 29].astype(int)
-    expect_a = np.rint(0.5 * frames[0, 9, 9] + 0.5 * np.array(PALETTE[0])).astype(int)
-    assert np.abs(inner_a - expect_a).max() <= 1
-    assert not np.array_equal(inner_a, inner_b)
-    assert not np.array_equal(out[0, 9, 9], frames[0, 9, 9])
-    assert np.array_equal(frames, smooth_frames(2, 40, 40))  # input untouched
-
-
-def test_overlay_palette_and_no_masks():
-    assert len(PALETTE) >= 10 and len(set(PALETTE)) == len(PALETTE)
-    frames = distinct_frames(2, 6, 6)
-    assert np.array_equal(overlay_masks(frames, []), frames)
-    masks = [np.ones((2, 6, 6), bool) for _ in range(len(PALETTE) + 1)]
-    out = overlay_masks(frames, masks, alpha=1.0)
-    # the last prompt, number len(PALETTE), wraps round to colour 0 and is drawn on top
-    assert np.array_equal(out[0, 3, 3], np.array(PALETTE[0], np.uint8))
-
-
-def test_side_by_side():
-    a = distinct_frames(3, 5, 4)
-    b = distinct_frames(3, 5, 7)
-    out = side_by_side(a, b)
-    assert out.shape == (3, 5, 11, 3)
-    assert np.array_equal(out[:, :, :4], a) and np.array_equal(out[:, :, 4:], b)
-    with pytest.raises(ValueError):
-        side_by_side(a, distinct_frames(2, 5, 4))
-
-
-def test_write_video_rejects_bad_input(tmp_path):
-    with pytest.raises(ValueError):
-        write_video(tmp_path / "x.mp4", np.zeros((2, 8, 8, 3), np.float32), fps=24)
-    with pytest.raises(FlowRVSError, match="fps"):
-        write_video(tmp_path / "x.mp4", np.zeros((2, 8, 8, 3), np.uint8), fps=0)
-    assert not list(tmp_path.iterdir())
 
 
 def _write(path, data: bytes):
@@ -357,15 +201,6 @@ def _mixed_sizes(folder):
     return folder
 
 
-def test_atomic_files_get_normal_permissions(tmp_path):
-    import os
-
-    from flowrvs.io.atomic import write_json
-
-    write_json(tmp_path / "a.json", {"x": 1})
-    mask = os.umask(0)
-    os.umask(mask)
-    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 # ---- streamed reading ---------------------------------------------------------------------
@@ -468,16 +303,6 @@ def test_open_video_truncated_file_raises_one_line_error_or_reads_what_it_announ
         assert len(frames) == stream.num_frames
 
 
-def peak_traced_bytes(fn) -> int:
-    """Peak bytes NumPy and Python allocate while ``fn`` runs (tracemalloc counts NumPy's arrays)."""
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def test_open_video_holds_one_frame_at_a_time(tmp_path):
@@ -494,51 +319,20 @@ def test_open_video_holds_one_frame_at_a_time(tmp_path):
     assert peak_traced_bytes(consume) < 4 * frame_bytes  # read_video would hold all 40
 
 
-class CountingStream:
-    """(name, frame) pairs of ``num_frames`` fresh frames whose pixels are the frame index."""
-
-    def __init__(self, num_frames: int, h: int = 64, w: int = 64):
-        self.num_frames, self.h, self.w = num_frames, h, w
-        self.pulled = 0
-
-    def __iter__(self):
-        for i in range(self.num_frames):
-            self.pulled += 1
-            yield f"{i:05d}", np.full((self.h, self.w, 3), i % 256, dtype=np.uint8)
 
 
-@pytest.mark.parametrize("num_frames,window,overlap", [(100, 17, 4), (40, 17, 4), (31, 9, 4), (12, 17, 4), (9, None, 0)])
-def test_iter_windows_gives_each_windows_frames_reading_lazily(num_frames, window, overlap):
-    plan = plan_windows(num_frames, window, overlap)
-    stream = CountingStream(num_frames, 4, 4)
-    got = []
-    for win, frames in iter_windows(stream, plan):
-        assert stream.pulled == win.stop  # never reads ahead of the window it builds
-        assert frames.shape == (len(win), 4, 4, 3) and frames.dtype == np.uint8
-        assert np.array_equal(frames[:, 0, 0, 0], np.arange(win.start, win.stop) % 256)
-        got.append(win)
-    assert got == plan
+def test_an_open_stream_is_taken_as_it_is_or_cut():
+    clip = distinct_frames(4, 8, 9)
+    stream = open_video(clip)
+    assert open_video(stream) is stream
+    assert open_video(stream, max_frames=2).names == ["00000", "00001"]
+    assert np.array_equal(read_video(stream, max_frames=3).frames, clip[:3])
 
 
-def test_iter_windows_holds_a_bounded_number_of_frames_whatever_the_length():
-    h = w = 64
-    frame_bytes = h * w * 3
-
-    def peak_frames(num_frames: int) -> float:
-        plan = plan_windows(num_frames, 17, 4)
-
-        def consume():
-            for win, frames in iter_windows(CountingStream(num_frames, h, w), plan):
-                assert len(frames) == len(win)
-                del frames
-
-        return peak_traced_bytes(consume) / frame_bytes
-
-    short, long = peak_frames(3 * 13 + 4), peak_frames(12 * 13 + 4)  # 3 and 12 windows
-    assert long <= 17 + 4 + 2  # one window, the overlap it passes on, the frame being read
-    assert long <= short + 0.5  # flat in the number of frames
-
-
-def test_iter_windows_short_stream_is_an_error():
-    with pytest.raises(FlowRVSError, match="ended after 20 frames"):
-        list(iter_windows(CountingStream(20, 2, 2), plan_windows(30, 17, 4)))
+def test_errors_keep_the_library_error_as_their_cause(tmp_path):
+    with pytest.raises(FlowRVSError) as info:
+        open_video(_write(tmp_path / "fake.jpg", b"not a jpeg"))
+    assert info.value.__cause__ is not None
+    with pytest.raises(FlowRVSError) as info:
+        open_video(_write(tmp_path / "fake.mp4", b"this is just text, not a video\n" * 20))
+    assert isinstance(info.value.__cause__, av.FFmpegError)
