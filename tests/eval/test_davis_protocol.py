@@ -28,7 +28,7 @@ from flowrvs.eval.davis import (
 from flowrvs.errors import FlowRVSError
 from flowrvs.eval.metrics import contour_accuracy, region_similarity
 from flowrvs.data import open_dataset
-from flowrvs.eval.scoring import score_davis
+from flowrvs.eval.benchmark import score_davis_split
 from helpers import ytvos_davis as fake
 
 
@@ -227,7 +227,7 @@ def test_score_davis_void(davis_root, davis_pred):
     # set 0 with object 2 spilling into bike's void strip: bike still perfect; in dogs (no void)
     # the spill counts, so dogs_2 drops below 1
     write_official(davis_pred, 0, perfect_with_void)
-    m = score_davis(open_dataset("davis", davis_root), davis_pred)
+    m = score_davis_split(open_dataset("davis", davis_root), davis_pred)
     objs = m["annotator_sets"][0]["per_object"]
     assert objs["bike_2"]["J"] == 1.0 and objs["bike_2"]["F"] == 1.0
     assert objs["dogs_2"]["J"] < 1.0
@@ -253,8 +253,8 @@ def test_score_davis_per_expression_layout_equals_official(davis_root, davis_pre
                     folder.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{name}.png")
                 fake.write_palette_png(official / f"anno_{i}" / video / f"{name}.png", index)
-    a = score_davis(open_dataset("davis", davis_root), official)
-    assert a == score_davis(open_dataset("davis", davis_root), per_exp)
+    a = score_davis_split(open_dataset("davis", davis_root), official)
+    assert a == score_davis_split(open_dataset("davis", davis_root), per_exp)
     # dogs' object 2 has no sentence: 0 in every set; set 1 (swapped) is still perfect on bike
     assert [s["J"] for s in a["annotator_sets"]] == [0.75, 0.75, 0.5, 0.0]
 
@@ -282,13 +282,13 @@ def test_score_davis_errors(davis_root, davis_pred, capsys):
     # wrong size
     fake.write_palette_png(davis_pred / "anno_0" / "bike" / "00000.png", np.zeros((16, 24), np.uint8))
     with pytest.raises(FlowRVSError, match="24x16"):
-        score_davis(open_dataset("davis", davis_root), davis_pred, allow_missing=True)
+        score_davis_split(open_dataset("davis", davis_root), davis_pred, allow_missing=True)
 
 
 def test_official_layout_covers_every_set_and_video(tmp_path):
     """write_davis_official: a video with no sentence of a set still gets that set's (empty) PNGs."""
     from flowrvs.data.davis import RefDAVISDataset
-    from flowrvs.eval.evaluate import Layout, write_davis_official
+    from flowrvs.eval.layouts import Layout, write_davis_official
 
     root = fake.make_davis(tmp_path / "davis")
     meta_path = root / "meta_expressions" / "valid" / "meta_expressions.json"
@@ -306,9 +306,9 @@ def test_official_layout_covers_every_set_and_video(tmp_path):
         assert img.mode == "P" and not np.asarray(img).any()
     with Image.open(official / "anno_1" / "bike" / "00005.png") as img:
         np.testing.assert_array_equal(np.asarray(img), fake.annotation(1))
-    m = score_davis(open_dataset("davis", root), official)
+    m = score_davis_split(open_dataset("davis", root), official)
     # dogs' object 2 has no sentence anywhere; dogs has no sentence at all in sets 2 and 3:
     # sets 0, 1 score 3 of 4 objects, sets 2, 3 only bike's two
     assert [s["J"] for s in m["annotator_sets"]] == [0.75, 0.75, 0.5, 0.5]
     assert m["J"] == 0.625
-    assert score_davis(open_dataset("davis", root), layout.predictions) == m
+    assert score_davis_split(open_dataset("davis", root), layout.predictions) == m

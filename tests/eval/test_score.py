@@ -10,7 +10,9 @@ from PIL import Image
 from flowrvs.apps.cli import main
 from flowrvs.errors import FlowRVSError
 from flowrvs.data import open_dataset
-from flowrvs.eval.scoring import read_prediction_mask, score_dataset, score_expression, score_mevis
+from flowrvs.eval.benchmark import score_dataset, score_mevis
+from flowrvs.eval.metrics import score_expression
+from flowrvs.eval.predictions import read_prediction_mask
 from helpers import mevis as fake
 
 
