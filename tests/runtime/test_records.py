@@ -6,7 +6,7 @@ import pytest
 
 from flowrvs.errors import FlowRVSError
 from flowrvs.runtime.distributed import Process
-from flowrvs.runtime.records import check_run_record, read_run_record
+from flowrvs.runtime.records import check_run_record, read_record
 
 RECORD = {"model": "m", "steps": 4, "root": "/data"}
 
@@ -35,6 +35,6 @@ def test_only_the_keys_asked_for_are_compared(tmp_path):
 
 def test_an_unreadable_record_is_replaced(tmp_path):
     (tmp_path / "run.json").write_text("{not json")
-    assert read_run_record(tmp_path / "run.json") is None
+    assert read_record(tmp_path / "run.json") is None
     check_run_record(tmp_path, "run.json", RECORD, Process())
-    assert read_run_record(tmp_path / "run.json") == RECORD
+    assert read_record(tmp_path / "run.json") == RECORD

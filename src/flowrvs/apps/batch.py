@@ -31,7 +31,7 @@ from flowrvs.errors import FlowRVSError, first_line
 from flowrvs.io.atomic import atomic_dir, remove_stale_temps, write_json
 from flowrvs.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from flowrvs.runtime.distributed import Process, barrier
-from flowrvs.runtime.records import check_run_record
+from flowrvs.runtime.records import check_run_record, read_record
 
 SUMMARY_FILE = "summary.json"
 STATUS_DIR = ".status"  # one record per video, written by the process that ran it
@@ -51,10 +51,10 @@ def read_sentence_file(path: str | Path) -> dict[str, list[str]]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise FlowRVSError(f"sentence file {path} does not exist") from None
+    except FileNotFoundError as err:
+        raise FlowRVSError(f"sentence file {path} does not exist") from err
     except (OSError, UnicodeDecodeError) as err:
-        raise FlowRVSError(f"cannot read sentence file {path}: {first_line(err)}") from None
+        raise FlowRVSError(f"cannot read sentence file {path}: {first_line(err)}") from err
     as_json = path.suffix.lower() == ".json" or (path.suffix.lower() != ".csv" and text.lstrip().startswith("{"))
     mapping = _parse_json(text, path) if as_json else _parse_csv(text, path)
     if not mapping:
@@ -66,7 +66,7 @@ def _parse_json(text: str, path: Path) -> dict[str, list[str]]:
     try:
         data = json.loads(text)
     except ValueError as err:
-        raise FlowRVSError(f"sentence file {path} is not valid JSON: {first_line(err)}") from None
+        raise FlowRVSError(f"sentence file {path} is not valid JSON: {first_line(err)}") from err
     if not isinstance(data, dict):
         raise FlowRVSError(f'sentence file {path} must hold a JSON object {{"video": ["sentence", ...]}}')
     out = {}
@@ -151,23 +151,15 @@ def plan_jobs(videos_dir: str | Path, mapping: dict[str, list[str]]) -> list[Job
 # ---- resume ------------------------------------------------------------------------------------
 def finished(out: Path, job: Job) -> bool:
     """Whether ``out/<name>`` already holds this job's masks (same sentences, same order)."""
-    try:
-        index = json.loads((out / job.name / "masks.json").read_text())
-        return [p["prompt"] for p in index["prompts"]] == job.sentences
-    except (OSError, ValueError, KeyError, TypeError):
+    index = read_record(out / job.name / "masks.json")
+    prompts = index.get("prompts") if index else None
+    if not isinstance(prompts, list):
         return False
+    return [p.get("prompt") if isinstance(p, dict) else None for p in prompts] == job.sentences
 
 
 def _status_path(out: Path, name: str) -> Path:
     return out / STATUS_DIR / "videos" / f"{name}.json"
-
-
-def _read_record(out: Path, name: str) -> dict | None:
-    try:
-        record = json.loads(_status_path(out, name).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 # ---- running -----------------------------------------------------------------------------------
@@ -261,7 +253,7 @@ def _load(get_pipe: Callable[[], object]):
     try:
         return get_pipe()
     except FlowRVSError as err:
-        raise ModelLoadError(str(err)) from None
+        raise ModelLoadError(str(err)) from err
 
 
 def write_summary(out: str | Path, jobs: Sequence[Job]) -> dict:
@@ -273,7 +265,7 @@ def write_summary(out: str | Path, jobs: Sequence[Job]) -> dict:
     out = Path(out)
     videos = {}
     for job in jobs:
-        record = _read_record(out, job.name)
+        record = read_record(_status_path(out, job.name))
         if finished(out, job):
             if not record or record.get("status") != "done":
                 index = json.loads((out / job.name / "masks.json").read_text())

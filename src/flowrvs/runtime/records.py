@@ -16,8 +16,9 @@ from flowrvs.io.atomic import write_json
 from flowrvs.runtime.distributed import Process
 
 
-def read_run_record(path: Path) -> dict | None:
-    """The record at ``path``, or None when there is none (missing, not JSON, not an object)."""
+def read_record(path: Path) -> dict | None:
+    """The JSON object at ``path`` (a run record, a status record), or None when there is none
+    (missing, not JSON, not an object): a record a killed run left half-made counts as absent."""
     try:
         old = json.loads(Path(path).read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
@@ -37,7 +38,7 @@ def check_run_record(out: Path, name: str, record: dict, process: Process, *,
     = ``"predictions"``). Without one, the main process writes ``record`` (atomically).
     """
     path = Path(out) / name
-    old = read_run_record(path)
+    old = read_record(path)
     if old is None:
         if process.main:
             write_json(path, record, indent=2)
