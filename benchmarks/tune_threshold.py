@@ -23,7 +23,7 @@ def main() -> None:
     from flowrvs.io.atomic import write_json
     from flowrvs.eval.metrics import jf_summary
     from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline, resolve_model_dir
-    from flowrvs.eval.scoring import score_expression
+    from flowrvs.eval.metrics import score_expression
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)

@@ -34,7 +34,7 @@ from flowrvs.io.atomic import atomic_path
 from flowrvs.runtime.machine import cpu_name
 from flowrvs.io.frames import fit_size, frames_to_tensor, logits_to_input_shape
 from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
-from flowrvs.eval.scoring import score_expression
+from flowrvs.eval.metrics import score_expression
 from flowrvs.data.synth import generate_video, video_rng
 from flowrvs.pipelines.windows import LogitBlender, plan_windows
 

@@ -26,7 +26,7 @@ def test_demo_writes_its_files_and_scores(tiny_pipe, tmp_path, capsys):
     assert "mean J&F" in capsys.readouterr().out
     # the score printed is the score of the written masks
     masks = np.stack([np.array(Image.open(out / "0" / f"{i:05d}.png")) > 0 for i in range(9)])
-    from flowrvs.eval.scoring import score_expression
+    from flowrvs.eval.metrics import score_expression
     from flowrvs.data.synth import generate_video
 
     video = generate_video(5)

@@ -17,18 +17,21 @@ from PIL import Image
 
 from flowrvs.apps.cli import main
 from flowrvs.eval.davis import (
+    STAT_KEYS,
+    average_sets,
     decay_bounds,
     match_video,
     object_record,
     split_annotation,
     split_proposals,
+    score_video,
     statistics,
     summarize,
 )
 from flowrvs.errors import FlowRVSError
 from flowrvs.eval.metrics import contour_accuracy, region_similarity
 from flowrvs.data import open_dataset
-from flowrvs.eval.scoring import score_davis
+from flowrvs.eval.benchmark import score_davis_split
 from helpers import ytvos_davis as fake
 
 
@@ -158,6 +161,33 @@ def test_objects_come_from_the_first_frame():
         split_proposals(np.full((1, 2, 2), 21))
 
 
+def test_score_video_takes_stacks_of_arrays():
+    """One video of one run from its (T, H, W) annotation and result: one record per object."""
+    a, b = two_objects()
+    ann = (a * 1 + b * 2).astype(np.uint8)
+    ann[:, 0, 0] = 255  # void
+    records = score_video(ann, swap(ann))  # proposals swapped: still a perfect match
+    assert [(r["object"], r["proposal"]) for r in records] == [(1, 2), (2, 1)]
+    assert all(r["J"] == 1.0 and r["F"] == 1.0 for r in records)
+    only_one = score_video(ann, (ann == 1).astype(np.uint8))
+    assert only_one[1]["proposal"] == 0 and only_one[1]["J"] == 0.0
+    with pytest.raises(ValueError, match="at most 20"):
+        score_video(ann, np.full(ann.shape, 21))
+    with pytest.raises(ValueError, match="annotation"):
+        score_video(ann, ann[:2])
+
+
+def test_sets_are_averaged():
+    runs = [summarize(score_video(ann, res)) for ann, res in [
+        (np.ones((2, 4, 4), np.uint8), np.ones((2, 4, 4), np.uint8)),
+        (np.ones((2, 4, 4), np.uint8), np.zeros((2, 4, 4), np.uint8)),
+    ]]
+    avg = average_sets(runs)
+    assert list(avg) == list(STAT_KEYS) and avg["J"] == 0.5 and avg["J&F"] == (avg["J"] + avg["F"]) / 2
+    with pytest.raises(ValueError):
+        average_sets([])
+
+
 # --- the scorer on a fake Ref-DAVIS17 split -----------------------------------------------------
 def swap(a: np.ndarray) -> np.ndarray:
     return np.where(a == 1, 2, np.where(a == 2, 1, 0)).astype(np.uint8)
@@ -227,7 +257,7 @@ def test_score_davis_void(davis_root, davis_pred):
     # set 0 with object 2 spilling into bike's void strip: bike still perfect; in dogs (no void)
     # the spill counts, so dogs_2 drops below 1
     write_official(davis_pred, 0, perfect_with_void)
-    m = score_davis(open_dataset("davis", davis_root), davis_pred)
+    m = score_davis_split(open_dataset("davis", davis_root), davis_pred)
     objs = m["annotator_sets"][0]["per_object"]
     assert objs["bike_2"]["J"] == 1.0 and objs["bike_2"]["F"] == 1.0
     assert objs["dogs_2"]["J"] < 1.0
@@ -253,8 +283,8 @@ def test_score_davis_per_expression_layout_equals_official(davis_root, davis_pre
                     folder.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{name}.png")
                 fake.write_palette_png(official / f"anno_{i}" / video / f"{name}.png", index)
-    a = score_davis(open_dataset("davis", davis_root), official)
-    assert a == score_davis(open_dataset("davis", davis_root), per_exp)
+    a = score_davis_split(open_dataset("davis", davis_root), official)
+    assert a == score_davis_split(open_dataset("davis", davis_root), per_exp)
     # dogs' object 2 has no sentence: 0 in every set; set 1 (swapped) is still perfect on bike
     assert [s["J"] for s in a["annotator_sets"]] == [0.75, 0.75, 0.5, 0.0]
 
@@ -282,33 +312,4 @@ def test_score_davis_errors(davis_root, davis_pred, capsys):
     # wrong size
     fake.write_palette_png(davis_pred / "anno_0" / "bike" / "00000.png", np.zeros((16, 24), np.uint8))
     with pytest.raises(FlowRVSError, match="24x16"):
-        score_davis(open_dataset("davis", davis_root), davis_pred, allow_missing=True)
-
-
-def test_official_layout_covers_every_set_and_video(tmp_path):
-    """write_davis_official: a video with no sentence of a set still gets that set's (empty) PNGs."""
-    from flowrvs.data.davis import RefDAVISDataset
-    from flowrvs.eval.evaluate import Layout, write_davis_official
-
-    root = fake.make_davis(tmp_path / "davis")
-    meta_path = root / "meta_expressions" / "valid" / "meta_expressions.json"
-    meta = json.loads(meta_path.read_text())
-    for exp_id in ("2", "3"):  # dogs: no sentence of sets 2 and 3
-        del meta["videos"]["dogs"]["expressions"][exp_id]
-    meta_path.write_text(json.dumps(meta))
-    ds = RefDAVISDataset(root, "valid")
-    layout = Layout("davis", tmp_path / "out", ds)
-    for v in ds.videos():
-        for e in ds.expressions(v):
-            layout.write_masks(e, ds.load_mask(e), ds.frame_names(v))  # perfect predictions
-    official = write_davis_official(layout, ds.videos())
-    with Image.open(official / "anno_3" / "dogs" / "00005.png") as img:
-        assert img.mode == "P" and not np.asarray(img).any()
-    with Image.open(official / "anno_1" / "bike" / "00005.png") as img:
-        np.testing.assert_array_equal(np.asarray(img), fake.annotation(1))
-    m = score_davis(open_dataset("davis", root), official)
-    # dogs' object 2 has no sentence anywhere; dogs has no sentence at all in sets 2 and 3:
-    # sets 0, 1 score 3 of 4 objects, sets 2, 3 only bike's two
-    assert [s["J"] for s in m["annotator_sets"]] == [0.75, 0.75, 0.5, 0.5]
-    assert m["J"] == 0.625
-    assert score_davis(open_dataset("davis", root), layout.predictions) == m
+        score_davis_split(open_dataset("davis", davis_root), davis_pred, allow_missing=True)

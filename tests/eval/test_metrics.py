@@ -8,6 +8,7 @@ from flowrvs.eval.metrics import (
     disk,
     jf_summary,
     region_similarity,
+    score_expression,
     tolerance_radius,
 )
 
@@ -165,3 +166,15 @@ def test_f_dilates_only_the_objects_box(monkeypatch):
     big_gt[:, 50 : 50 + h, 70 : 70 + w] = gt
     big_pred[:, 50 : 50 + h, 70 : 70 + w] = pred
     np.testing.assert_array_equal(contour_accuracy(big_pred, big_gt, bound_th=3), contour_accuracy(pred, gt, bound_th=3))
+
+
+EXPRESSION = np.zeros((3, 8, 9), bool)
+EXPRESSION[:, 2:6, 3:7] = True
+
+
+def test_score_expression():
+    gt = EXPRESSION
+    assert score_expression(gt, gt) == (1.0, 1.0)
+    assert score_expression(np.zeros_like(gt), gt) == (0.0, 0.0)
+    with pytest.raises(ValueError):
+        score_expression(gt[:2], gt)

@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from flowrvs.errors import FlowRVSError, first_line
+from flowrvs.io.atomic import atomic_dir, remove_stale_temps, write_json
 from flowrvs.io.names import check_name
-from flowrvs.eval.evaluate import DistInfo
-from flowrvs.io.atomic import atomic_dir, write_json
 from flowrvs.io.read import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from flowrvs.runtime.distributed import Process, barrier
+from flowrvs.runtime.records import check_run_record, read_record
 
 SUMMARY_FILE = "summary.json"
 STATUS_DIR = ".status"  # one record per video, written by the process that ran it
@@ -39,8 +40,7 @@ RUN_FILE = "run.json"  # in STATUS_DIR: the model and settings of the run
 Log = Callable[[str], None]
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+logger = logging.getLogger(__name__)
 
 
 # ---- inputs ------------------------------------------------------------------------------------
@@ -52,10 +52,10 @@ def read_sentence_file(path: str | Path) -> dict[str, list[str]]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise FlowRVSError(f"sentence file {path} does not exist") from None
+    except FileNotFoundError as err:
+        raise FlowRVSError(f"sentence file {path} does not exist") from err
     except (OSError, UnicodeDecodeError) as err:
-        raise FlowRVSError(f"cannot read sentence file {path}: {first_line(err)}") from None
+        raise FlowRVSError(f"cannot read sentence file {path}: {first_line(err)}") from err
     as_json = path.suffix.lower() == ".json" or (path.suffix.lower() != ".csv" and text.lstrip().startswith("{"))
     mapping = _parse_json(text, path) if as_json else _parse_csv(text, path)
     if not mapping:
@@ -69,7 +69,7 @@ def _parse_json(text: str, path: Path) -> dict[str, list[str]]:
     try:
         data = json.loads(text)
     except ValueError as err:
-        raise FlowRVSError(f"sentence file {path} is not valid JSON: {first_line(err)}") from None
+        raise FlowRVSError(f"sentence file {path} is not valid JSON: {first_line(err)}") from err
     if not isinstance(data, dict):
         raise FlowRVSError(f'sentence file {path} must hold a JSON object {{"video": ["sentence", ...]}}')
     out = {}
@@ -154,23 +154,15 @@ def plan_jobs(videos_dir: str | Path, mapping: dict[str, list[str]]) -> list[Job
 # ---- resume ------------------------------------------------------------------------------------
 def finished(out: Path, job: Job) -> bool:
     """Whether ``out/<name>`` already holds this job's masks (same sentences, same order)."""
-    try:
-        index = json.loads((out / job.name / "masks.json").read_text())
-        return [p["prompt"] for p in index["prompts"]] == job.sentences
-    except (OSError, ValueError, KeyError, TypeError):
+    index = read_record(out / job.name / "masks.json")
+    prompts = index.get("prompts") if index else None
+    if not isinstance(prompts, list):
         return False
+    return [p.get("prompt") if isinstance(p, dict) else None for p in prompts] == job.sentences
 
 
 def _status_path(out: Path, name: str) -> Path:
     return out / STATUS_DIR / "videos" / f"{name}.json"
-
-
-def _read_record(out: Path, name: str) -> dict | None:
-    try:
-        record = json.loads(_status_path(out, name).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 # ---- running -----------------------------------------------------------------------------------
@@ -213,7 +205,7 @@ def segment_one(pipe, job: Job, prompts: list[str], video, out: Path, *, num_ste
 def run_jobs(get_pipe: Callable[[], object], jobs: Sequence[Job], out: str | Path, *,
              num_steps: int | None = None, size: tuple[int, int] | None = None, batch_size: int = 1,
              mask_threshold: float | None = None, overlay: bool = True, progress: bool | None = None,
-             log: Log = _stderr) -> BatchStats:
+             log: Log = logger.warning) -> BatchStats:
     """Segment every unfinished job in ``jobs``; one video's failure is recorded and the rest go on.
 
     ``get_pipe()`` is called once, when the first video is ready to segment (so a batch of
@@ -264,7 +256,7 @@ def _load(get_pipe: Callable[[], object]):
     try:
         return get_pipe()
     except FlowRVSError as err:
-        raise ModelLoadError(str(err)) from None
+        raise ModelLoadError(str(err)) from err
 
 
 def write_summary(out: str | Path, jobs: Sequence[Job]) -> dict:
@@ -276,7 +268,7 @@ def write_summary(out: str | Path, jobs: Sequence[Job]) -> dict:
     out = Path(out)
     videos = {}
     for job in jobs:
-        record = _read_record(out, job.name)
+        record = read_record(_status_path(out, job.name))
         if finished(out, job):
             if not record or record.get("status") != "done":
                 index = json.loads((out / job.name / "masks.json").read_text())
@@ -292,48 +284,18 @@ def write_summary(out: str | Path, jobs: Sequence[Job]) -> dict:
     return summary
 
 
-def remove_stale_temps(out: Path) -> None:
-    """Delete the temporary folders a killed run left beside the video folders."""
-    for entry in out.iterdir() if out.is_dir() else []:
-        if entry.name.startswith(".") and (entry.name.endswith(".tmp") or ".old-" in entry.name):
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-
-
-def _barrier(info: DistInfo) -> None:
-    if info.distributed:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def check_run_record(out: Path, record: dict, info: DistInfo) -> None:
-    """Refuse to mix outputs of different settings in one ``out``; rank 0 writes the record."""
-    path = out / STATUS_DIR / RUN_FILE
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        old = None
-    if isinstance(old, dict):
-        diff = [k for k in record if old.get(k) != record[k]]
-        if diff:
-            what = "; ".join(f"{k} {old.get(k)!r} there, {record[k]!r} now" for k in diff)
-            raise FlowRVSError(f"{out} holds masks made with other settings ({what}); use another --out")
-    elif info.main:
-        write_json(path, record, indent=2)
-
-
 def segment_batch(get_pipe: Callable[[], object], videos_dir: str | Path, sentence_file: str | Path,
-                  out: str | Path, *, info: DistInfo | None = None, run_record: dict | None = None,
-                  log: Log = _stderr, progress: bool | None = None, **options) -> tuple[BatchStats, dict | None]:
+                  out: str | Path, *, process: Process | None = None, run_record: dict | None = None,
+                  log: Log = logger.warning, progress: bool | None = None, **options) -> tuple[BatchStats, dict | None]:
     """The whole batch: plan, run this process's share, and (rank 0) write ``summary.json``.
 
     ``options``: ``num_steps``, ``size``, ``batch_size``, ``mask_threshold``, ``overlay`` (see
     :func:`run_jobs`). ``run_record``: what made the masks (model, settings); a rerun into the
-    same ``out`` must match it. ``info`` says which share this process runs; a process group
-    must be up when ``info.world > 1``. Returns this process's stats and the summary (None on
+    same ``out`` must match it. ``process`` says which share this process runs; a process group
+    must be up when ``process.world_size > 1``. Returns this process's stats and the summary (None on
     ranks > 0).
     """
-    info = info or DistInfo()
+    process = process or Process()
     out = Path(out)
     jobs = plan_jobs(videos_dir, read_sentence_file(sentence_file))
     videos_abs, out_abs = Path(videos_dir).resolve(), out.resolve()
@@ -343,11 +305,11 @@ def segment_batch(get_pipe: Callable[[], object], videos_dir: str | Path, senten
         raise FlowRVSError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     if run_record is not None:
-        check_run_record(out, run_record, info)
-    mine = jobs[info.rank :: info.world]
-    stats = run_jobs(get_pipe, mine, out, progress=progress if info.main else False, log=log, **options)
-    _barrier(info)
-    if not info.main:
+        check_run_record(out, f"{STATUS_DIR}/{RUN_FILE}", run_record, process, outputs="masks")
+    mine = jobs[process.rank :: process.world_size]
+    stats = run_jobs(get_pipe, mine, out, progress=progress if process.main else False, log=log, **options)
+    barrier(process)
+    if not process.main:
         return stats, None
     remove_stale_temps(out)
     return stats, write_summary(out, jobs)

@@ -23,7 +23,7 @@ each of the four sets separately and averages. The set of an expression is, in t
 Integer labels from rules 2 and 3 are 0 = annotator 1 first-frame, 1 = annotator 1 full-video,
 2 = annotator 2 first-frame, 3 = annotator 2 full-video.
 
-Scoring (:func:`flowrvs.eval.scoring.score_davis_split`) follows the DAVIS-2017 toolkit's unsupervised
+Scoring (:func:`flowrvs.eval.benchmark.score_davis_split`) follows the DAVIS-2017 toolkit's unsupervised
 task per annotator set (:mod:`flowrvs.eval.davis`); it reads the raw annotation values, void
 (255) included, through :meth:`RefDAVISDataset.load_annotation`.
 """

@@ -29,6 +29,11 @@ reproduces (our own code, checked against the toolkit's definitions):
 * **One run** (:func:`summarize`): J = mean over all objects of all videos of their J mean,
   F likewise, J&F = (J + F) / 2; recall and decay are averaged over objects the same way.
 
+Ref-DAVIS17 has several annotator sets (each annotator described every object once): every set is
+one toolkit run (:func:`score_video` on each video's stack of result frames, then
+:func:`summarize`), and the reported numbers are the means over the sets (:func:`average_sets`).
+Everything here takes arrays; reading PNGs and walking a dataset is :mod:`flowrvs.eval.benchmark`.
+
 The toolkit names an object ``<video>_<k>``. Note that its per-object table lists the matched pairs
 in proposal order, so after a swap its label ``<video>_1`` may carry the numbers of object 2;
 here every object is listed under its own id (and the proposal it was matched with). The means,
@@ -56,6 +61,8 @@ __all__ = [
     "statistics",
     "object_record",
     "summarize",
+    "score_video",
+    "average_sets",
     "STAT_KEYS",
 ]
 
@@ -228,3 +235,31 @@ def summarize(records) -> dict:
     out = {key: float(np.mean([r[key] for r in records])) for key in STAT_KEYS if key != "J&F"}
     out["J&F"] = (out["J"] + out["F"]) / 2
     return {key: out[key] for key in STAT_KEYS}
+
+
+def score_video(annotation, result, *, bound_th: float = 0.008) -> list[dict]:
+    """One video of one run of the unsupervised task: a record per ground-truth object.
+
+    ``annotation``: ``(T, H, W)`` integer ground truth (object ids, 255 = void, see
+    :func:`split_annotation`); ``result``: ``(T, H, W)`` integer proposal ids of the same shape
+    (:func:`split_proposals`; ValueError above :data:`MAX_PROPOSALS`). Returns, for objects
+    ``1..K`` in order, :func:`object_record` plus ``"object"`` (its id) and ``"proposal"`` (the
+    proposal it was matched with, 0 = none).
+    """
+    gt, void = split_annotation(annotation)
+    if np.shape(result) != gt.shape[1:]:
+        raise ValueError(f"result is {np.shape(result)} but the annotation {gt.shape[1:]} (T, H, W)")
+    match = match_video(gt, split_proposals(result), void, bound_th=bound_th)
+    return [{**object_record(match.j[k], match.f[k]), "object": k + 1, "proposal": int(match.proposal[k])}
+            for k in range(gt.shape[0])]
+
+
+def average_sets(runs) -> dict:
+    """The reported numbers of several runs (annotator sets): each :data:`STAT_KEYS` number but
+    ``"J&F"`` is the mean over the runs' :func:`summarize` dicts; ``"J&F"`` = (J + F) / 2."""
+    runs = list(runs)
+    if not runs:
+        raise ValueError("no runs to average")
+    out = {key: float(np.mean([r[key] for r in runs])) for key in STAT_KEYS}
+    out["J&F"] = (out["J"] + out["F"]) / 2
+    return out

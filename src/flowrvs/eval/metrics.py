@@ -10,6 +10,7 @@ Definitions (those of the DAVIS benchmark code that MeViS, Ref-YouTube-VOS and R
   ``precision = |B_P & dil(B_G)| / |B_P|``, ``recall = |B_G & dil(B_P)| / |B_G|``,
   ``F = 2PR / (P + R)`` (0 when ``P + R == 0``). F is 1 when neither mask has a boundary pixel and 0
   when exactly one has. As in DAVIS, a mask covering the whole frame has no boundary pixel.
+* One expression's scores (:func:`score_expression`): the means over its frames of J and of F.
 * Dataset scores: J is the mean over expressions of each expression's mean J over its frames,
   F likewise, and ``J&F = (J + F) / 2`` (:func:`jf_summary`).
 
@@ -30,7 +31,15 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-__all__ = ["region_similarity", "contour_accuracy", "boundary_map", "disk", "tolerance_radius", "jf_summary"]
+__all__ = [
+    "region_similarity",
+    "contour_accuracy",
+    "boundary_map",
+    "disk",
+    "tolerance_radius",
+    "score_expression",
+    "jf_summary",
+]
 
 
 def _as_stack(pred, gt) -> tuple[np.ndarray, np.ndarray]:
@@ -165,6 +174,23 @@ def contour_accuracy(pred, gt, bound_th: float = 0.008, void=None) -> np.ndarray
         recall = np.count_nonzero(bg & dil_p) / n_g
         out[i] = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
     return out
+
+
+def score_expression(pred, gt, bound_th: float = 0.008) -> tuple[float, float]:
+    """Mean J and mean F over the frames of one expression.
+
+    ``pred``, ``gt``: ``(T, H, W)`` or ``(H, W)`` masks of the same shape, any dtype, nonzero =
+    foreground. Returns two floats in [0, 1]. ValueError on different shapes or no frames.
+    """
+    pred = np.asarray(pred)
+    gt = np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} != ground truth shape {gt.shape}")
+    if pred.ndim == 3 and pred.shape[0] == 0:
+        raise ValueError("cannot score an expression with no frames")
+    j = region_similarity(pred, gt)
+    f = contour_accuracy(pred, gt, bound_th=bound_th)
+    return float(j.mean()), float(f.mean())
 
 
 def jf_summary(j_per_expression: Iterable[float], f_per_expression: Iterable[float]) -> dict:

@@ -2,7 +2,7 @@
 
 Predictions are ``PRED_DIR/<video>/<exp_id>/<frame>.png``, one single-channel PNG per frame
 of the split at the frame's size, from any tool; a pixel is foreground when nonzero (read by
-:func:`flowrvs.eval.scoring.read_prediction_mask`). The official Long-RVOS scorer reads 0/255
+:func:`flowrvs.eval.predictions.read_prediction_mask`). The official Long-RVOS scorer reads 0/255
 PNGs; **the official ReVOS scorer needs 0/1 PNGs** (0/255 breaks its A and R), so a writer of
 ReVOS predictions must write 0/1 (this scorer accepts either). ReVOS video ids hold slashes
 (``UVO/all/<id>``): their folders are nested. A missing PNG is an error naming it, unless
@@ -35,7 +35,7 @@ from flowrvs.data.base import Expression
 from flowrvs.errors import FlowRVSError
 from flowrvs.eval import long_rvos_metrics, revos_metrics
 from flowrvs.eval.no_target import no_target_scores
-from flowrvs.eval.scoring import read_prediction_mask
+from flowrvs.eval.predictions import read_prediction_mask
 
 __all__ = ["CHUNK", "score_long_rvos", "score_revos"]
 

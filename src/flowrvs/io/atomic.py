@@ -70,3 +70,21 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> None:
+    """Delete what a killed :func:`atomic_path` / :func:`atomic_dir` left in ``folder``.
+
+    Those are the hidden temporaries ``.<name>.<random>.tmp`` and ``.<name>.old-<pid>`` (files or
+    folders); nothing else is touched. A missing ``folder`` is fine: nothing to delete.
+    """
+    try:
+        entries = list(Path(folder).iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.name.startswith(".") and (entry.name.endswith(".tmp") or ".old-" in entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)

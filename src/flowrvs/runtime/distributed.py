@@ -1,10 +1,12 @@
-"""Many processes with ``torch.distributed``: the process group, DDP and FSDP2 wrapping, and
-the few collectives the loop needs.
+"""Many processes with ``torch.distributed``: which process this is, the process group, DDP and
+FSDP2 wrapping, barriers and the few collectives training needs.
 
-Launch with ``torchrun --nproc_per_node N -m flowrvs train CONFIG``: torchrun sets ``RANK``,
-``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address, :func:`setup` starts the group
-(nccl on cuda, gloo on cpu unless ``dist.backend`` says otherwise). One process is the plain
-single-process run: nothing is wrapped and no collective runs.
+Launch with ``torchrun --nproc_per_node N -m flowrvs train CONFIG`` (or ``evaluate``,
+``segment-batch``): torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous
+address, :func:`from_environment` reads them and :func:`setup` starts the group (nccl on cuda,
+gloo on cpu unless ``backend`` says otherwise). One process is the plain single-process run:
+nothing is wrapped and no collective runs. :class:`Process` is the one description of "this
+process" that training, ``evaluate`` and ``segment-batch`` share.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from flowrvs.errors import FlowRVSError
 
 
 @dataclass(frozen=True)
@@ -34,11 +38,21 @@ class Process:
 
 
 def from_environment() -> Process:
-    """The process torchrun describes in ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (else a single one)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Process()
-    return Process(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    """The process torchrun describes in ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (else a single one).
+
+    Raises FlowRVSError when one of them is not an integer, or ``RANK`` is outside ``[0, WORLD_SIZE)``.
+    """
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return Process()
+        rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError as err:
+        raise FlowRVSError(f"bad RANK/WORLD_SIZE/LOCAL_RANK in the environment: {err}") from err
+    if not 0 <= rank < world:
+        raise FlowRVSError(f"RANK {rank} is outside 0..{world - 1} (WORLD_SIZE {world})")
+    return Process(rank, world, local_rank)
 
 
 def setup(process: Process, device: torch.device, backend: str | None = None) -> bool:
@@ -117,6 +131,7 @@ def mean_over_processes(value: float, process: Process, device: torch.device) ->
 
 
 def barrier(process: Process) -> None:
+    """Wait until every process gets here (nothing with one process; the group must be up)."""
     if process.distributed:
         dist.barrier()
 

@@ -31,7 +31,7 @@ def run(args) -> int:
     from flowrvs.errors import FlowRVSError
     from flowrvs.io.atomic import atomic_dir
     from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
-    from flowrvs.eval.scoring import score_expression
+    from flowrvs.eval.metrics import score_expression
     from flowrvs.io.encode import write_gif
     from flowrvs.io.overlay import overlay_masks, side_by_side
     from flowrvs.data.synth import generate_video, pick_expressions

@@ -5,7 +5,7 @@ scorer/server (and ``OUT/submission.zip`` for MeViS and Ref-YouTube-VOS), scores
 masks into ``OUT/metrics.json`` (the format of ``flowrvs score``) and prints ``J&F .. J .. F ..``.
 Resumable: run it again with the same ``--out`` and finished expressions are skipped. Under
 ``torchrun --nproc_per_node N`` the videos are shared out among the processes. Layouts: see
-:mod:`flowrvs.eval.evaluate`.
+:mod:`flowrvs.eval.layouts`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from flowrvs.apps.commands.common import add_model_args, parse_size
 
 
 def register(subparsers) -> None:
-    from flowrvs.eval.evaluate import DATASETS, DEFAULT_SPLITS
+    from flowrvs.data import BENCHMARKS, DEFAULT_SPLITS
 
     p = subparsers.add_parser(
         "evaluate",
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
             "servers, and for a split with masks OUT/metrics.json. Resumable; works under torchrun."
         ),
     )
-    p.add_argument("--dataset", required=True, choices=DATASETS, help="benchmark")
+    p.add_argument("--dataset", required=True, choices=BENCHMARKS, help="benchmark")
     p.add_argument("--root", required=True, type=Path, help="dataset root (never written to)")
     p.add_argument("--split", default=None,
                    help="split (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_SPLITS.items()) + ")")
@@ -47,21 +47,22 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowrvs.eval.evaluate import dist_info, evaluate
-    from flowrvs.loading.model_folder import model_fingerprint, resolve_model_dir
-    from flowrvs.eval.scoring import summary_line
     from flowrvs.apps.commands.common import hub_options, init_distributed, load_pipeline
+    from flowrvs.eval.benchmark import summary_line
+    from flowrvs.eval.evaluate import evaluate
+    from flowrvs.loading.model_folder import model_fingerprint, resolve_model_dir
+    from flowrvs.runtime import distributed
 
     size = parse_size(args.size) if args.size else None
     model_dir = resolve_model_dir(args.model, **hub_options(args))  # fails fast on a bad model before any work
-    info = dist_info()
-    prefix = f"[rank {info.rank}/{info.world}] " if info.distributed else ""
+    process = distributed.from_environment()
+    prefix = f"[rank {process.rank}/{process.world_size}] " if process.distributed else ""
 
     def log(msg: str) -> None:
         print(f"flowrvs evaluate: {prefix}{msg}", file=sys.stderr, flush=True)
 
-    if info.distributed:
-        init_distributed(info, args)
+    if process.distributed:
+        init_distributed(process, args)
     try:
         result = evaluate(
             lambda: load_pipeline(args),
@@ -78,19 +79,16 @@ def run(args: argparse.Namespace) -> int:
             window=args.window or None,
             overlap=args.overlap,
             limit=args.limit,
-            info=info,
+            process=process,
             log=log,
         )
     finally:
-        if info.distributed:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        if process.distributed:
+            distributed.teardown()
     stats = result.stats
     log(f"segmented {stats.expressions} expression(s) of {stats.videos} video(s) in {stats.seconds:.1f} s"
         + (f"; {stats.skipped_expressions} already done" if stats.skipped_expressions else ""))
-    if not info.main:
+    if not process.main:
         return 0
     if result.zip_path is not None:
         partial = " (partial: --limit)" if args.limit is not None else ""

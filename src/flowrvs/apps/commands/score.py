@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowrvs.data import open_dataset
-    from flowrvs.eval.scoring import SCORERS, score_dataset, summary_line, write_metrics
+    from flowrvs.eval.benchmark import SCORERS, score_dataset, summary_line, write_metrics
 
     if not args.pred_dir.is_dir():
         raise FlowRVSError(f"prediction folder {args.pred_dir} does not exist")

@@ -42,10 +42,10 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowrvs.apps.batch import segment_batch
-    from flowrvs.errors import FlowRVSError
-    from flowrvs.eval.evaluate import dist_info
-    from flowrvs.loading.model_folder import model_fingerprint, resolve_model_dir
     from flowrvs.apps.commands.common import hub_options, init_distributed, load_pipeline
+    from flowrvs.errors import FlowRVSError
+    from flowrvs.loading.model_folder import model_fingerprint, resolve_model_dir
+    from flowrvs.runtime import distributed
 
     size = parse_size(args.size) if args.size else None
     if args.steps is not None and args.steps < 1:
@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise FlowRVSError(f"--batch-size must be at least 1, got {args.batch_size}")
     model_dir = resolve_model_dir(args.model, **hub_options(args))  # a bad model fails before any work
-    info = dist_info()
-    prefix = f"[rank {info.rank}/{info.world}] " if info.distributed else ""
+    process = distributed.from_environment()
+    prefix = f"[rank {process.rank}/{process.world_size}] " if process.distributed else ""
 
     def log(msg: str) -> None:
         print(f"flowrvs segment-batch: {prefix}{msg}", file=sys.stderr, flush=True)
@@ -62,19 +62,16 @@ def run(args: argparse.Namespace) -> int:
     record = {"model": str(model_dir.resolve()), "model_files": model_fingerprint(model_dir), "steps": args.steps,
               "size": list(size) if size else None, "mask_threshold": args.mask_threshold,
               "overlay": not args.no_overlay}
-    if info.distributed:
-        init_distributed(info, args)
+    if process.distributed:
+        init_distributed(process, args)
     try:
         stats, summary = segment_batch(
-            lambda: load_pipeline(args), args.videos, args.sentences, args.out, info=info, run_record=record,
+            lambda: load_pipeline(args), args.videos, args.sentences, args.out, process=process, run_record=record,
             log=log, num_steps=args.steps, size=size, batch_size=args.batch_size,
             mask_threshold=args.mask_threshold, overlay=not args.no_overlay)
     finally:
-        if info.distributed:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        if process.distributed:
+            distributed.teardown()
     log(f"segmented {len(stats.done)} video(s) in {stats.seconds:.1f} s"
         + (f"; {len(stats.skipped)} already done" if stats.skipped else "")
         + (f"; {len(stats.failed)} failed" if stats.failed else ""))

@@ -10,7 +10,7 @@ from PIL import Image
 from flowrvs.apps.cli import main
 from flowrvs.errors import FlowRVSError
 from flowrvs.data import open_dataset
-from flowrvs.eval.scoring import read_prediction_mask, score_dataset, score_expression, score_mevis
+from flowrvs.eval.benchmark import score_dataset, score_mevis
 from helpers import mevis as fake
 
 
@@ -47,29 +47,6 @@ def write_predictions(pred_dir: Path, empty: bool = False, styles: bool = False)
                     img = Image.fromarray(rgba)
                 img.save(folder / f"{name}.png")
     return pred_dir
-
-
-def test_read_prediction_mask_flavours(tmp_path):
-    m = np.zeros((5, 6), bool)
-    m[1:3, 2:5] = True
-    rgba = np.zeros((5, 6, 4), np.uint8)
-    rgba[..., :3] = 255  # white everywhere, but only the object is opaque
-    rgba[m, 3] = 255
-    Image.fromarray(rgba).save(tmp_path / "a.png")
-    np.testing.assert_array_equal(read_prediction_mask(tmp_path / "a.png"), m)
-    Image.fromarray(m.astype(np.uint8)).save(tmp_path / "b.png")  # 0/1 values
-    np.testing.assert_array_equal(read_prediction_mask(tmp_path / "b.png"), m)
-    (tmp_path / "c.png").write_bytes(b"garbage")
-    with pytest.raises(FlowRVSError, match="c.png"):
-        read_prediction_mask(tmp_path / "c.png")
-
-
-def test_score_expression():
-    gt = fake.expected_union("vidA", "1")
-    assert score_expression(gt, gt) == (1.0, 1.0)
-    assert score_expression(np.zeros_like(gt), gt) == (0.0, 0.0)
-    with pytest.raises(ValueError):
-        score_expression(gt[:2], gt)
 
 
 def test_perfect_predictions(root, tmp_path):
