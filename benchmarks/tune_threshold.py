@@ -22,7 +22,8 @@ def main() -> None:
     from flowrvs.data.mevis import MeViSDataset
     from flowrvs.io.atomic import write_json
     from flowrvs.eval.metrics import jf_summary
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline, resolve_model_dir
+    from flowrvs.loading.resolve import resolve_model_dir
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
     from flowrvs.eval.scoring import score_expression
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

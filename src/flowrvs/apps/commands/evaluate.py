@@ -48,7 +48,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowrvs.eval.evaluate import dist_info, evaluate
-    from flowrvs.loading.model_folder import model_fingerprint, resolve_model_dir
+    from flowrvs.loading.model_folder import model_fingerprint
+    from flowrvs.loading.resolve import resolve_model_dir
     from flowrvs.eval.scoring import summary_line
     from flowrvs.apps.commands.common import hub_options, init_distributed, load_pipeline
 
