@@ -22,8 +22,9 @@ def main() -> None:
     from flowrvs.data.mevis import MeViSDataset
     from flowrvs.io.atomic import write_json
     from flowrvs.eval.metrics import jf_summary
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline, resolve_model_dir
     from flowrvs.eval.metrics import score_expression
+    from flowrvs.loading.resolve import resolve_model_dir
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)

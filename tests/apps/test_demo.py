@@ -37,7 +37,8 @@ def test_demo_writes_its_files_and_scores(tiny_pipe, tmp_path, capsys):
 
 
 def test_shipped_model_runs_by_name(tmp_path, capsys):
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline, shipped_model_dir
+    from flowrvs.loading.resolve import shipped_model_dir
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 
     assert shipped_model_dir("tiny-synthetic") is not None
     pipe = FlowRVSPipeline.from_pretrained("tiny-synthetic", device="cpu")

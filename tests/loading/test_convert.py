@@ -8,9 +8,9 @@ import torch
 
 from helpers.releases import write_dit_checkpoint, write_tuned_vae, write_wan_base
 
-from flowrvs.loading.convert import load_checked
+from flowrvs.loading.state_dicts import load_checked
 from flowrvs.apps.cli import main
-from flowrvs.pipelines.pipeline_flowrvs import FlowRVSConfig, FlowRVSPipeline
+from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 from flowrvs.presets import build_transformer
 
 
@@ -45,7 +45,7 @@ def test_convert_round_trip(release, tmp_path, dvi, ema, prefix):
         vae=tuned_vae,
         text_encoder=UMT5EncoderModel.from_pretrained(wan / "text_encoder"),
         tokenizer=AutoTokenizer.from_pretrained(wan / "tokenizer"),
-        config=FlowRVSConfig(text_len=64),
+        text_len=64,
     )
     frames = np.random.default_rng(0).integers(0, 256, (5, 32, 48, 3), dtype=np.uint8)
     a = pipe(frames, ["the red circle", "a dog"], size=(32, 48), return_logits=True)

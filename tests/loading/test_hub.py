@@ -67,9 +67,7 @@ def test_release_by_name_converts_once_and_loads_offline(parts, tmp_path, offlin
     converted = list((tmp_path / "flowrvs-cache" / "models").iterdir())
     assert len(converted) == 1 and converted[0].name.startswith("xmz111--FlowRVS--")
 
-    from flowrvs.loading import convert as checkpoints
-
-    monkeypatch.setattr(checkpoints, "convert_release", lambda *a, **k: pytest.fail("converted twice"))
+    monkeypatch.setattr(hub, "convert_release", lambda *a, **k: pytest.fail("converted twice"))
     again = FlowRVSPipeline.from_pretrained("xmz111/FlowRVS", device="cpu")
     frames = np.random.default_rng(0).integers(0, 256, (5, 40, 56, 3), dtype=np.uint8)
     a = pipe(frames, "the red circle", return_logits=True, size=(32, 48))

@@ -128,6 +128,7 @@ def test_cache_survives_bad_files_and_can_be_off(tiny_pipe, tmp_path, monkeypatc
     monkeypatch.setenv("FLOWRVS_CACHE", "off")
     assert default_cache_folder() is None and EmbeddingCache.default().folder is None
     monkeypatch.delenv("FLOWRVS_CACHE")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert default_cache_folder().parts[-3:] == (".cache", "flowrvs", "embeddings")
     with pytest.raises(FlowRVSError):
         encode_sentences(["  "], loader, memory, 16, "m")

@@ -149,25 +149,3 @@ def test_loads_with_torch_dtype_and_keeps_outputs_under_diffusers_offloading(tin
         assert isinstance(out, FlowRVSPipelineOutput)
         for a, b in zip(expected.logits, out.logits):
             assert np.array_equal(a, b)
-
-
-def test_legacy_model_folder_keeps_loading_with_its_own_rules(tmp_path):
-    """A folder written by flowrvs 0.1 (model_index.json of settings only, no scheduler/)."""
-    import json
-    import shutil
-
-    from flowrvs.pipelines.pipeline_flowrvs import shipped_model_dir
-
-    shutil.copytree(shipped_model_dir("tiny-synthetic"), tmp_path / "old")
-    index = json.loads((tmp_path / "old" / "model_index.json").read_text())
-    assert "scheduler" not in index and not (tmp_path / "old" / "scheduler").exists()
-    pipe = FlowRVSPipeline.from_pretrained(tmp_path / "old", device="cpu")
-    assert pipe.config.resize_rule == "oriented" and pipe.config.clamp_logits is False  # threshold tuned on raw logits
-    assert pipe.config.mask_threshold == index["mask_threshold"]
-    pipe.save_pretrained(tmp_path / "new")
-    again = FlowRVSPipeline.from_pretrained(tmp_path / "new", device="cpu")
-    assert again.settings == pipe.settings
-    frames = _frames(5, 96, 160)
-    a = pipe(frames, "the red circle", return_logits=True)
-    b = again(frames, "the red circle", return_logits=True)
-    assert np.array_equal(a.logits[0], b.logits[0])

@@ -216,9 +216,10 @@ def example_videos(cache_dir: Path, seeds: Sequence[int] = EXAMPLE_SEEDS, senten
 
 
 def default_cache_dir() -> Path:
-    """Where bundled examples are generated: ``$XDG_CACHE_HOME/flowrvs/web-examples`` (``~/.cache`` by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "flowrvs" / "web-examples"
+    """Where bundled examples are generated: ``web-examples/`` under :func:`flowrvs.runtime.cache.cache_root`."""
+    from flowrvs.runtime.cache import cache_root
+
+    return cache_root() / "web-examples"
 
 
 def _import_gradio():

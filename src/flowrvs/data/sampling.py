@@ -9,6 +9,7 @@ import numpy as np
 from flowrvs.data.base import Clip, ReferringVideoDataset
 from flowrvs.data.transforms import fit_size, hflip_clip, resize_clip
 from flowrvs.errors import FlowRVSError
+from flowrvs.io.frames import WORKING_BOX
 
 MODES = ("local", "global", "mixed")
 
@@ -87,7 +88,7 @@ class ClipDataset:
         self,
         datasets: Sequence[tuple[ReferringVideoDataset, float]],
         num_frames: int,
-        size_box: tuple[int, int] = (480, 832),
+        size_box: tuple[int, int] = WORKING_BOX,
         hflip_p: float = 0.5,
         seed: int = 0,
         mode: str = "mixed",

@@ -11,7 +11,7 @@ import numpy as np
 
 from flowrvs.data.base import Clip
 from flowrvs.errors import FlowRVSError
-from flowrvs.io.frames import fit_size  # noqa: F401  (re-exported: the one rule for working sizes)
+from flowrvs.io.frames import WORKING_BOX, fit_size  # noqa: F401  (re-exported: the one rule for working sizes)
 
 
 def resize_clip(
@@ -41,7 +41,7 @@ def resize_clip(
     return out, out_mask
 
 
-def resize_clip_to_box(clip: Clip, box: tuple[int, int] = (480, 832), multiple: int = 16) -> Clip:
+def resize_clip_to_box(clip: Clip, box: tuple[int, int] = WORKING_BOX, multiple: int = 16) -> Clip:
     """A copy of ``clip`` resized to ``fit_size`` of its frames inside ``box``."""
     size = fit_size(clip.frames.shape[1], clip.frames.shape[2], box, multiple)
     frames, mask = resize_clip(clip.frames, clip.mask, size)

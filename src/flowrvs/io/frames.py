@@ -19,12 +19,13 @@ from flowrvs.errors import FlowRVSError
 MULTIPLE = 16
 RESIZE_CHUNK = 32  # frames resized at a time, to bound the float32 peak
 RESIZE_RULES = ("public", "oriented")
+WORKING_BOX = (480, 832)  # (height, width) box the public FlowRVS inference resizes frames into
 
 
 def fit_size(
     h: int,
     w: int,
-    box: tuple[int, int] = (480, 832),
+    box: tuple[int, int] = WORKING_BOX,
     multiple: int = 16,
     upscale: bool = True,
     rule: str = "oriented",
@@ -68,7 +69,7 @@ def _checked_fit(h: int, w: int, box: tuple[int, int], multiple: int) -> tuple[i
     return h, w, bh, bw
 
 
-def public_fit_size(h: int, w: int, box: tuple[int, int] = (480, 832), multiple: int = 16) -> tuple[int, int]:
+def public_fit_size(h: int, w: int, box: tuple[int, int] = WORKING_BOX, multiple: int = 16) -> tuple[int, int]:
     """The public FlowRVS working size: ``s = min(BH / h, BW / w)``, each side ``floor(side * s)``
     floored to a multiple of ``multiple`` (at least one multiple). The box is never turned:
     1080x1920 -> 464x832, 720x1280 -> 464x832, 1920x1080 (portrait) -> 480x256.

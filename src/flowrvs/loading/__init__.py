@@ -1,1 +1,1 @@
-"""Model folders: the format, conversion of public releases, the hub, resolution of a name."""
+"""Model folders: the format (model_folder) <- weights and release conversion (state_dicts, convert) <- the hub (hub) <- a name (resolve)."""

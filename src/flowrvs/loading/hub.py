@@ -4,8 +4,10 @@
 VAE) beside no diffusers folder; its base is ``Wan-AI/Wan2.1-T2V-1.3B-Diffusers``. Resolving it
 downloads (or finds in the Hugging Face cache) the DiT (``FlowRVS_dit_mevis.pth``, else the
 older ``mevis_dit.pth``), ``tuned_vae.pth`` and the base's configs, VAE, text encoder and
-tokenizer (not its DiT weights, which the release replaces), converts them once into a model
-folder under :func:`cache_root` keyed by the files' revisions, and loads that folder afterwards.
+tokenizer (not its DiT weights, which the release replaces), converts them once
+(:func:`flowrvs.loading.convert.convert_release`) into a model folder under
+:func:`flowrvs.runtime.cache.cache_root` keyed by the files' revisions, and loads that folder
+afterwards.
 A repository that holds a flowrvs model folder (``model_index.json`` of a ``FlowRVSPipeline``)
 is downloaded and used as it is.
 
@@ -19,12 +21,29 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
+import logging
 import re
-import sys
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
+
+from huggingface_hub import constants, hf_hub_download, snapshot_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from flowrvs.errors import FlowRVSError, first_line
+from flowrvs.loading.convert import convert_release
+from flowrvs.loading.model_folder import INDEX_FILE, MODEL_PARTS
+from flowrvs.models.defaults import TEXT_LEN
+from flowrvs.runtime.cache import cache_root
+
+logger = logging.getLogger(__name__)
 
 RELEASE_REPO = "xmz111/FlowRVS"
 DIT_FILES = ("FlowRVS_dit_mevis.pth", "mevis_dit.pth")
@@ -33,19 +52,14 @@ BASE_REPO = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 BASE_PATTERNS = ["model_index.json", "transformer/config.json", "vae/*", "text_encoder/*", "tokenizer/*"]
 CONVERSION_VERSION = "1"  # bump when the conversion's output changes for the same inputs
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# what huggingface_hub raises when it cannot give a file: an HTTP error (no such repository,
+# revision or file, gated, server), a file neither the hub nor the cache has, offline mode
+HUB_ERRORS = (HfHubHTTPError, EntryNotFoundError, OfflineModeIsEnabled)
 
 
 def looks_like_repo_id(name: str) -> bool:
     """``owner/name`` with hub-legal characters (a path that does not exist may look like one)."""
     return bool(_REPO_ID.fullmatch(name)) and ".." not in name
-
-
-def cache_root() -> Path:
-    """Where converted models and other derived files live: ``$FLOWRVS_CACHE``, else
-    ``$XDG_CACHE_HOME/flowrvs`` (``~/.cache/flowrvs``)."""
-    if os.environ.get("FLOWRVS_CACHE"):
-        return Path(os.environ["FLOWRVS_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flowrvs"
 
 
 def _manual_route(repo: str, base: str, dit_names: tuple[str, ...]) -> str:
@@ -62,11 +76,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the hub can be asked at all: not ``HF_HUB_OFFLINE``, and its host answers within
     ``timeout`` seconds. Without it every request is answered from the cache alone, so a machine
     with no network gets its answer at once instead of after huggingface_hub's retries."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
     if constants.HF_HUB_OFFLINE:
         return False
     url = urlparse(constants.ENDPOINT)
@@ -78,46 +87,38 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _download(repo: str, filename: str) -> Path:
-    from huggingface_hub import hf_hub_download
-
     return Path(hf_hub_download(repo, filename, local_files_only=not hub_reachable()))
 
 
 def _unreachable(err: Exception) -> bool:
     """True for 'not in the cache and the hub cannot be asked' (offline, or no network)."""
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    return isinstance(err, LocalEntryNotFoundError) or "offline" in str(err).lower()
+    return isinstance(err, (LocalEntryNotFoundError, OfflineModeIsEnabled))
 
 
 def _missing(err: Exception) -> bool:
     """True for 'the hub says there is no such file or repository'."""
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
-    return isinstance(err, (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError))
+    return not _unreachable(err) and isinstance(err, (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError))
 
 
 def _flowrvs_folder_repo(repo: str) -> Path | None:
-    """The snapshot of ``repo`` when it holds a flowrvs model folder, else None."""
-    from huggingface_hub import snapshot_download
-
+    """The snapshot of ``repo`` when it holds a flowrvs model folder, else None (the release
+    route then says what is missing)."""
     try:
-        index = json.loads(_download(repo, "model_index.json").read_text())
-    except Exception as err:  # noqa: BLE001 - huggingface_hub raises many kinds; all mean "not here"
-        if _unreachable(err) or _missing(err) or isinstance(err, (OSError, ValueError)):
-            return None
-        raise
-    if index.get("_class_name") != "FlowRVSPipeline":
+        index = json.loads(_download(repo, INDEX_FILE).read_text())
+    except HUB_ERRORS:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):  # a model_index.json of something else
+        return None
+    if not isinstance(index, dict) or index.get("_class_name") != "FlowRVSPipeline":
         return None
     try:
         return Path(snapshot_download(repo, local_files_only=not hub_reachable()))
-    except Exception as err:  # noqa: BLE001
-        raise FlowRVSError(f"cannot download the model folder {repo}: {first_line(err)}") from None
+    except HUB_ERRORS as err:
+        raise FlowRVSError(f"cannot download the model folder {repo}: {first_line(err)}") from err
 
 
 def _release_files(repo: str, dit_names: tuple[str, ...], base: str) -> tuple[Path, Path, Path]:
     """Local paths of the DiT checkpoint, the tuned VAE and the base folder (downloaded or cached)."""
-    from huggingface_hub import snapshot_download
 
     def fail(err: Exception) -> FlowRVSError:
         if _unreachable(err):
@@ -132,20 +133,20 @@ def _release_files(repo: str, dit_names: tuple[str, ...], base: str) -> tuple[Pa
         try:
             dit = _download(repo, name)
             break
-        except Exception as err:  # noqa: BLE001
+        except HUB_ERRORS as err:
             if not (_missing(err) or _unreachable(err)):
-                raise fail(err) from None
+                raise fail(err) from err
             last_error = err
     if dit is None:
         if last_error is not None and _unreachable(last_error):
-            raise fail(last_error)
+            raise fail(last_error) from last_error
         raise FlowRVSError(f"{repo} has none of {', '.join(dit_names)}; name the DiT file with --dit-file")
     try:
         vae = _download(repo, VAE_FILE)
         base_dir = Path(snapshot_download(base, allow_patterns=BASE_PATTERNS, local_files_only=not hub_reachable()))
-    except Exception as err:  # noqa: BLE001
-        raise fail(err) from None
-    missing = [p for p in ("transformer", "vae", "text_encoder", "tokenizer") if not (base_dir / p).is_dir()]
+    except HUB_ERRORS as err:
+        raise fail(err) from err
+    missing = [p for p in MODEL_PARTS if not (base_dir / p).is_dir()]
     if missing:
         raise FlowRVSError(
             f"the base {base} in the Hugging Face cache lacks {', '.join(missing)}/ (offline with a partial "
@@ -166,7 +167,7 @@ def resolve_hub_model(
     repo: str,
     dit_file: str | None = None,
     base: str | None = None,
-    text_len: int = 256,
+    text_len: int = TEXT_LEN,
     mask_latent_normalized: bool = False,
 ) -> Path:
     """A local model folder for hub id ``repo`` (see the module docstring).
@@ -176,8 +177,6 @@ def resolve_hub_model(
     ``Wan-AI/Wan2.1-T2V-1.3B-Diffusers``). ``text_len`` / ``mask_latent_normalized``: the
     release's settings (the 2026 release: 256 tokens, raw mask latents).
     """
-    from flowrvs.loading.convert import convert_release
-
     if dit_file is None and base is None:
         folder = _flowrvs_folder_repo(repo)
         if folder is not None:
@@ -187,7 +186,7 @@ def resolve_hub_model(
     dit, vae, base_dir = _release_files(repo, dit_names, base)
     settings = {"text_len": text_len, "mask_latent_normalized": mask_latent_normalized, "base": base}
     out = cache_root() / "models" / f"{repo.replace('/', '--')}--{_revision_key(dit, vae, base_dir, settings)}"
-    if (out / "model_index.json").is_file():
+    if (out / INDEX_FILE).is_file():
         return out
-    print(f"flowrvs: converting {repo} ({dit.name}, {VAE_FILE}, base {base}) once into {out}", file=sys.stderr)
+    logger.warning("flowrvs: converting %s (%s, %s, base %s) once into %s", repo, dit.name, VAE_FILE, base, out)
     return convert_release(base_dir, dit, vae, out, mask_latent_normalized=mask_latent_normalized, text_len=text_len)

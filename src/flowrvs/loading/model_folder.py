@@ -1,21 +1,23 @@
-"""Model folders: their settings, where a name leads, and what a folder must hold.
+"""The model folder format: its settings, what it must hold, and writing one.
 
 A model folder is a diffusers pipeline folder: ``model_index.json`` (the components and the
 :class:`FlowRVSConfig` settings), ``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``
-and ``scheduler/``. Folders written by flowrvs 0.1 lack ``scheduler/`` and the components in
-their index; they are read by :meth:`FlowRVSConfig.from_legacy_index`. A name is a folder, a
-model shipped inside the package (``tiny-synthetic``) or a Hugging Face hub id (:mod:`flowrvs.loading.hub`).
+and ``scheduler/``. Which folder a name leads to is :mod:`flowrvs.loading.resolve`'s business.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowrvs.errors import FlowRVSError
-from flowrvs.io.frames import RESIZE_RULES
+from flowrvs.errors import FlowRVSError, first_line
+from flowrvs.io.frames import RESIZE_RULES, WORKING_BOX
+from flowrvs.models.defaults import TEXT_LEN
 
 MODEL_PARTS = ("transformer", "vae", "text_encoder", "tokenizer")
 INDEX_FILE = "model_index.json"
@@ -26,10 +28,10 @@ NUM_TRAIN_TIMESTEPS = 1000
 class FlowRVSConfig:
     """Settings of a model folder that are not weights (entries of ``model_index.json``).
 
-    text_len: prompt embeddings are zero-padded to this many tokens (256 now, 64 in older
-    checkpoints). mask_latent_normalized: mask latents carry the video normalisation (older
+    text_len: prompt embeddings are zero-padded to this many tokens (``TEXT_LEN``, 256, now;
+    64 in older checkpoints). mask_latent_normalized: mask latents carry the video normalisation (older
     checkpoints). flow_shift / num_steps: inference time grid. size: ``(short, long)`` box
-    frames are resized into. source: start point of the flow, ``"video"`` (FlowRVS) or
+    frames are resized into (``WORKING_BOX``, 480x832). source: start point of the flow, ``"video"`` (FlowRVS) or
     ``"noise"`` (text-to-video style, an ablation). prediction: what the DiT outputs,
     ``"velocity"`` (FlowRVS) or ``"mask"`` (the mask latent itself, an ablation).
     mask_threshold: a pixel is foreground where the mask decoder's output exceeds this (0 is
@@ -39,11 +41,11 @@ class FlowRVSConfig:
     of 16) or ``"oriented"`` (the box turned to the frame's orientation, sides rounded).
     """
 
-    text_len: int = 256
+    text_len: int = TEXT_LEN
     mask_latent_normalized: bool = False
     flow_shift: float = 3.0
     num_steps: int = 1
-    size: tuple[int, int] = (480, 832)
+    size: tuple[int, int] = WORKING_BOX
     source: str = "video"
     prediction: str = "velocity"
     mask_threshold: float = 0.0
@@ -63,23 +65,9 @@ class FlowRVSConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "FlowRVSConfig":
-        """Settings from a ``model_index.json``; unknown keys are ignored.
-
-        """
+        """Settings from a ``model_index.json``; unknown keys are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
-
-    @classmethod
-    def from_legacy_index(cls, index: dict) -> "FlowRVSConfig":
-        """Settings of a folder written before flowrvs followed the public inference (0.1).
-
-        Those folders used the oriented box, and tuned their threshold on raw logits: unless a
-        key says otherwise, they keep both (logits clamped only when the threshold is 0).
-        """
-        values = dict(index)
-        values.setdefault("resize_rule", "oriented")
-        values.setdefault("clamp_logits", float(values.get("mask_threshold", 0.0)) == 0.0)
-        return cls.from_dict(values)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -87,16 +75,9 @@ class FlowRVSConfig:
         return out
 
 
-def shipped_model_dir(name: str) -> Path | None:
-    """Folder of a model shipped inside the package (e.g. ``tiny-synthetic``), if there is one."""
-    from importlib import resources
-
-    path = Path(str(resources.files("flowrvs") / "weights" / name))
-    return path if (path / INDEX_FILE).is_file() else None
-
-
 def check_model_dir(path: Path) -> Path:
-    """``path`` if it is a model folder with every part, else a one-line error naming what is missing."""
+    """``path`` if it is a model folder with every part named in its index, else a one-line
+    error naming what is missing."""
     if not path.is_dir():
         raise FlowRVSError(f"model {path} is not a folder")
     missing = [p + "/" for p in MODEL_PARTS if not (path / p).is_dir()]
@@ -104,27 +85,15 @@ def check_model_dir(path: Path) -> Path:
         missing.insert(0, INDEX_FILE)
     if missing:
         raise FlowRVSError(f"model folder {path} is missing {', '.join(missing)}")
+    try:
+        index = json.loads((path / INDEX_FILE).read_text())
+    except json.JSONDecodeError as err:
+        raise FlowRVSError(f"cannot read {path / INDEX_FILE}: {first_line(err)}") from err
+    unnamed = [p for p in MODEL_PARTS if not isinstance(index, dict) or not isinstance(index.get(p), list)]
+    if unnamed:
+        raise FlowRVSError(f"model folder {path} is not a diffusers pipeline folder: its {INDEX_FILE} "
+                           f"does not name its {', '.join(unnamed)}")
     return path
-
-
-def resolve_model_dir(model: str | Path, **hub_options) -> Path:
-    """A model folder from a path, the name of a shipped model, or a Hugging Face hub id.
-
-    Hub ids resolve through :func:`flowrvs.loading.hub.resolve_hub_model` (``hub_options``: ``dit_file``,
-    ``base``); the folder is checked for every part.
-    """
-    path = Path(model)
-    if not path.exists():
-        shipped = shipped_model_dir(str(model))
-        if shipped is not None:
-            path = shipped
-        else:
-            from flowrvs.loading.hub import looks_like_repo_id, resolve_hub_model
-
-            if not looks_like_repo_id(str(model)):
-                raise FlowRVSError(f"model folder {model} does not exist (and is not a shipped model or a hub id)")
-            path = resolve_hub_model(str(model), **hub_options)
-    return check_model_dir(path)
 
 
 def model_fingerprint(folder: str | Path, content_limit: int = 64 << 20) -> str:
@@ -133,8 +102,6 @@ def model_fingerprint(folder: str | Path, content_limit: int = 64 << 20) -> str:
     Files up to ``content_limit`` bytes (configs, a small model's weights) are hashed by content;
     larger ones by size and modification time, so a multi-GB model is not read just to name it.
     """
-    import hashlib
-
     folder = Path(folder)
     digest = hashlib.sha1()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -185,6 +152,14 @@ def weights_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for part in ("transformer", "text_encoder") for p in (folder / part).glob("*.safetensors"))
 
 
-def is_diffusers_index(index: dict, folder: Path) -> bool:
-    parts = ("scheduler",) + MODEL_PARTS
-    return all(isinstance(index.get(p), list) and (folder / p).is_dir() for p in parts)
+def link_or_copy_tree(src: Path, dst: Path) -> None:
+    """Copy a folder, hard-linking files where the file system allows (umT5-XXL is 11 GB)."""
+
+    def link_or_copy(s, d):
+        s = os.path.realpath(s)  # a hub snapshot holds relative links to its blobs: link the blob
+        try:
+            os.link(s, d)
+        except OSError:  # another file system, or one without hard links
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, copy_function=link_or_copy)

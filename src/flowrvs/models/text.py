@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import torch
 
 from flowrvs.errors import FlowRVSError, first_line
+from flowrvs.runtime.cache import cache_root, speed_caches_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -114,17 +115,10 @@ class PromptEncoder:
 
 
 # ---- embeddings on disk ------------------------------------------------------------------
-CACHE_ENV = "FLOWRVS_CACHE"  # a folder; "0", "off" or "none" keeps embeddings in memory only
-_OFF = ("0", "off", "none", "false", "no")
-
-
 def default_cache_folder() -> Path | None:
-    """``$FLOWRVS_CACHE/embeddings``, else ``~/.cache/flowrvs/embeddings``; ``None`` when turned off."""
-    value = os.environ.get(CACHE_ENV, "").strip()
-    if value.lower() in _OFF:
-        return None
-    root = Path(value).expanduser() if value else Path.home() / ".cache" / "flowrvs"
-    return root / "embeddings"
+    """``embeddings/`` under :func:`flowrvs.runtime.cache.cache_root`; ``None`` when
+    ``$FLOWRVS_CACHE`` turns the speed caches off (embeddings then stay in memory)."""
+    return cache_root() / "embeddings" if speed_caches_enabled() else None
 
 
 class EmbeddingCache:
@@ -169,7 +163,7 @@ class EmbeddingCache:
 
         try:
             embedding = load_file(self._path(key))["embedding"]
-        except (OSError, KeyError, SafetensorError, ValueError) as err:
+        except (SafetensorError, KeyError, FileNotFoundError) as err:  # damaged, foreign or just removed
             logger.warning("ignoring unreadable cached embedding %s: %s", self._path(key), first_line(err))
             return None
         self._memory[key] = embedding
@@ -250,9 +244,11 @@ def _safetensors_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (OSError, ValueError, KeyError) as err:
-            raise FlowRVSError(f"cannot read {index}: {first_line(err)}") from None
+            weight_map = json.loads(index.read_text()).get("weight_map")
+        except json.JSONDecodeError as err:
+            raise FlowRVSError(f"cannot read {index}: {first_line(err)}") from err
+        if not isinstance(weight_map, dict):
+            raise FlowRVSError(f"{index} has no weight_map")
         return [folder / name for name in sorted(set(weight_map.values()))]
     single = folder / "model.safetensors"
     if single.is_file():
@@ -314,8 +310,8 @@ def load_streamed_text_encoder(folder: str | os.PathLike, dtype: torch.dtype = t
             with safe_open(str(path), framework="pt") as f:
                 for key in f.keys():
                     index[key] = {"safetensors_file": str(path), "weight_name": key, "dtype": dtype_name}
-    except (OSError, ValueError, SafetensorError) as err:
-        raise FlowRVSError(f"cannot read the text encoder in {folder}: {first_line(err)}") from None
+    except (OSError, SafetensorError) as err:  # transformers reports a missing or bad config as OSError
+        raise FlowRVSError(f"cannot read the text encoder in {folder}: {first_line(err)}") from err
     with init_empty_weights():
         model = UMT5EncoderModel(config)
     model.to(dtype)

@@ -38,13 +38,12 @@ from flowrvs.loading.model_folder import (  # noqa: F401 - model-folder names re
     NUM_TRAIN_TIMESTEPS,
     FlowRVSConfig,
     default_scheduler,
-    is_diffusers_index,
+    link_or_copy_tree,
     model_fingerprint,
-    resolve_model_dir,
-    shipped_model_dir,
     weights_bytes,
     write_model_index,
 )
+from flowrvs.loading.resolve import resolve_model_dir
 from flowrvs.models.vae import decode_mask_logits, encode_video
 from flowrvs.runtime.precision import DTYPES, resolve_device_dtype  # noqa: F401 - re-exported for callers of flowrvs.pipelines.pipeline_flowrvs
 from flowrvs.pipelines.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
@@ -280,8 +279,7 @@ class FlowRVSPipeline(DiffusionPipeline):
         ``keep_text_encoder``: load umT5 now and keep it resident; by default it is loaded only
         when a sentence is not in the embedding cache (``$FLOWRVS_CACHE/embeddings``), its
         weights read layer by layer from their files, and dropped right after, so it never sits
-        beside the DiT and the VAE. Folders written before this pipeline was a diffusers
-        pipeline (no ``scheduler/``) keep loading.
+        beside the DiT and the VAE.
         """
         from flowrvs.runtime.precision import apply_precision, choose_precision
 
@@ -294,19 +292,12 @@ class FlowRVSPipeline(DiffusionPipeline):
         if requested == "auto" and not large and resolve_device_dtype(device)[0].type == "cpu":
             requested = "float32"  # bf16 gains a small model nothing on a CPU and costs it accuracy
         plan = choose_precision(device, requested, bf16_storage=large)  # logs plan.warning (forced slow bf16)
-        try:
-            index = json.loads((path / INDEX_FILE).read_text())
-        except (OSError, ValueError) as err:
-            raise FlowRVSError(f"cannot read {path / INDEX_FILE}: {first_line(err)}") from None
         storage = {part: plan.part(part).storage for part in ("transformer", "vae", "text_encoder")}
         try:
-            if is_diffusers_index(index, path):
-                kwargs.setdefault("low_cpu_mem_usage", True)
-                if not keep_text_encoder:
-                    kwargs["text_encoder"] = None
-                pipe = super().from_pretrained(str(path), dtype={**storage, "default": torch.float32}, **kwargs)
-            else:
-                pipe = cls._from_legacy_folder(path, index, storage, keep_text_encoder)
+            kwargs.setdefault("low_cpu_mem_usage", True)
+            if not keep_text_encoder:
+                kwargs["text_encoder"] = None
+            pipe = super().from_pretrained(str(path), dtype={**storage, "default": torch.float32}, **kwargs)
         except FlowRVSError:
             raise
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as err:
@@ -319,33 +310,10 @@ class FlowRVSPipeline(DiffusionPipeline):
             pipe.enable_model_cpu_offload(device=plan.device)
         return pipe
 
-    @classmethod
-    def _from_legacy_folder(cls, path: Path, index: dict, storage: dict, keep_text_encoder: bool) -> "FlowRVSPipeline":
-        """A folder whose ``model_index.json`` holds only flowrvs settings (before 0.2)."""
-        from diffusers import AutoencoderKLWan, WanTransformer3DModel
-        from transformers import AutoTokenizer, UMT5EncoderModel
-
-        loaders = {
-            "transformer": lambda p: WanTransformer3DModel.from_pretrained(p, torch_dtype=storage["transformer"]),
-            "vae": lambda p: AutoencoderKLWan.from_pretrained(p, torch_dtype=storage["vae"]),
-            "text_encoder": lambda p: UMT5EncoderModel.from_pretrained(p, dtype=storage["text_encoder"]),
-            "tokenizer": lambda p: AutoTokenizer.from_pretrained(p),
-        }
-        if not keep_text_encoder:
-            loaders["text_encoder"] = lambda p: None
-        parts = {}
-        for name, load in loaders.items():
-            try:
-                parts[name] = load(str(path / name))
-            except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
-                raise FlowRVSError(f"cannot load {name} from {path / name}: {first_line(err)}") from None
-        return cls(**parts, config=FlowRVSConfig.from_legacy_index(index))
-
     def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
         """Write a model folder that :meth:`from_pretrained` reads; atomic (temp folder + rename).
 
         A text encoder that is not resident is copied from the folder it loads from."""
-        from flowrvs.loading.convert import link_or_copy_tree
         from flowrvs.io.atomic import atomic_dir
 
         with atomic_dir(save_directory) as tmp:

@@ -92,7 +92,8 @@ def text_cache_dir(config: TrainConfig, sentences: list[str]) -> Path:
     import hashlib
 
     from flowrvs.models.text import clean_prompt
-    from flowrvs.loading.model_folder import model_fingerprint, resolve_model_dir
+    from flowrvs.loading.model_folder import model_fingerprint
+    from flowrvs.loading.resolve import resolve_model_dir
 
     model = config.model
     source = (f"init:{model_fingerprint(resolve_model_dir(model.init))}" if model.init is not None

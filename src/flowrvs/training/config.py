@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flowrvs.errors import FlowRVSError, first_line
+from flowrvs.io.frames import WORKING_BOX
 
 STAGES = ("autoencoder", "mask_decoder", "flow")
 SAMPLING_MODES = ("local", "global", "mixed")
@@ -79,7 +80,7 @@ class DataConfig:
 
     datasets: list[DatasetConfig] = field(default_factory=list)
     num_frames: int = 17
-    size: tuple[int, int] = (480, 832)
+    size: tuple[int, int] = WORKING_BOX
     hflip_p: float = 0.5
     sampling: str = "mixed"
     workers: int = 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
+    from flowrvs.models.defaults import TEXT_LEN, TEXT_LENS
+
     parser = sub.add_parser("convert", help="turn the public FlowRVS release into a flowrvs model folder")
     parser.add_argument("--wan", required=True, help="the Wan2.1-T2V-1.3B-Diffusers folder")
     parser.add_argument("--dit", required=True, help="FlowRVS DiT checkpoint (.pth)")
@@ -11,7 +13,7 @@ def register(sub) -> None:
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--mask-latent-normalized", action="store_true",
                         help="the checkpoint normalises mask latents like video latents (older releases)")
-    parser.add_argument("--text-len", type=int, default=256, choices=[64, 256, 512],
+    parser.add_argument("--text-len", type=int, default=TEXT_LEN, choices=TEXT_LENS,
                         help="prompt embedding length the checkpoint was trained with")
     parser.set_defaults(func=run)
 

@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from flowrvs.apps.commands.common import hub_options, init_distributed, load_pipeline
     from flowrvs.eval.benchmark import summary_line
     from flowrvs.eval.evaluate import evaluate
-    from flowrvs.loading.model_folder import model_fingerprint, resolve_model_dir
+    from flowrvs.loading.model_folder import model_fingerprint
+    from flowrvs.loading.resolve import resolve_model_dir
     from flowrvs.runtime import distributed
 
     size = parse_size(args.size) if args.size else None

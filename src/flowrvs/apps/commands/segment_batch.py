@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from flowrvs.apps.batch import segment_batch
     from flowrvs.apps.commands.common import hub_options, init_distributed, load_pipeline
     from flowrvs.errors import FlowRVSError
-    from flowrvs.loading.model_folder import model_fingerprint, resolve_model_dir
+    from flowrvs.loading.model_folder import model_fingerprint
+    from flowrvs.loading.resolve import resolve_model_dir
     from flowrvs.runtime import distributed
 
     size = parse_size(args.size) if args.size else None
