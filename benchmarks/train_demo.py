@@ -114,7 +114,7 @@ def build_init(decoder: str, out: Path, heads: int, ffn_dim: int, seed: int) -> 
     from diffusers import WanTransformer3DModel
 
     from flowrvs.io.atomic import atomic_dir
-    from flowrvs.pipelines.pipeline_flowrvs import resolve_model_dir
+    from flowrvs.loading.model_folder import resolve_model_dir
 
     source = resolve_model_dir(decoder)
     config = json.loads((source / "transformer" / "config.json").read_text())

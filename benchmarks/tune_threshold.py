@@ -22,7 +22,8 @@ def main() -> None:
     from flowrvs.data.mevis import MeViSDataset
     from flowrvs.io.atomic import write_json
     from flowrvs.eval.metrics import jf_summary
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline, resolve_model_dir
+    from flowrvs.loading.model_folder import resolve_model_dir
+    from flowrvs.pipelines.loader import load_pipeline
     from flowrvs.eval.scoring import score_expression
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,13 +36,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    pipe = FlowRVSPipeline.from_pretrained(args.model, device="cpu")
+    pipe = load_pipeline(args.model, device="cpu")
+    pipe.set_progress_bar_config(disable=True)
     dataset = MeViSDataset(args.root, args.split)
     scores: dict[float, tuple[list[float], list[float]]] = {t: ([], []) for t in GRID}
     for video in dataset.videos()[: args.limit]:
         expressions = dataset.expressions(video)
         result = pipe(dataset.load_frames(video), [e.sentence for e in expressions], return_logits=True,
-                      batch_size=8, progress=False)
+                      batch_size=8)
         for expression, logits in zip(expressions, result.logits):
             truth = dataset.load_mask(expression)
             for threshold, (js, fs) in scores.items():

@@ -10,7 +10,7 @@ from PIL import Image
 
 import flowrvs.io.video as video_module
 from flowrvs.io.atomic import atomic_dir
-from flowrvs.pipelines.pipeline_flowrvs import SegmentationResult
+from flowrvs.pipelines.pipeline_output import FlowRVSPipelineOutput
 from flowrvs.io.masks import decode_rle, encode_rle
 from flowrvs.io.video import overlay_masks, read_video, write_mask_pngs, write_video
 from flowrvs.io.writer import SegmentationWriter, write_segmentation
@@ -18,7 +18,7 @@ from flowrvs.io.writer import SegmentationWriter, write_segmentation
 T, H, W = 7, 20, 30
 
 
-def make_result(seed: int = 0) -> tuple[np.ndarray, SegmentationResult]:
+def make_result(seed: int = 0) -> tuple[np.ndarray, FlowRVSPipelineOutput]:
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8)
     yy, xx = np.mgrid[0:H, 0:W]
@@ -27,16 +27,10 @@ def make_result(seed: int = 0) -> tuple[np.ndarray, SegmentationResult]:
         rng.random((T, H, W)) > 0.7,
     ]
     names = [f"frame{t * 5}" for t in range(T)]
-    return frames, SegmentationResult(prompts=["the red circle", "noise"], masks=masks, frame_names=names, fps=12.5)
+    return frames, FlowRVSPipelineOutput(prompts=["the red circle", "noise"], masks=masks, frame_names=names, fps=12.5)
 
 
-def test_write_segmentation_is_importable_from_the_segment_command():
-    from flowrvs.apps.commands.segment import write_segmentation as reexported
-
-    assert reexported is write_segmentation
-
-
-def expected_index(result: SegmentationResult, source: str) -> dict:
+def expected_index(result: FlowRVSPipelineOutput, source: str) -> dict:
     """masks.json as `flowrvs segment` has always written it."""
     return {
         "video": source,

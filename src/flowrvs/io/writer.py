@@ -130,7 +130,7 @@ class SegmentationWriter:
 
 def write_segmentation(folder, frames: np.ndarray, result, source: str, overlay: bool = True) -> None:
     """Write ``<k>/<frame>.png``, masks.json and overlay.mp4 of a whole
-    :class:`~flowrvs.pipelines.pipeline_flowrvs.SegmentationResult` into ``folder``.
+    :class:`~flowrvs.pipelines.pipeline_output.FlowRVSPipelineOutput` into ``folder``.
 
     frames: the ``(T, H, W, 3)`` uint8 input frames (for the overlay).
     """

@@ -10,7 +10,7 @@ patches, a VAE that compresses 4x in space and time so that small shapes survive
 about 2.4M parameters in all) is what the shipped ``tiny-synthetic`` model is trained from.
 
 Each preset folder has ``transformer/``, ``vae/``, ``text_encoder/`` configs and a
-``pipeline.json`` (see :class:`flowrvs.pipelines.pipeline_flowrvs.FlowRVSConfig`); ``tiny`` adds ``vocab.txt``.
+``pipeline.json`` (the settings of :class:`flowrvs.pipelines.pipeline_flowrvs.FlowRVSPipeline`); ``tiny`` adds ``vocab.txt``.
 """
 
 from __future__ import annotations
@@ -105,16 +105,15 @@ def build_pipeline(name: str = "tiny", dvi: bool = True, seed: int = 0, words: l
     tokenizer cannot be made offline. ``words`` replaces the preset vocabulary; ``config``
     overrides ``pipeline.json`` entries.
     """
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSConfig, FlowRVSPipeline
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 
     words = words or preset_vocabulary(name)
     torch.manual_seed(seed)
     tokenizer = build_word_tokenizer(words)
-    pipe_config = FlowRVSConfig(**{**preset_config(name, "pipeline"), **config})
     return FlowRVSPipeline(
         transformer=build_transformer(name, dvi=dvi),
         vae=build_vae(name),
         text_encoder=build_text_encoder(name, vocab_size=len(tokenizer)),
         tokenizer=tokenizer,
-        config=pipe_config,
+        **{**preset_config(name, "pipeline"), **config},
     )

@@ -30,7 +30,7 @@ def run(args) -> int:
 
     from flowrvs.errors import FlowRVSError
     from flowrvs.io.atomic import atomic_dir
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    from flowrvs.pipelines.loader import load_pipeline
     from flowrvs.eval.scoring import score_expression
     from flowrvs.io.video import overlay_masks, side_by_side, write_gif
     from flowrvs.data.synth import generate_video, pick_expressions
@@ -44,8 +44,8 @@ def run(args) -> int:
     sentences = [video.expressions[i][0] for i in picked]
     truths = [video.union_mask(i) for i in picked]
 
-    pipe = FlowRVSPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
-    result = pipe(video.frames, sentences, num_steps=args.steps)
+    pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype)
+    result = pipe(video.frames, sentences, num_inference_steps=args.steps)
 
     rows = []
     for k, (sentence, truth, pred) in enumerate(zip(sentences, truths, result.masks)):
