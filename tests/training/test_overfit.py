@@ -53,6 +53,6 @@ def test_tiny_model_overfits_one_clip(tmp_path):
 
     pipe = load_pipeline(flow.model_dir, device="cpu", dtype="float32")
     assert pipe.config.size == (H, W)
-    predicted = pipe(frames, [SENTENCE], num_steps=1).masks[0]
+    predicted = pipe(frames, [SENTENCE], num_inference_steps=1).masks[0]
     iou = (predicted & mask).sum() / (predicted | mask).sum()
     assert iou > 0.9, iou  # measured: 0.985-0.996

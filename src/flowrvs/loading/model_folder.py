@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowrvs.errors import FlowRVSError
+from flowrvs.flow import NUM_TRAIN_TIMESTEPS
 from flowrvs.io.frames import RESIZE_RULES
 
 MODEL_PARTS = ("transformer", "vae", "text_encoder", "tokenizer")
 INDEX_FILE = "model_index.json"
-NUM_TRAIN_TIMESTEPS = 1000
 
 
 @dataclass
