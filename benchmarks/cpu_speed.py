@@ -48,19 +48,20 @@ def main() -> None:
 
     pipe = build_pipeline(args.preset, size=(height, width))
     pipe.to("cpu", dtype)
+    pipe.set_progress_bar_config(disable=True)
     frames = np.random.default_rng(0).integers(0, 256, (args.frames, height, width, 3), dtype=np.uint8)
     prompts = [f"the red circle number {i}" for i in range(args.prompts)]
     video = frames_to_tensor(frames, fit_size(height, width, (height, width))).to(dtype)
 
     with torch.no_grad():
-        embed = timed(lambda: (pipe.prompt_encoder.clear_cache(), pipe.encode_prompts(prompts)), args.repeats)
-        text = pipe.encode_prompts(prompts[:1])
+        embed = timed(lambda: (pipe.prompt_encoder.clear_cache(), pipe.encode_prompt(prompts)), args.repeats)
+        text = pipe.encode_prompt(prompts[:1])
         encode = timed(lambda: pipe.encode_video(video), args.repeats)
         z_video = pipe.encode_video(video)
-        dit = timed(lambda: pipe.sample_mask_latents(z_video, text, args.steps), args.repeats)
-        z_mask = pipe.sample_mask_latents(z_video, text, args.steps)
-        decode = timed(lambda: pipe.decode_masks(z_mask), args.repeats)
-        whole = timed(lambda: (pipe.prompt_encoder.clear_cache(), pipe(frames, prompts, num_steps=args.steps, progress=False)),
+        dit = timed(lambda: pipe.sample(z_video, text, args.steps), args.repeats)
+        z_mask = pipe.sample(z_video, text, args.steps)
+        decode = timed(lambda: pipe.decode(z_mask), args.repeats)
+        whole = timed(lambda: (pipe.prompt_encoder.clear_cache(), pipe(frames, prompts, num_inference_steps=args.steps)),
                       args.repeats)
     print(f"machine: {platform.processor() or platform.machine()}, {args.threads} thread(s), torch {torch.__version__}")
     print(f"preset {args.preset}, {args.frames} frames of {height}x{width}, {args.dtype}, {args.steps} step(s)")

@@ -32,7 +32,7 @@ def main() -> None:
     from flowrvs.io.atomic import write_json
     from flowrvs.io.frames import fit_size, frames_to_tensor, logits_to_input_shape, masks_to_tensor
     from flowrvs.models.vae import decode_mask_logits, encode_mask, latent_stats
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    from flowrvs.pipelines.loader import load_pipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    pipe = FlowRVSPipeline.from_pretrained(args.model, device="cpu")
+    pipe = load_pipeline(args.model, device="cpu")
     dataset = MeViSDataset(args.root, args.split)
     ceiling, errors, video_sq, std_sq, mask_sq, pred_spread, true_spread = [], [], [], [], [], [], []
     done = 0
@@ -62,12 +62,12 @@ def main() -> None:
             z_video = pipe.encode_video(frames_to_tensor(frames, size))
             video_sq.append(float(z_video.pow(2).mean()))
             std_sq.append(float((posterior.std / scale).pow(2).mean()))
-            embeds = pipe.encode_prompts([e.sentence for e in expressions])
+            embeds = pipe.encode_prompt([e.sentence for e in expressions])
             if pipe.config.source == "noise":  # one noise for all sentences: their spread is the text's alone
-                sampled = torch.cat([pipe.sample_mask_latents(z_video, embeds[i : i + 1], 1, torch.Generator().manual_seed(0))
+                sampled = torch.cat([pipe.sample(z_video, embeds[i : i + 1], 1, torch.Generator().manual_seed(0))
                                      for i in range(len(expressions))])
             else:
-                sampled = pipe.sample_mask_latents(z_video, embeds, 1)
+                sampled = pipe.sample(z_video, embeds, 1)
             truths = [dataset.load_mask(e) for e in expressions]
             z_mask = torch.cat([encode_mask(pipe.vae, masks_to_tensor(m, size), pipe.config.mask_latent_normalized)
                                 for m in truths])

@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["FLOWRVS_CACHE"] = tempfile.mkdtemp(prefix="flowrvs-gpu-cache-")
     import diffusers
 
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    from flowrvs.pipelines.loader import load_pipeline
     from flowrvs.pipelines.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 
     header = {"machine": fullsize.machine(args.device), "torch": torch.__version__, "diffusers": diffusers.__version__,
@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         header["build_s"] = 0.0
 
     start = time.perf_counter()
-    pipe = FlowRVSPipeline.from_pretrained(args.folder, device=device, dtype="auto")
+    pipe = load_pipeline(args.folder, device=device, dtype="auto")
+    pipe.set_progress_bar_config(disable=True)
     header["load_s"] = time.perf_counter() - start
     header["dtypes"] = f"DiT {str(pipe.transformer.dtype)[6:]}, VAE {str(pipe.vae.dtype)[6:]}"
     frames = synthetic_frames(frames_n, height, width)
@@ -276,28 +277,28 @@ def main(argv: list[str] | None = None) -> int:
     save(figures, args.json)
 
     with Meter(device) as meter:
-        pipe.encode_prompts(sentences)  # streamed umT5, then dropped; embeddings land in the cache
+        pipe.encode_prompt(sentences)  # streamed umT5, then dropped; embeddings land in the cache
     figures["text_cold"] = {"sentences": len(sentences), **meter.figures()}
     print(json.dumps({"text_cold": figures["text_cold"]}), flush=True)
 
     one = figures["one_sentence"] = {}
     for name, window in (("whole video (window=None)", None), (f"windowed ({DEFAULT_WINDOW}:{DEFAULT_OVERLAP}, default)", DEFAULT_WINDOW)):
         with Meter(device) as meter:
-            pipe(frames, prompt=sentences[:1], num_inference_steps=args.steps, size=box, window=window, progress=False)
+            pipe(frames, prompt=sentences[:1], num_inference_steps=args.steps, size=box, window=window)
         one[name] = meter.figures()
         print(json.dumps({name: one[name]}), flush=True)
         save(figures, args.json)
 
     with Meter(device) as ours_meter:
         ours = pipe(frames, prompt=sentences, num_inference_steps=args.steps, size=box, window=None,
-                    batch_size=len(sentences), progress=False)
+                    batch_size=len(sentences))
     print(json.dumps({"flowrvs": ours_meter.figures()}), flush=True)
 
     from transformers import UMT5EncoderModel
 
     text_dtype = pipe.transformer.dtype  # bf16 on CUDA, as the public code runs umT5
     text_encoder = UMT5EncoderModel.from_pretrained(args.folder / "text_encoder", dtype=text_dtype).to(device).eval()
-    settings = pipe.settings
+    settings = pipe.config
     if settings.source != "video" or settings.prediction != "velocity":
         raise SystemExit("the public loop re-stated here starts from the video latent and predicts a velocity")
     with Meter(device) as public_meter:

@@ -24,7 +24,7 @@ def main() -> None:
     from flowrvs.eval.metrics import jf_summary
     from flowrvs.eval.metrics import score_expression
     from flowrvs.loading.resolve import resolve_model_dir
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    from flowrvs.pipelines.loader import load_pipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -36,13 +36,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    pipe = FlowRVSPipeline.from_pretrained(args.model, device="cpu")
+    pipe = load_pipeline(args.model, device="cpu")
+    pipe.set_progress_bar_config(disable=True)
     dataset = MeViSDataset(args.root, args.split)
     scores: dict[float, tuple[list[float], list[float]]] = {t: ([], []) for t in GRID}
     for video in dataset.videos()[: args.limit]:
         expressions = dataset.expressions(video)
         result = pipe(dataset.load_frames(video), [e.sentence for e in expressions], return_logits=True,
-                      batch_size=8, progress=False)
+                      batch_size=8)
         for expression, logits in zip(expressions, result.logits):
             truth = dataset.load_mask(expression)
             for threshold, (js, fs) in scores.items():

@@ -10,7 +10,7 @@ Generates long synthetic videos in memory (``flowrvs.data.synth``, the same gene
 shipped model's held-out split, here with ``--frames`` frames), segments every sentence of
 each video once over the whole video (one window: what the public code does) and once per
 ``window:overlap`` choice, windowing with :mod:`flowrvs.pipelines.windows` around the pipeline's public
-stages (``encode_prompts``, ``encode_video``, ``sample_mask_latents``, ``decode_masks``), and
+stages (``encode_prompt``, ``encode_video``, ``sample``, ``decode``), and
 scores each with J&F against the generator's masks. Logits are blended at the working size and
 then resized to the input's, as a windowed pipeline would. Differences are paired (same
 sentence, same video): the table gives each choice's mean J&F, its mean difference from
@@ -33,8 +33,8 @@ import torch
 from flowrvs.io.atomic import atomic_path
 from flowrvs.runtime.machine import cpu_name
 from flowrvs.io.frames import fit_size, frames_to_tensor, logits_to_input_shape
-from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 from flowrvs.eval.metrics import score_expression
+from flowrvs.pipelines.loader import load_pipeline
 from flowrvs.data.synth import generate_video, video_rng
 from flowrvs.pipelines.windows import LogitBlender, plan_windows
 
@@ -64,7 +64,7 @@ def segment_logits(pipe, frames: np.ndarray, text_embeds: torch.Tensor, window: 
         clip = frames_to_tensor(frames[win.start : win.stop], work).to(pipe.dtype)
         encoded += clip.shape[2]
         z_video = pipe.encode_video(clip)
-        logits = pipe.decode_masks(pipe.sample_mask_latents(z_video, text_embeds, num_steps)).float()
+        logits = pipe.decode(pipe.sample(z_video, text_embeds, num_steps)).float()
         for index, frame in blender.add(logits):
             out[:, index] = logits_to_input_shape(frame, frame.shape[0], height, width)
     assert blender.done
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     choices = [(None, 0)] + parse_choices(args.windows)
     h, w = (int(s) for s in args.size.lower().split("x"))
 
-    pipe = FlowRVSPipeline.from_pretrained(args.model, device="cpu", dtype=torch.float32)
+    pipe = load_pipeline(args.model, device="cpu", dtype=torch.float32)
     steps = args.steps or pipe.config.num_steps
     threshold = pipe.config.mask_threshold
     scores = {c: [] for c in choices}
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         video = generate_video(video_rng(args.seed, i), frames=args.frames, size=(h, w))
         sentences = [s for s, _ in video.expressions]
         truths = [video.union_mask(j) for j in range(len(sentences))]
-        text_embeds = pipe.encode_prompts(sentences)
+        text_embeds = pipe.encode_prompt(sentences)
         total_frames += video.num_frames
         for choice in choices:
             start = time.perf_counter()

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["FlowRVSPipeline", "FlowRVSError", "__version__"]
+__all__ = ["FlowRVSPipeline", "FlowRVSPipelineOutput", "FlowRVSError", "__version__"]
 
 
 def __getattr__(name: str):
@@ -11,6 +11,10 @@ def __getattr__(name: str):
         from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 
         return FlowRVSPipeline
+    if name == "FlowRVSPipelineOutput":
+        from flowrvs.pipelines.pipeline_output import FlowRVSPipelineOutput
+
+        return FlowRVSPipelineOutput
     if name == "FlowRVSError":
         from flowrvs.errors import FlowRVSError
 

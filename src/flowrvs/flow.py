@@ -1,4 +1,4 @@
-"""The video -> mask probability path, its time samplers and the Euler solver.
+"""The video -> mask probability path, its time samplers and the inference time grid.
 
 Pure tensor code, no model in sight. Time follows the diffusers convention: ``t = 1`` is the
 source end (the video latent), ``t = 0`` the target end (the mask latent).
@@ -23,12 +23,13 @@ same numbers as the whole batch in one process.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 
 Generators = Union[torch.Generator, Sequence[torch.Generator], None]
 
+NUM_TRAIN_TIMESTEPS = 1000  # the scheduler's time scale: timestep = 1000 * t
 DEFAULT_SHIFT = 3.0
 DEFAULT_T_END = 0.001
 
@@ -160,50 +161,15 @@ def shift_time(t: torch.Tensor, shift: float = DEFAULT_SHIFT) -> torch.Tensor:
     return shift * t / (1 + (shift - 1) * t)
 
 
-def inference_times(num_steps: int, shift: float = DEFAULT_SHIFT, t_end: float = DEFAULT_T_END) -> torch.Tensor:
-    """The ``N + 1`` times of an ``N``-step solve, float64, from 1 down to 0.
-
-    The first ``N`` are ``shift_time(linspace(1, t_end, N + 1))[:N]`` (where the model is
-    evaluated: for N = 1, 2, 4 these are, times 1000, 1000; 1000, 750; 1000, 900, 750, 501).
-    The last is 0, so the final step lands on the mask end of the path.
-    """
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    grid = shift_time(torch.linspace(1.0, t_end, num_steps + 1, dtype=torch.float64), shift)
-    grid[-1] = 0.0
-    return grid
-
-
 def public_timesteps(num_steps: int, shift: float = DEFAULT_SHIFT, t_end: float = DEFAULT_T_END) -> list[float]:
     """The ``N`` model timesteps of an ``N``-step solve on the 0..1000 scale, as the public code
     computes them: ``round(1000 * shift_time(linspace(1, t_end, N + 1)))[:N]`` in float32.
 
     Whole numbers (for N = 1, 2, 4: 1000; 1000, 750; 1000, 900, 750, 501). A scheduler steps
     through them with ``sigma = timestep / 1000`` down to sigma 0, so the sigmas are these
-    rounded values, not the exact :func:`inference_times`.
+    rounded values, not the exact ``shift_time`` grid.
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     grid = torch.linspace(1.0, t_end, num_steps + 1, dtype=torch.float32)
-    return torch.round(1000 * shift_time(grid, shift))[:num_steps].tolist()
-
-
-VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def euler_solve(velocity: VelocityFn, x_start: torch.Tensor, times: torch.Tensor, progress=None) -> torch.Tensor:
-    """Integrate ``dx/dt = velocity(x, t)`` from ``times[0]`` to ``times[-1]`` by explicit Euler.
-
-    ``x_{i+1} = x_i + (t_{i+1} - t_i) * velocity(x_i, t_i)``. ``velocity`` takes ``x`` of shape
-    ``(B, ...)`` and ``t`` of shape ``(B,)`` and returns a tensor shaped like ``x``. For a
-    straight path (constant velocity) any grid reaches the target exactly.
-    ``progress``: optional callable invoked after every step (a progress bar's ``update``).
-    """
-    x = x_start
-    for i in range(len(times) - 1):
-        t = torch.full((x.shape[0],), float(times[i]), device=x.device)
-        v = velocity(x, t)
-        x = x + (float(times[i + 1]) - float(times[i])) * v.to(x.dtype)
-        if progress is not None:
-            progress()
-    return x
+    return torch.round(NUM_TRAIN_TIMESTEPS * shift_time(grid, shift))[:num_steps].tolist()

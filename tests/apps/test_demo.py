@@ -38,10 +38,10 @@ def test_demo_writes_its_files_and_scores(tiny_pipe, tmp_path, capsys):
 
 def test_shipped_model_runs_by_name(tmp_path, capsys):
     from flowrvs.loading.resolve import shipped_model_dir
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    from flowrvs.pipelines.loader import load_pipeline
 
     assert shipped_model_dir("tiny-synthetic") is not None
-    pipe = FlowRVSPipeline.from_pretrained("tiny-synthetic", device="cpu")
+    pipe = load_pipeline("tiny-synthetic", device="cpu")
     assert pipe.dvi and pipe.config.size == (96, 160)
     assert main(["demo", "--out", str(tmp_path / "d"), "--seed", "3", "--prompts", "1"]) == 0
     assert (tmp_path / "d" / "side_by_side.gif").is_file() and "mean J&F" in capsys.readouterr().out

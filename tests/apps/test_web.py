@@ -142,7 +142,7 @@ def test_browser_upload_segment_download(server, tiny_pipe, video_path, tmp_path
     assert outside == []  # the page fetched nothing from the internet
     assert len(read_video(tmp_path / "overlay.mp4")) == 5
 
-    direct = tiny_pipe(read_video(video_path), SENTENCES, size=SIZE, progress=False)
+    direct = tiny_pipe(read_video(video_path), SENTENCES, size=SIZE)
     with zipfile.ZipFile(zip_path) as zf:
         names = set(zf.namelist())
         index = json.loads(zf.read("masks.json"))

@@ -42,12 +42,6 @@ def make_result(seed: int = 0) -> tuple[np.ndarray, Result]:
     return frames, Result(prompts=["the red circle", "noise"], masks=masks, frame_names=names, fps=12.5)
 
 
-def test_write_segmentation_is_importable_from_the_segment_command():
-    from flowrvs.apps.commands.segment import write_segmentation as reexported
-
-    assert reexported is write_segmentation
-
-
 def expected_index(result: Result, source: str) -> dict:
     """masks.json as `flowrvs segment` has always written it."""
     return {

@@ -11,6 +11,7 @@ from helpers.releases import write_dit_checkpoint, write_tuned_vae, write_wan_ba
 from flowrvs.loading.state_dicts import load_checked
 from flowrvs.apps.cli import main
 from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.pipelines.loader import load_pipeline
 from flowrvs.presets import build_transformer
 
 
@@ -33,7 +34,7 @@ def test_convert_round_trip(release, tmp_path, dvi, ema, prefix):
     code = main(["convert", "--wan", str(wan), "--dit", str(tmp_path / "dit.pth"), "--vae",
                  str(root / "tuned_vae.pth"), "--out", str(out), "--text-len", "64"])
     assert code == 0
-    pipe = FlowRVSPipeline.from_pretrained(out, device="cpu", dtype="float32")
+    pipe = load_pipeline(out, device="cpu", dtype="float32")
     assert pipe.dvi == dvi and pipe.config.text_len == 64 and not pipe.config.mask_latent_normalized
 
     # the same computation built by hand from the same weights
@@ -60,7 +61,7 @@ def test_convert_flags(release, tmp_path):
     write_dit_checkpoint(tmp_path / "dit.pth", True, False, "")
     assert main(["convert", "--wan", str(wan), "--dit", str(tmp_path / "dit.pth"), "--vae", str(root / "tuned_vae.pth"),
                  "--out", str(tmp_path / "m"), "--mask-latent-normalized"]) == 0
-    pipe = FlowRVSPipeline.from_pretrained(tmp_path / "m")
+    pipe = load_pipeline(tmp_path / "m")
     assert pipe.config.mask_latent_normalized and pipe.config.text_len == 256
 
 

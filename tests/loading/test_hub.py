@@ -16,7 +16,7 @@ from helpers.releases import put_in_hub_cache, write_dit_checkpoint, write_tuned
 from flowrvs.loading import hub
 from flowrvs.apps.cli import main
 from flowrvs.errors import FlowRVSError
-from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.pipelines.loader import load_pipeline
 
 BASE_FILES = ("model_index.json", "transformer/config.json", "vae", "text_encoder", "tokenizer")
 
@@ -60,7 +60,7 @@ def offline(monkeypatch, tmp_path):
 def test_release_by_name_converts_once_and_loads_offline(parts, tmp_path, offline, monkeypatch):
     _, _, expected, _ = parts
     offline(_cache(tmp_path, parts))
-    pipe = FlowRVSPipeline.from_pretrained("xmz111/FlowRVS", device="cpu")
+    pipe = load_pipeline("xmz111/FlowRVS", device="cpu")
     assert not pipe.dvi and pipe.config.text_len == 256 and not pipe.config.mask_latent_normalized
     state = pipe.transformer.state_dict()
     assert all(torch.equal(state[k], v) for k, v in expected.items())  # EMA weights applied
@@ -68,7 +68,7 @@ def test_release_by_name_converts_once_and_loads_offline(parts, tmp_path, offlin
     assert len(converted) == 1 and converted[0].name.startswith("xmz111--FlowRVS--")
 
     monkeypatch.setattr(hub, "convert_release", lambda *a, **k: pytest.fail("converted twice"))
-    again = FlowRVSPipeline.from_pretrained("xmz111/FlowRVS", device="cpu")
+    again = load_pipeline("xmz111/FlowRVS", device="cpu")
     frames = np.random.default_rng(0).integers(0, 256, (5, 40, 56, 3), dtype=np.uint8)
     a = pipe(frames, "the red circle", return_logits=True, size=(32, 48))
     b = again(frames, "the red circle", return_logits=True, size=(32, 48))
@@ -78,11 +78,11 @@ def test_release_by_name_converts_once_and_loads_offline(parts, tmp_path, offlin
 def test_older_dit_name_and_a_named_dit_file(parts, tmp_path, offline):
     _, _, _, expected = parts
     offline(_cache(tmp_path, parts, dit_names=("mevis_dit.pth",)))
-    pipe = FlowRVSPipeline.from_pretrained("xmz111/FlowRVS", device="cpu")
+    pipe = load_pipeline("xmz111/FlowRVS", device="cpu")
     assert pipe.dvi
     state = pipe.transformer.state_dict()
     assert all(torch.equal(state[k.removeprefix("module.")], v) for k, v in expected.items())
-    named = FlowRVSPipeline.from_pretrained("xmz111/FlowRVS", device="cpu", dit_file="mevis_dit.pth")
+    named = load_pipeline("xmz111/FlowRVS", device="cpu", dit_file="mevis_dit.pth")
     assert torch.equal(named.transformer.patch_embedding.weight, pipe.transformer.patch_embedding.weight)
 
 
@@ -91,7 +91,7 @@ def test_a_repository_holding_a_model_folder_loads_directly(tiny_pipe, tmp_path,
     cache = tmp_path / "hf"
     put_in_hub_cache(cache, "someone/flowrvs-tiny", {p.name: p for p in (tmp_path / "folder").iterdir()})
     offline(cache)
-    pipe = FlowRVSPipeline.from_pretrained("someone/flowrvs-tiny", device="cpu")
+    pipe = load_pipeline("someone/flowrvs-tiny", device="cpu")
     frames = np.random.default_rng(1).integers(0, 256, (5, 32, 48, 3), dtype=np.uint8)
     a = pipe(frames, "a dog", return_logits=True, size=(32, 48))
     b = tiny_pipe(frames, "a dog", return_logits=True, size=(32, 48))
@@ -142,9 +142,9 @@ def test_no_network_without_the_offline_flag_answers_at_once_from_the_cache(part
     try:
         offline(_cache(tmp_path, parts))
         assert not hub.hub_reachable()
-        assert not FlowRVSPipeline.from_pretrained("xmz111/FlowRVS", device="cpu").dvi  # from the cache
+        assert not load_pipeline("xmz111/FlowRVS", device="cpu").dvi  # from the cache
         offline(tmp_path / "empty")
         with pytest.raises(FlowRVSError, match="cannot be reached"):
-            FlowRVSPipeline.from_pretrained("xmz111/FlowRVS", device="cpu")
+            load_pipeline("xmz111/FlowRVS", device="cpu")
     finally:
         hub.hub_reachable.cache_clear()

@@ -33,7 +33,7 @@ def _masks_hash(masks: list[np.ndarray]) -> str:
 
 @pytest.fixture(scope="module")
 def shipped():
-    return FlowRVSPipeline.from_pretrained("tiny-synthetic", device="cpu")
+    return FlowRVSPipeline.from_pretrained("tiny-synthetic")
 
 
 def test_the_shipped_folder_is_a_diffusers_pipeline_folder_with_its_own_settings(shipped):

@@ -4,10 +4,17 @@ import torch
 from PIL import Image
 
 from flowrvs import FlowRVSPipeline
+from flowrvs.pipelines.loader import load_pipeline
 from flowrvs.errors import FlowRVSError
 from flowrvs.models.dit import add_video_injection, predict_velocity, remove_video_injection, uses_dvi
-from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipelineOutput, resolve_device_dtype
+from flowrvs.pipelines.pipeline_output import FlowRVSPipelineOutput
+from flowrvs.runtime.precision import resolve_device_dtype
 from flowrvs.presets import build_transformer
+
+
+def _settings(pipe) -> dict:
+    """The pipeline's settings: its config without the components and diffusers' own keys."""
+    return {k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in pipe.components}
 
 
 def _frames(t, h, w, seed=0):
@@ -17,7 +24,7 @@ def _frames(t, h, w, seed=0):
 @pytest.mark.parametrize("t, h, w", [(1, 37, 53), (5, 32, 48), (6, 31, 45), (7, 40, 40), (8, 64, 33)])
 def test_masks_have_input_shape(tiny_pipe, t, h, w):
     result = tiny_pipe(_frames(t, h, w), ["the red circle", "the dog on the left"], size=(64, 96))
-    assert len(result) == 2 and result.prompts == ["the red circle", "the dog on the left"]
+    assert len(result.masks) == 2 and result.prompts == ["the red circle", "the dog on the left"]
     for mask in result.masks:
         assert mask.shape == (t, h, w) and mask.dtype == bool
     assert len(result.frame_names) == t
@@ -39,12 +46,12 @@ def test_mask_threshold_from_call_or_config(tiny_pipe, tmp_path):
     cut = float(np.quantile(logits, 0.3))  # a threshold that moves many pixels
     low = tiny_pipe(frames, "a dog", size=(32, 48), mask_threshold=cut)
     assert np.array_equal(low.masks[0], logits > cut) and not np.array_equal(low.masks[0], base.masks[0])
-    tiny_pipe.update_settings(mask_threshold=cut)
+    tiny_pipe.register_to_config(mask_threshold=cut)
     try:
         tiny_pipe.save_pretrained(tmp_path / "m")
     finally:
-        tiny_pipe.update_settings(mask_threshold=0.0)
-    loaded = FlowRVSPipeline.from_pretrained(tmp_path / "m", device="cpu")
+        tiny_pipe.register_to_config(mask_threshold=0.0)
+    loaded = load_pipeline(tmp_path / "m", device="cpu")
     assert loaded.config.mask_threshold == pytest.approx(cut)
     assert np.array_equal(loaded(frames, "a dog", size=(32, 48)).masks[0], low.masks[0])
     with pytest.raises(FlowRVSError, match="mask_threshold"):
@@ -54,8 +61,8 @@ def test_mask_threshold_from_call_or_config(tiny_pipe, tmp_path):
 def test_prompts_are_independent_of_batching(tiny_pipe):
     frames = _frames(5, 32, 48)
     prompts = ["the red circle", "a dog", "the square that stops"]
-    one = tiny_pipe(frames, prompts, size=(32, 48), batch_size=1, return_logits=True, num_steps=2)
-    three = tiny_pipe(frames, prompts, size=(32, 48), batch_size=3, return_logits=True, num_steps=2)
+    one = tiny_pipe(frames, prompts, size=(32, 48), batch_size=1, return_logits=True, num_inference_steps=2)
+    three = tiny_pipe(frames, prompts, size=(32, 48), batch_size=3, return_logits=True, num_inference_steps=2)
     for a, b in zip(one.logits, three.logits):
         assert np.allclose(a, b, atol=1e-4)
 
@@ -70,11 +77,11 @@ def test_video_encoded_once_for_all_prompts(tiny_pipe, monkeypatch):
 
 def test_save_and_reload_bit_identical(tiny_pipe, tmp_path):
     frames = _frames(5, 32, 48)
-    before = tiny_pipe(frames, ["the red circle"], size=(32, 48), return_logits=True, num_steps=2)
+    before = tiny_pipe(frames, ["the red circle"], size=(32, 48), return_logits=True, num_inference_steps=2)
     tiny_pipe.save_pretrained(tmp_path / "model")
-    loaded = FlowRVSPipeline.from_pretrained(tmp_path / "model", device="cpu", dtype="float32")
-    assert loaded.dvi and loaded.settings == tiny_pipe.settings
-    after = loaded(frames, ["the red circle"], size=(32, 48), return_logits=True, num_steps=2)
+    loaded = load_pipeline(tmp_path / "model", device="cpu", dtype="float32")
+    assert loaded.dvi and _settings(loaded) == _settings(tiny_pipe)
+    after = loaded(frames, ["the red circle"], size=(32, 48), return_logits=True, num_inference_steps=2)
     assert np.array_equal(before.logits[0], after.logits[0])
 
 
@@ -102,8 +109,8 @@ def test_bad_inputs_are_user_errors(tiny_pipe, tmp_path):
         tiny_pipe(tmp_path / "missing.mp4", ["a dog"])
     with pytest.raises(FlowRVSError):
         tiny_pipe(np.zeros((0, 32, 32, 3), np.uint8), ["a dog"])
-    with pytest.raises(FlowRVSError, match="num_steps"):
-        tiny_pipe(_frames(1, 32, 32), ["a dog"], num_steps=0)
+    with pytest.raises(FlowRVSError, match="num_inference_steps"):
+        tiny_pipe(_frames(1, 32, 32), ["a dog"], num_inference_steps=0)
     with pytest.raises(FlowRVSError, match="float16"):
         resolve_device_dtype("cpu", "float16")
     with pytest.raises(FlowRVSError, match="dtype"):
@@ -119,14 +126,14 @@ def test_model_folder_missing_a_part(tiny_pipe, tmp_path):
     tiny_pipe.save_pretrained(tmp_path / "model")
     shutil.rmtree(tmp_path / "model" / "vae")
     with pytest.raises(FlowRVSError, match="vae/"):
-        FlowRVSPipeline.from_pretrained(tmp_path / "model")
+        load_pipeline(tmp_path / "model")
     with pytest.raises(FlowRVSError, match="does not exist"):
-        FlowRVSPipeline.from_pretrained(tmp_path / "nothing")
+        load_pipeline(tmp_path / "nothing")
 
 
 def test_bfloat16_runs_on_cpu(tiny_pipe, tmp_path):
     tiny_pipe.save_pretrained(tmp_path / "model")
-    pipe = FlowRVSPipeline.from_pretrained(tmp_path / "model", device="cpu", dtype="bfloat16")
+    pipe = load_pipeline(tmp_path / "model", device="cpu", dtype="bfloat16")
     assert pipe.transformer.dtype == torch.bfloat16
     result = pipe(_frames(5, 32, 48), ["a dog"], size=(32, 48))
     assert result.masks[0].shape == (5, 32, 48)

@@ -21,7 +21,7 @@ from helpers.releases import write_dit_checkpoint, write_tuned_vae, write_wan_ba
 from PIL import Image
 
 from flowrvs.loading.convert import convert_release
-from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.pipelines.loader import load_pipeline
 
 BOX = (64, 96)
 
@@ -92,7 +92,7 @@ def release(request, tmp_path_factory):
 def test_masks_equal_the_public_loop(release, shape, steps):
     frames = np.random.default_rng(steps).integers(0, 256, (6, *shape, 3), dtype=np.uint8)
     sentence = "the red circle on the left"
-    pipe = FlowRVSPipeline.from_pretrained(release, device="cpu", dtype="float32")
+    pipe = load_pipeline(release, device="cpu", dtype="float32")
     ours = pipe(frames, prompt=sentence, num_inference_steps=steps, size=BOX, return_logits=True)
     expected = public_loop(release, frames, sentence, steps)
     assert ours.masks[0].shape == expected.shape
@@ -103,14 +103,14 @@ def test_masks_equal_the_public_loop(release, shape, steps):
 
 def test_the_named_options_change_what_they_say(release):
     frames = np.random.default_rng(5).integers(0, 256, (5, 70, 40, 3), dtype=np.uint8)
-    pipe = FlowRVSPipeline.from_pretrained(release, device="cpu")
+    pipe = load_pipeline(release, device="cpu")
     public = pipe(frames, "a dog", size=BOX, return_logits=True)
     assert public.working_size == (64, 32)
-    pipe.update_settings(resize_rule="oriented", clamp_logits=False)
+    pipe.register_to_config(resize_rule="oriented", clamp_logits=False)
     own = pipe(frames, "a dog", size=BOX, return_logits=True)
     assert own.working_size == (96, 48)  # the box turned to the portrait frame
     z_mask = 50 * torch.randn(1, 16, 2, 6, 4, generator=torch.Generator().manual_seed(0))
-    raw = pipe.decode_masks(z_mask)
+    raw = pipe.decode(z_mask)
     assert raw.abs().max() > 1  # raw decoder output, for a tuned threshold
-    pipe.update_settings(clamp_logits=True)
-    assert torch.equal(pipe.decode_masks(z_mask), raw.clamp(-1, 1))
+    pipe.register_to_config(clamp_logits=True)
+    assert torch.equal(pipe.decode(z_mask), raw.clamp(-1, 1))

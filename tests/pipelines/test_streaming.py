@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from flowrvs.options import SegmentOptions
+from flowrvs.pipelines import loader, streaming
 from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.pipelines.streaming import stream_segmentation
+from flowrvs.pipelines.loader import load_pipeline
 from flowrvs.pipelines.windows import blend_weights, plan_windows
 
 
@@ -39,16 +43,43 @@ def test_windows_are_cross_faded_over_their_overlap(tiny_pipe):
     assert np.allclose(out.logits[0], expected, atol=1e-5)
 
 
-def test_a_long_video_never_holds_more_than_a_window_and_its_overlap(tiny_pipe):
+def _count_what_the_stream_holds(monkeypatch) -> dict:
+    """Instrument the stream: most input frames held at once (a window plus the frames it shares
+    with the next) and most frames of blended logits carried between windows."""
+    peaks = {"frames": 0, "logits": 0}
+    original_iter = streaming.iter_windows
+
+    def counting_iter(video, plan):
+        for window, frames in original_iter(video, plan):
+            following = plan[window.index + 1] if window.index + 1 < len(plan) else None
+            carried = max(window.stop - following.start, 0) if following is not None else 0
+            peaks["frames"] = max(peaks["frames"], len(frames) + carried)
+            yield window, frames
+
+    class CountingBlender(streaming.LogitBlender):
+        def add(self, logits):
+            out = super().add(logits)
+            peaks["logits"] = max(peaks["logits"], self.held_frames)
+            return out
+
+    monkeypatch.setattr(streaming, "iter_windows", counting_iter)
+    monkeypatch.setattr(streaming, "LogitBlender", CountingBlender)
+    return peaks
+
+
+def test_a_long_video_never_holds_more_than_a_window_and_its_overlap(tiny_pipe, monkeypatch):
     peaks = {}
+    options = SegmentOptions(size=(16, 16), window=9, overlap=2)
     for length in (61, 117, 200):  # 61 and 117 end the same way (56 more frames: 8 more windows)
-        stream = tiny_pipe.stream(_frames(length, 16, 16, seed=2), "a dog", size=(16, 16), window=9, overlap=2)
+        counted = _count_what_the_stream_holds(monkeypatch)
+        stream = stream_segmentation(tiny_pipe, _frames(length, 16, 16, seed=2), "a dog", options)
         assert [item.index for item in stream] == list(range(length))  # every frame once, in order
         assert len(stream.plan) >= 8
-        peaks[length] = (stream.frames_held_peak, stream.logits_held_peak)
+        peaks[length] = (counted["frames"], counted["logits"])
         # a window plus what it shares with the next (the last window may be moved back onto its
         # neighbour, never onto a third window): bounded by the window, not by the video
-        assert stream.frames_held_peak < 2 * 9 and stream.logits_held_peak < 9
+        assert counted["frames"] < 2 * 9 and counted["logits"] < 9
+        monkeypatch.undo()
     assert peaks[61] == peaks[117]  # twice the video, the same memory
 
 
@@ -58,11 +89,11 @@ def test_a_sentence_seen_before_never_loads_the_text_encoder(tiny_pipe, tmp_path
     loads = []
     original = FlowRVSPipeline._load_text_encoder
     monkeypatch.setattr(FlowRVSPipeline, "_load_text_encoder", lambda self: loads.append(1) or original(self))
-    first = FlowRVSPipeline.from_pretrained(tmp_path / "model", device="cpu")
+    first = load_pipeline(tmp_path / "model", device="cpu")
     assert first.text_encoder is None  # not resident
     a = first(_frames(5), ["a dog", "the red circle"], size=(32, 48), return_logits=True)
     assert len(loads) == 1  # one load for both new sentences
-    again = FlowRVSPipeline.from_pretrained(tmp_path / "model", device="cpu")  # a new process would do the same
+    again = load_pipeline(tmp_path / "model", device="cpu")  # a new process would do the same
     b = again(_frames(5), ["the  red circle", "a dog"], size=(32, 48), return_logits=True)  # cleaned-equal
     assert len(loads) == 1
     assert np.array_equal(a.logits[0], b.logits[1]) and np.array_equal(a.logits[1], b.logits[0])
@@ -84,7 +115,7 @@ def test_cli_streams_a_long_video_into_the_same_files_and_warns_once_for_slow_bf
     assert run.returncode == 0, run.stderr
     from flowrvs.io.read import read_video
 
-    direct = FlowRVSPipeline.from_pretrained("tiny-synthetic", device="cpu")(video, "the red circle", window=9, overlap=2)
+    direct = load_pipeline("tiny-synthetic", device="cpu")(video, "the red circle", window=9, overlap=2)
     written = read_video(tmp_path / "a" / "0").frames[..., 0] > 127
     assert np.array_equal(written, direct.masks[0])
     # bf16 on a CPU without native bf16 is the naive conv path: keep this run small (5 frames, 16x32)
@@ -101,15 +132,14 @@ def test_cli_streams_a_long_video_into_the_same_files_and_warns_once_for_slow_bf
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_of_a_large_model_follows_the_cpu(native, monkeypatch, tiny_pipe, tmp_path):
-    from flowrvs.pipelines import pipeline_flowrvs as pipeline
     from flowrvs.runtime import precision
 
     monkeypatch.setenv("FLOWRVS_CPU_BF16", "1" if native else "0")
     precision.cpu_has_native_bf16.cache_clear()
-    monkeypatch.setattr(pipeline, "LARGE_MODEL_BYTES", 0)  # treat the tiny model as a large one
+    monkeypatch.setattr(loader, "LARGE_MODEL_BYTES", 0)  # treat the tiny model as a large one
     tiny_pipe.save_pretrained(tmp_path / "model")
     try:
-        pipe = FlowRVSPipeline.from_pretrained(tmp_path / "model", device="cpu")
+        pipe = load_pipeline(tmp_path / "model", device="cpu")
     finally:
         precision.cpu_has_native_bf16.cache_clear()
     plan = pipe._precision

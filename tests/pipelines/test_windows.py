@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flowrvs.errors import FlowRVSError
-from flowrvs.pipelines.windows import LogitBlender, Window, blend_weights, blend_windows, plan_windows
+from flowrvs.pipelines.windows import LogitBlender, Window, blend_weights, plan_windows
 
 PLANS = [(n, w, o) for n in (1, 5, 17, 18, 30, 31, 44, 100, 129) for w, o in ((5, 0), (5, 2), (9, 4), (17, 4), (17, 8), (33, 8))]
 
@@ -93,10 +93,16 @@ def constant_logits(plan: list[Window], values: list[float], k: int = 2, h: int 
     return out
 
 
+def blend_all(plan, logits):
+    """Every frame of the windows' ``logits`` through one :class:`LogitBlender`, in order."""
+    blender = LogitBlender(plan)
+    return [frame for window_logits in logits for frame in blender.add(window_logits)]
+
+
 def test_blender_constants_give_exact_weighted_means_in_the_overlap():
     plan = plan_windows(44, 17, 4)  # [0, 17) [13, 30) [26, 43) [30, 44): the last two share 13 frames
     values = [float(10 * (i + 1)) for i in range(len(plan))]
-    frames = list(blend_windows(plan, constant_logits(plan, values)))
+    frames = list(blend_all(plan, constant_logits(plan, values)))
     assert [f for f, _ in frames] == list(range(44))  # every frame once, in order
     weights = blend_weights(plan)
     for f, logits in frames:
@@ -112,7 +118,7 @@ def test_blender_constants_give_exact_weighted_means_in_the_overlap():
 def test_blender_one_window_is_identity():
     plan = plan_windows(9, None)
     logits = torch.randn(3, 9, 5, 6)
-    frames = list(blend_windows(plan, [logits]))
+    frames = list(blend_all(plan, [logits]))
     assert [f for f, _ in frames] == list(range(9))
     assert torch.equal(torch.stack([x for _, x in frames], dim=1), logits)
 

@@ -191,3 +191,20 @@ def test_apply_precision_follows_the_plan(tiny_pipe, native_bf16, conv3d_dtypes)
     assert BF16 in {p.dtype for p in parts["transformer"].parameters()}
     with pytest.raises(TypeError, match="unknown part"):
         apply_precision(plan, unet=parts["vae"])
+
+
+def test_a_model_load_plans_once_and_keeps_a_small_model_exact(monkeypatch):
+    calls = []
+    original = precision.choose_precision
+    monkeypatch.setattr(precision, "choose_precision", lambda *a, **k: calls.append(a) or original(*a, **k))
+    small = precision.plan_model_precision("cpu", "auto", large_model=False)
+    assert small.transformer == small.vae == small.text_encoder == PartPrecision(torch.float32, torch.float32)
+    assert len(calls) == 1
+    monkeypatch.setenv("FLOWRVS_CPU_BF16", "0")
+    precision.cpu_has_native_bf16.cache_clear()
+    try:
+        large = precision.plan_model_precision("cpu", None, large_model=True)
+    finally:
+        precision.cpu_has_native_bf16.cache_clear()
+    assert large.transformer.storage == torch.bfloat16 and large.transformer.compute == torch.float32
+    assert precision.plan_model_precision("cpu", "bfloat16", large_model=False).vae.compute == torch.bfloat16

@@ -54,10 +54,10 @@ def test_cache_then_train_without_the_encoders(tmp_path, config_file, capsys, mo
     plain = train(config_from_dict(raw, [f"output_dir={tmp_path / 'plain'}", "data.cache_latents=true"]))
     for step, loss in plain.losses.items():
         assert cached.losses[step] == pytest.approx(loss, abs=1e-5, rel=0)
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    from flowrvs.pipelines.loader import load_pipeline
 
-    a = FlowRVSPipeline.from_pretrained(cached.model_dir).transformer.state_dict()
-    b = FlowRVSPipeline.from_pretrained(plain.model_dir).transformer.state_dict()
+    a = load_pipeline(cached.model_dir).transformer.state_dict()
+    b = load_pipeline(plain.model_dir).transformer.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
@@ -69,6 +69,7 @@ def test_cache_refuses_other_stages(config_file, capsys):
 
 def test_a_model_folder_run_on_cached_text_loads_no_text_encoder(tmp_path, config_file, monkeypatch):
     from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    from flowrvs.pipelines.loader import load_pipeline
     from flowrvs.presets import build_pipeline
     from flowrvs.training.stages import synth_vocabulary
 

@@ -7,7 +7,7 @@ the video must match the training mask (IoU > 0.9).
 import numpy as np
 import pytest
 
-from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.pipelines.loader import load_pipeline
 from flowrvs.training import config_from_dict, train
 from helpers.clips import H, SENTENCE, T, W, one_clip
 
@@ -51,8 +51,8 @@ def test_tiny_model_overfits_one_clip(tmp_path):
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     assert last * 10 < first, (first, last)  # measured: 50-150x on seeds 0-3
 
-    pipe = FlowRVSPipeline.from_pretrained(flow.model_dir, device="cpu", dtype="float32")
+    pipe = load_pipeline(flow.model_dir, device="cpu", dtype="float32")
     assert pipe.config.size == (H, W)
-    predicted = pipe(frames, [SENTENCE], num_steps=1).masks[0]
+    predicted = pipe(frames, [SENTENCE], num_inference_steps=1).masks[0]
     iou = (predicted & mask).sum() / (predicted | mask).sum()
     assert iou > 0.9, iou  # measured: 0.985-0.996

@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from flowrvs.apps.cli import main
 from flowrvs.errors import FlowRVSError
-from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.pipelines.loader import load_pipeline
 from flowrvs.data.synth import write_split
 from flowrvs.training import (
     TrainConfig,
@@ -230,7 +230,7 @@ def _changed(before, after, prefix=""):
 
 
 def test_stages_chain_into_loadable_models(tmp_path, synth_root):
-    load = lambda folder: FlowRVSPipeline.from_pretrained(folder, device="cpu", dtype="float32")
+    load = lambda folder: load_pipeline(folder, device="cpu", dtype="float32")
     ae = train(make_config(tmp_path / "ae", synth_root, "autoencoder"))
     ae_pipe = load(ae.model_dir)
     assert ae_pipe.vae.config.out_channels == 1 and ae_pipe.dvi
@@ -263,7 +263,7 @@ def test_cli_runs_the_committed_config(tmp_path, synth_root, capsys):
             f"data.size=[{H},{W}]", f"data.num_frames={T}", "device=cpu", "progress=false"]
     assert main(args) == 0
     assert "model written to" in capsys.readouterr().out
-    assert FlowRVSPipeline.from_pretrained(out / "model", device="cpu").config.size == (H, W)
+    assert load_pipeline(out / "model", device="cpu").config.size == (H, W)
     assert main(args + ["--resume"]) == 0  # already at the last step: rewrites the model only
 
 
@@ -280,7 +280,7 @@ def test_init_from_a_wan_style_folder(tmp_path, synth_root):
     wan.vae = to_rgb_vae(wan.vae, seed=1)
     wan.save_pretrained(tmp_path / "wan")
     run = train(make_config(tmp_path / "run", synth_root, "mask_decoder", [f"model.init={tmp_path / 'wan'}", "optim.steps=1"]))
-    pipe = FlowRVSPipeline.from_pretrained(run.model_dir, device="cpu")
+    pipe = load_pipeline(run.model_dir, device="cpu")
     assert pipe.dvi and pipe.vae.config.out_channels == 1
 
     from flowrvs.training import to_mask_vae
@@ -477,7 +477,7 @@ def test_crops_and_measured_latent_stats(tmp_path, synth_root):
     assert _torch.equal(batch["video"][..., i:i + 16, j:j + 24], out["video"])
 
     ae = train(make_config(tmp_path / "ae", synth_root, "autoencoder", ["data.crop=[16,24]", "optim.steps=3"]))
-    vae = FlowRVSPipeline.from_pretrained(ae.model_dir).vae
+    vae = load_pipeline(ae.model_dir).vae
     from flowrvs.presets import preset_config
 
     assert vae.config.latents_mean != preset_config("tiny", "vae")["latents_mean"]
@@ -493,13 +493,13 @@ def test_flow_stage_can_train_the_text_encoder(tmp_path, synth_root):
     tensors, _ = _read(tmp_path / "run" / "checkpoints" / "step-00000003.safetensors")
     assert any(k.startswith("model.text_encoder.") for k in tensors)
     assert any(k.startswith("model.transformer.") for k in tensors)
-    trained = FlowRVSPipeline.from_pretrained(tmp_path / "run" / "model", device="cpu", keep_text_encoder=True)
+    trained = load_pipeline(tmp_path / "run" / "model", device="cpu", keep_text_encoder=True)
     before, after = start.text_encoder.state_dict(), trained.text_encoder.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert "shared.weight" in changed or "encoder.embed_tokens.weight" in changed, changed
     # the exported model encodes prompts with its trained weights
     prompt = ["the red circle"]
-    assert not torch.allclose(start.encode_prompts(prompt), trained.encode_prompts(prompt))
+    assert not torch.allclose(start.encode_prompt(prompt), trained.encode_prompt(prompt))
 
 
 def test_export_writes_the_model_the_run_wrote(tmp_path, synth_root, capsys):
@@ -508,7 +508,7 @@ def test_export_writes_the_model_the_run_wrote(tmp_path, synth_root, capsys):
     train(make_config(run, synth_root, "flow", overrides))
     assert main(["export", str(run), "--out", str(tmp_path / "last")]) == 0
     assert "step-00000003" in capsys.readouterr().out
-    wrote, exported = (FlowRVSPipeline.from_pretrained(p, device="cpu", keep_text_encoder=True)
+    wrote, exported = (load_pipeline(p, device="cpu", keep_text_encoder=True)
                        for p in (run / "model", tmp_path / "last"))
     for part in ("transformer", "text_encoder", "vae"):
         a, b = getattr(wrote, part).state_dict(), getattr(exported, part).state_dict()
@@ -516,7 +516,7 @@ def test_export_writes_the_model_the_run_wrote(tmp_path, synth_root, capsys):
     # an earlier step, raw weights: those of the checkpoint, not the EMA
     assert main(["export", str(run), "--step", "2", "--no-ema", "--out", str(tmp_path / "raw2")]) == 0
     tensors, _ = _read(run / "checkpoints" / "step-00000002.safetensors")
-    raw = FlowRVSPipeline.from_pretrained(tmp_path / "raw2", device="cpu").transformer.state_dict()
+    raw = load_pipeline(tmp_path / "raw2", device="cpu").transformer.state_dict()
     key = "patch_embedding.weight"
     assert torch.equal(raw[key], tensors[f"model.transformer.{key}"])
     assert not torch.equal(raw[key], tensors[f"ema.transformer.{key}"])

@@ -55,7 +55,7 @@ def test_a_failed_second_chunk_is_recorded_a_failed_first_one_ends_the_driver(dr
 @pytest.mark.slow
 def test_train_demo_end_to_end_stops_training_at_the_budget(driver, tmp_path):
     from flowrvs.apps.cli import main as flowrvs
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    from flowrvs.pipelines.loader import load_pipeline
 
     out = tmp_path / "out"
     run_dir = out / "work" / "runs" / "flow"
@@ -86,7 +86,7 @@ def test_train_demo_end_to_end_stops_training_at_the_budget(driver, tmp_path):
     assert len(list((out / "work" / "cache").glob("latents-*.safetensors"))) == 2
 
     # a loadable model: the wider DiT without DVI, the tuned threshold stored in it
-    pipe = FlowRVSPipeline.from_pretrained(out / "model", device="cpu")
+    pipe = load_pipeline(out / "model", device="cpu")
     assert not pipe.dvi and pipe.transformer.config.num_attention_heads == 2
     assert pipe.config.mask_threshold == numbers["tuning"]["threshold"] == numbers["heldout"]["threshold"]
     assert numbers["model"]["megabytes"] < 20

@@ -120,10 +120,10 @@ def test_amp_bfloat16_computes_in_bf16_and_keeps_float32_weights(config_file, pl
 
 @pytest.mark.parametrize("source,prediction", [("noise", "velocity"), ("video", "mask")])
 def test_ablation_parametrisations_train_and_are_written_into_the_model(config_file, plain, tmp_path, source, prediction):
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    from flowrvs.pipelines.loader import load_pipeline
 
     losses, weights = run(config_file, tmp_path / "ablation", f"model.source={source}", f"model.prediction={prediction}")
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[0] != pytest.approx(plain[0][0], rel=1e-3)  # another regression target from step 1
-    pipe = FlowRVSPipeline.from_pretrained(tmp_path / "ablation" / "model", device="cpu")
+    pipe = load_pipeline(tmp_path / "ablation" / "model", device="cpu")
     assert (pipe.config.source, pipe.config.prediction) == (source, prediction)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.pipelines.loader import load_pipeline
 from flowrvs.data.synth import write_split
 from flowrvs.training import config_from_dict, train
 from helpers.refcoco import make_coco
@@ -39,7 +39,7 @@ def test_one_flow_step_on_each_format_and_a_mixture(tmp_path, roots, kinds):
     })
     result = train(config)
     assert len(result.losses) == 2 * len(kinds) and all(np.isfinite(list(result.losses.values())))
-    pipe = FlowRVSPipeline.from_pretrained(result.model_dir)
+    pipe = load_pipeline(result.model_dir)
     assert pipe(np.zeros((3, 30, 40, 3), np.uint8), ["a box"]).masks[0].shape == (3, 30, 40)
     for k in kinds:  # nothing in a dataset is modified
         assert _snapshot(roots[k][0]) == before[k]

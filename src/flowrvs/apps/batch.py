@@ -196,7 +196,7 @@ def segment_one(pipe, job: Job, prompts: list[str], video, out: Path, *, num_ste
     from flowrvs.io.writer import write_segmentation
 
     result = pipe(video, prompts, num_inference_steps=num_steps, size=size, batch_size=batch_size,
-                  mask_threshold=mask_threshold, progress=False)
+                  mask_threshold=mask_threshold)
     with atomic_dir(out / job.name) as tmp:
         write_segmentation(tmp, video.frames, result, str(job.source), overlay=overlay)
     return {"frames": len(result.frame_names), "sentences": len(prompts), "seconds": None, "status": "done"}

@@ -172,7 +172,8 @@ def segment_upload(pipe, video_path, sentences_text: str | None, steps, result_r
     except FlowRVSError as err:  # name the upload, not the server's copy of it
         raise FlowRVSError(str(err).replace(str(video_path), Path(str(video_path)).name)) from None
     report(0.1, f"segmenting {len(prompts)} sentence(s) in {len(video)} frames")
-    result = pipe(video, prompts, num_inference_steps=num_steps, size=size, progress=False)
+    pipe.set_progress_bar_config(disable=True)
+    result = pipe(video, prompts, num_inference_steps=num_steps, size=size)
     report(0.8, "writing masks and the overlay video")
     work = new_result_dir(Path(result_root))
     folder = work / "segmentation"

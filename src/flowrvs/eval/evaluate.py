@@ -101,7 +101,7 @@ def predict_videos(
         if clip.shape[0] != len(frames):
             raise FlowRVSError(f"video {video}: read {clip.shape[0]} frames, the split lists {len(frames)}")
         result = pipe(clip, [e.sentence for e in todo], num_inference_steps=num_steps, size=size,
-                      batch_size=batch_size, progress=False, mask_threshold=mask_threshold, window=window,
+                      batch_size=batch_size, mask_threshold=mask_threshold, window=window,
                       overlap=overlap)
         for expr, masks in zip(todo, result.masks):
             layout.write_masks(expr, masks, frames)

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowrvs.errors import FlowRVSError, first_line
+from flowrvs.flow import NUM_TRAIN_TIMESTEPS
 from flowrvs.io.frames import RESIZE_RULES, WORKING_BOX
 from flowrvs.models.defaults import TEXT_LEN
 
 MODEL_PARTS = ("transformer", "vae", "text_encoder", "tokenizer")
 INDEX_FILE = "model_index.json"
-NUM_TRAIN_TIMESTEPS = 1000
 
 
 @dataclass

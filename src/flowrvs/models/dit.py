@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from diffusers import WanTransformer3DModel
 
-TIMESTEP_SCALE = 1000.0
+from flowrvs.flow import NUM_TRAIN_TIMESTEPS
+
 
 
 def uses_dvi(transformer: WanTransformer3DModel) -> bool:
@@ -79,7 +80,7 @@ def predict_velocity(
     given ``1000 t``). text_embeds: ``(B, L, D)``. With DVI ``z_video`` is concatenated to
     ``x_t`` along channels; without, it is ignored.
     """
-    return dit_forward(transformer, x_t, z_video, (t * TIMESTEP_SCALE).to(x_t.device), text_embeds)
+    return dit_forward(transformer, x_t, z_video, (t * NUM_TRAIN_TIMESTEPS).to(x_t.device), text_embeds)
 
 
 def dit_forward(

@@ -15,151 +15,50 @@ resize); ``resize_rule="oriented"`` and ``clamp_logits=False`` are flowrvs' own 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
-from diffusers.utils import BaseOutput
-from tqdm.auto import tqdm
 
 from flowrvs.errors import FlowRVSError, first_line
-from flowrvs.flow import FlowParametrization, public_timesteps
-from flowrvs.io.frames import fit_size, frames_to_tensor
-from flowrvs.models.dit import dit_forward, uses_dvi
-from flowrvs.models.text import PromptEncoder, check_prompts
-from flowrvs.loading.model_folder import (  # noqa: F401 - model-folder names re-exported for callers of flowrvs.pipelines.pipeline_flowrvs
+from flowrvs.flow import NUM_TRAIN_TIMESTEPS, FlowParametrization, public_timesteps
+from flowrvs.io.frames import RESIZE_RULES
+from flowrvs.loading.model_folder import (
     INDEX_FILE,
-    LARGE_MODEL_BYTES,
-    MODEL_PARTS,
-    NUM_TRAIN_TIMESTEPS,
-    FlowRVSConfig,
     default_scheduler,
     link_or_copy_tree,
     model_fingerprint,
-    weights_bytes,
-    write_model_index,
 )
 from flowrvs.loading.resolve import resolve_model_dir
+from flowrvs.models.dit import dit_forward, uses_dvi
+from flowrvs.models.text import PromptEncoder, check_prompts
 from flowrvs.models.vae import decode_mask_logits, encode_video
-from flowrvs.runtime.precision import DTYPES, resolve_device_dtype  # noqa: F401 - re-exported for callers of flowrvs.pipelines.pipeline_flowrvs
+from flowrvs.options import SegmentOptions
+from flowrvs.pipelines.pipeline_output import FlowRVSPipelineOutput
+from flowrvs.pipelines.streaming import StepCallback, stream_segmentation
 from flowrvs.pipelines.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 
-@dataclass
-class FlowRVSPipelineOutput(BaseOutput):
-    """Masks of one video, one entry per prompt.
+OUTPUT_TYPES = ("np", "pt", "pil")
 
-    masks[k]: ``(T, H, W)`` bool at the input's frame count and resolution. prompts: the
-    sentences, in order. frame_names: one per frame. logits[k]: ``(T, H, W)`` float32 (the
-    decoder's output at the input's size, foreground where > the threshold), when asked for.
-    working_size: ``(h, w)`` the frames were resized to for the model.
+
+def check_settings(text_len, mask_latent_normalized, flow_shift, num_steps, size, source, prediction,
+                   mask_threshold, clamp_logits, resize_rule) -> dict:
+    """The pipeline's settings checked and normalised (JSON types), as ``register_to_config`` takes them.
+
+    Raises :class:`FlowRVSError` for a ``source``, ``prediction`` or ``resize_rule`` it does not know.
     """
-
-    masks: list[np.ndarray]
-    prompts: list[str]
-    frame_names: list[str]
-    fps: float = 24.0
-    logits: list[np.ndarray] | None = None
-    working_size: tuple[int, int] = (0, 0)
-
-    def __len__(self) -> int:  # the number of prompts, not of fields
-        return len(self.masks)
-
-
-SegmentationResult = FlowRVSPipelineOutput  # the name before the diffusers pipeline
-
-
-@dataclass
-class SegmentedFrame:
-    """One finished frame of a :class:`SegmentationStream`.
-
-    index: frame number; name: its name; frame: ``(H, W, 3)`` uint8 input frame; masks:
-    ``(K, H, W)`` bool, one per prompt; logits: ``(K, H, W)`` float32 when asked for.
-    """
-
-    index: int
-    name: str
-    frame: np.ndarray
-    masks: np.ndarray
-    logits: np.ndarray | None = None
-
-
-class SegmentationStream:
-    """Masks of a video, frame by frame, computed window by window (:meth:`FlowRVSPipeline.stream`).
-
-    Known before iterating: ``prompts``, ``frame_names``, ``fps``, ``height``, ``width``,
-    ``working_size`` and the window ``plan``. Iterating decodes the video, runs each window
-    through the model and yields :class:`SegmentedFrame` in order as soon as a frame is final,
-    so memory is set by one window, never by the video's length. Iterate once.
-    """
-
-    def __init__(self, pipe: "FlowRVSPipeline", stream, prompts, text_embeds, plan, work_size, num_steps,
-                 batch_size, threshold, return_logits, generator, progress):
-        self.pipe, self._video = pipe, stream
-        self.prompts = prompts
-        self.frame_names = list(stream.names)
-        self.fps, self.height, self.width = stream.fps, stream.height, stream.width
-        self.source = stream.source
-        self.working_size = work_size
-        self.plan = plan
-        self._text_embeds, self._num_steps, self._batch_size = text_embeds, num_steps, batch_size
-        self._threshold, self._return_logits = threshold, return_logits
-        self._generator, self._progress = generator, progress
-        self.frames_held_peak = 0  # most input frames held at once (counts, for the tests)
-        self.logits_held_peak = 0  # most frames of blended logits carried between windows
-
-    def __len__(self) -> int:
-        return len(self.frame_names)
-
-    def __iter__(self):
-        from flowrvs.pipelines.windows import iter_windows
-        from flowrvs.pipelines.windows import LogitBlender
-
-        pipe, num_prompts = self.pipe, len(self.prompts)
-        batches = [range(i, min(i + self._batch_size, num_prompts)) for i in range(0, num_prompts, self._batch_size)]
-        bar = tqdm(total=len(self.plan) * len(batches) * (self._num_steps + 1), desc="segment", unit="step",
-                   disable=_no_bar(self._progress))
-        blender = LogitBlender(self.plan)
-        try:
-            for window, frames in iter_windows(self._video, self.plan):
-                following = self.plan[window.index + 1] if window.index + 1 < len(self.plan) else None
-                carried = max(window.stop - following.start, 0) if following is not None else 0
-                self.frames_held_peak = max(self.frames_held_peak, len(frames) + carried)
-                tensor = frames_to_tensor(frames, self.working_size, resample="pil")
-                z_video = pipe.encode_video(tensor.to(pipe.vae.dtype))
-                del tensor
-                logits = []
-                for rows in batches:
-                    z_mask = pipe.sample_mask_latents(z_video, self._text_embeds[rows.start : rows.stop],
-                                                      self._num_steps, self._generator, bar.update)
-                    logits.append(pipe.decode_masks(z_mask).float()[:, : len(window)])
-                    bar.update()
-                del z_video
-                finished = blender.add(torch.cat(logits))
-                self.logits_held_peak = max(self.logits_held_peak, blender.held_frames)
-                if finished:
-                    yield from self._finish(finished, frames, window.start)
-        finally:
-            bar.close()
-            pipe.maybe_free_model_hooks()
-
-    def _finish(self, finished, frames: np.ndarray, offset: int):
-        """Resize the final frames' logits to the input size (bilinear) and threshold them."""
-        import torch.nn.functional as F
-
-        stacked = torch.stack([logits for _, logits in finished], dim=1)  # (K, n, h, w)
-        k, n = stacked.shape[:2]
-        if tuple(stacked.shape[-2:]) != (self.height, self.width):
-            stacked = F.interpolate(stacked.reshape(k * n, 1, *stacked.shape[-2:]), size=(self.height, self.width),
-                                    mode="bilinear", align_corners=False).reshape(k, n, self.height, self.width)
-        masks = (stacked > self._threshold).cpu().numpy()
-        values = stacked.cpu().numpy() if self._return_logits else None
-        for j, (index, _) in enumerate(finished):
-            yield SegmentedFrame(index, self.frame_names[index], frames[index - offset], masks[:, j],
-                                 None if values is None else values[:, j])
+    if source not in ("video", "noise"):
+        raise FlowRVSError(f"source must be 'video' or 'noise', got {source!r}")
+    if prediction not in ("velocity", "mask"):
+        raise FlowRVSError(f"prediction must be 'velocity' or 'mask', got {prediction!r}")
+    if resize_rule not in RESIZE_RULES:
+        raise FlowRVSError(f"resize_rule must be one of {', '.join(RESIZE_RULES)}, got {resize_rule!r}")
+    return dict(text_len=int(text_len), mask_latent_normalized=bool(mask_latent_normalized),
+                flow_shift=float(flow_shift), num_steps=int(num_steps), size=tuple(int(s) for s in size),
+                source=source, prediction=prediction, mask_threshold=float(mask_threshold),
+                clamp_logits=bool(clamp_logits), resize_rule=resize_rule)
 
 
 class FlowRVSPipeline(DiffusionPipeline):
@@ -168,12 +67,16 @@ class FlowRVSPipeline(DiffusionPipeline):
     Components: ``transformer`` (``WanTransformer3DModel``; 32 input channels with Direct Video
     Injection), ``vae`` (``AutoencoderKLWan`` with a 1-channel mask decoder), ``text_encoder``
     (``UMT5EncoderModel``), ``tokenizer``, ``scheduler`` (``FlowMatchEulerDiscreteScheduler``).
-    Settings (:class:`FlowRVSConfig` fields) live in ``pipe.config``; ``pipe.settings`` gives
-    them as a :class:`FlowRVSConfig`. Call it as ``pipe(video, prompt=..., num_inference_steps=...)``.
+    The settings are the keyword arguments of ``__init__``, kept in ``pipe.config``; change one
+    with ``pipe.register_to_config(mask_threshold=...)``. Load with
+    ``FlowRVSPipeline.from_pretrained(folder, torch_dtype=...).to(device)`` (or
+    :func:`flowrvs.pipelines.loader.load_pipeline`, which plans the precision per machine) and
+    call it as ``pipe(video, prompt=..., num_inference_steps=...)``.
     """
 
     model_cpu_offload_seq = "text_encoder->transformer->vae"
     _optional_components = ["scheduler"]
+    _callback_tensor_inputs = ["latents"]
 
     def __init__(
         self,
@@ -192,15 +95,20 @@ class FlowRVSPipeline(DiffusionPipeline):
         mask_threshold: float = 0.0,
         clamp_logits: bool = True,
         resize_rule: str = "public",
-        config: FlowRVSConfig | None = None,
     ):
-        """Components, then the settings (:class:`FlowRVSConfig` fields, or ``config`` whole)."""
+        """Components, then the settings.
+
+        text_len: prompt embeddings are zero-padded to this many tokens (256; 64 in older
+        checkpoints). mask_latent_normalized: mask latents carry the video normalisation (older
+        checkpoints). flow_shift / num_steps: the inference time grid. size: ``(short, long)``
+        box frames are resized into. source: the flow's start, ``"video"`` (FlowRVS) or
+        ``"noise"`` (an ablation). prediction: what the DiT outputs, ``"velocity"`` (FlowRVS) or
+        ``"mask"`` (an ablation). mask_threshold: foreground where the decoder's output exceeds
+        it (0 is probability 0.5). clamp_logits: clamp the decoder output to [-1, 1] before the
+        resize, as the public code does. resize_rule: ``"public"`` (the box as given, sides
+        floored to multiples of 16) or ``"oriented"`` (the box turned to the frame's orientation).
+        """
         super().__init__()
-        settings = config or FlowRVSConfig(
-            text_len=text_len, mask_latent_normalized=mask_latent_normalized, flow_shift=flow_shift,
-            num_steps=num_steps, size=size, source=source, prediction=prediction,
-            mask_threshold=mask_threshold, clamp_logits=clamp_logits, resize_rule=resize_rule,
-        )
         self.register_modules(
             transformer=transformer,
             vae=vae,
@@ -208,7 +116,11 @@ class FlowRVSPipeline(DiffusionPipeline):
             tokenizer=tokenizer,
             scheduler=scheduler or default_scheduler(),
         )
-        self.register_to_config(**{**settings.to_dict(), "size": settings.size})
+        self.register_to_config(**check_settings(
+            text_len, mask_latent_normalized, flow_shift, num_steps, size, source, prediction,
+            mask_threshold, clamp_logits, resize_rule,
+        ))
+        self.set_progress_bar_config(desc="segment", unit="step", disable=None)  # None: a bar on a terminal only
         self._prompt_encoder = None
         self._text_encoder_source: Path | None = None  # folder to load umT5 from when it is not resident
         self._precision = None  # the flowrvs.runtime.precision.PrecisionPlan the parts were loaded with
@@ -217,19 +129,6 @@ class FlowRVSPipeline(DiffusionPipeline):
             if module is not None:
                 module.requires_grad_(False)
                 module.eval()
-
-    # ---- settings and placement ------------------------------------------------------
-    @property
-    def settings(self) -> FlowRVSConfig:
-        """The settings as a :class:`FlowRVSConfig` (a copy: change them with :meth:`update_settings`)."""
-        return FlowRVSConfig.from_dict(dict(self.config))
-
-    def update_settings(self, **changes) -> "FlowRVSPipeline":
-        """Change settings (validated), e.g. ``pipe.update_settings(mask_threshold=-2)``."""
-        merged = FlowRVSConfig.from_dict({**self.settings.to_dict(), **changes})
-        self.register_to_config(**{**merged.to_dict(), "size": merged.size})
-        self._prompt_encoder = None
-        return self
 
     @property
     def parametrization(self) -> FlowParametrization:
@@ -247,67 +146,40 @@ class FlowRVSPipeline(DiffusionPipeline):
             self._prompt_encoder = PromptEncoder(self.tokenizer, self.text_encoder, self.config.text_len)
         return self._prompt_encoder
 
-    def enable_cpu_offload(self, enabled: bool = True) -> "FlowRVSPipeline":
-        """Keep each part on the CPU and move it to the GPU only while it runs (diffusers'
-        :meth:`enable_model_cpu_offload`); nothing to do on a CPU-only machine."""
-        if enabled and torch.cuda.is_available():
-            self.enable_model_cpu_offload()
-        return self
-
     # ---- loading and saving ----------------------------------------------------------
     @classmethod
     def from_pretrained(
         cls,
         pretrained_model_name_or_path: str | Path,
-        device=None,
-        dtype=None,
-        cpu_offload: bool = False,
-        torch_dtype=None,
+        torch_dtype: torch.dtype | dict | None = None,
+        keep_text_encoder: bool = False,
         dit_file: str | None = None,
         base: str | None = None,
-        keep_text_encoder: bool = False,
         **kwargs,
     ) -> "FlowRVSPipeline":
-        """Load a model folder, a shipped model by name (``tiny-synthetic``) or a hub id.
+        """Load a model folder, a shipped model by name (``tiny-synthetic``) or a hub id, on the CPU.
 
         ``xmz111/FlowRVS`` (the public release) is downloaded and converted once into a cached
-        model folder (:mod:`flowrvs.loading.hub`; ``dit_file`` and ``base`` pick other files); a hub
-        repository holding a flowrvs model folder loads directly. ``dtype`` / ``torch_dtype``:
-        ``"auto"`` (default; :func:`flowrvs.runtime.precision.choose_precision`: bfloat16 on CUDA and on
-        CPUs with native bf16, else float32 compute with large weights stored in bfloat16), or
-        one dtype for every part. ``device``: where it runs (default: CUDA when available).
-        ``keep_text_encoder``: load umT5 now and keep it resident; by default it is loaded only
-        when a sentence is not in the embedding cache (``$FLOWRVS_CACHE/embeddings``), its
-        weights read layer by layer from their files, and dropped right after, so it never sits
-        beside the DiT and the VAE.
+        model folder (:func:`flowrvs.loading.resolve.resolve_model_dir`; ``dit_file`` and
+        ``base`` pick other files). torch_dtype: as diffusers takes it (one dtype, or one per
+        part name with a ``"default"``); None keeps the dtypes the weights were saved in. Move it
+        with ``.to(device)``; :func:`flowrvs.pipelines.loader.load_pipeline` chooses the dtypes
+        per machine instead. keep_text_encoder: load umT5 now and keep it resident; by default
+        it is loaded only when a sentence is not in the embedding cache
+        (``$FLOWRVS_CACHE/embeddings``), its weights read layer by layer from their files, and
+        dropped right after, so it never sits beside the DiT and the VAE.
         """
-        from flowrvs.runtime.precision import apply_precision, choose_precision
-
-        requested = dtype if dtype is not None else torch_dtype
         path = resolve_model_dir(pretrained_model_name_or_path, dit_file=dit_file, base=base)
-        # storing weights in bf16 and computing in fp32 pays off for large models only; small
-        # ones (the shipped demo model) keep their exact fp32 weights
-        large = weights_bytes(path) > LARGE_MODEL_BYTES
-        requested = "auto" if requested is None else requested
-        if requested == "auto" and not large and resolve_device_dtype(device)[0].type == "cpu":
-            requested = "float32"  # bf16 gains a small model nothing on a CPU and costs it accuracy
-        plan = choose_precision(device, requested, bf16_storage=large)  # logs plan.warning (forced slow bf16)
-        storage = {part: plan.part(part).storage for part in ("transformer", "vae", "text_encoder")}
+        kwargs.setdefault("low_cpu_mem_usage", True)
+        if not keep_text_encoder:
+            kwargs["text_encoder"] = None
+        if torch_dtype is not None:
+            kwargs["dtype"] = torch_dtype  # diffusers' current name for it
         try:
-            kwargs.setdefault("low_cpu_mem_usage", True)
-            if not keep_text_encoder:
-                kwargs["text_encoder"] = None
-            pipe = super().from_pretrained(str(path), dtype={**storage, "default": torch.float32}, **kwargs)
-        except FlowRVSError:
-            raise
-        except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as err:
-            raise FlowRVSError(f"cannot load the model in {path}: {first_line(err)}") from None
-        pipe._precision = plan
+            pipe = super().from_pretrained(str(path), **kwargs)
+        except (OSError, ValueError) as err:  # unreadable or damaged weight and config files
+            raise FlowRVSError(f"cannot load the model in {path}: {first_line(err)}") from err
         pipe._text_encoder_source = path / "text_encoder"
-        apply_precision(plan, device=torch.device("cpu") if cpu_offload else plan.device,
-                        transformer=pipe.transformer, vae=pipe.vae, text_encoder=pipe.text_encoder)
-        if cpu_offload and plan.device.type == "cuda":
-            pipe.enable_model_cpu_offload(device=plan.device)
         return pipe
 
     def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
@@ -328,10 +200,14 @@ class FlowRVSPipeline(DiffusionPipeline):
 
     # ---- the stages ------------------------------------------------------------------
     def _compute_dtype(self, part: str) -> torch.dtype:
-        """The dtype ``part`` computes in (its storage dtype may be lower; see :mod:`flowrvs.runtime.precision`)."""
+        """The dtype ``part`` computes in (its storage dtype may be lower; see :mod:`flowrvs.runtime.precision`).
+
+        Without a plan (loaded by ``from_pretrained`` alone) a part computes in its own dtype, and
+        a text encoder that is not resident in the DiT's."""
         if self._precision is not None:
             return self._precision.part(part).compute
-        return getattr(self, part).dtype
+        module = getattr(self, part)
+        return (module if module is not None else self.transformer).dtype
 
     def _text_encoder_key(self) -> str:
         """Names the text encoder's weights and compute dtype in the embedding cache (hashed once)."""
@@ -347,7 +223,15 @@ class FlowRVSPipeline(DiffusionPipeline):
                                              device=self._execution_device)
         return self.tokenizer, encoder
 
-    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+    def check_inputs(self, prompt, callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",)) -> list[str]:
+        """The prompts as a list (:func:`flowrvs.models.text.check_prompts`); a callback may ask
+        only for tensors in ``_callback_tensor_inputs``. Raises :class:`FlowRVSError`."""
+        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise FlowRVSError(f"callback_on_step_end_tensor_inputs may name {self._callback_tensor_inputs}, got {unknown}")
+        return check_prompts(prompt)
+
+    def encode_prompt(self, prompts: str | Sequence[str]) -> torch.Tensor:
         """``(B, text_len, D)`` prompt embeddings on the execution device, in the DiT's compute dtype.
 
         With a resident text encoder each distinct prompt is encoded once per pipeline; without
@@ -382,39 +266,51 @@ class FlowRVSPipeline(DiffusionPipeline):
             return out  # as the DiT gives it: the scheduler steps in float32 and casts back to its dtype
         return self.parametrization.velocity(out.float(), x.float(), timestep.float() / NUM_TRAIN_TIMESTEPS)
 
+    def prepare_latents(self, z_video: torch.Tensor, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The flow's start ``x_1`` ``(batch, 16, T, h, w)``: the video latent ``(1, 16, T, h, w)``
+        repeated, or Gaussian noise (``source="noise"``, drawn on the CPU: the same on any device)."""
+        z_video = z_video.expand(batch, -1, -1, -1, -1)
+        if self.config.source == "noise":
+            return self.parametrization.start(z_video.cpu(), generator).to(z_video)
+        return self.parametrization.start(z_video)
+
     @torch.no_grad()
-    def sample_mask_latents(
+    def sample(
         self,
         z_video: torch.Tensor,
         text_embeds: torch.Tensor,
-        num_steps: int,
+        num_inference_steps: int,
         generator: torch.Generator | None = None,
-        progress=None,
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        on_step: Callable[[], object] | None = None,
     ) -> torch.Tensor:
         """Solve the flow from the video latent to mask latents, one per prompt.
 
         z_video: ``(1, 16, T, h, w)``; text_embeds: ``(B, L, D)``; returns ``(B, 16, T, h, w)``.
         The model is evaluated at the integer timesteps of :func:`flowrvs.flow.public_timesteps`
-        and stepped by the scheduler down to sigma 0, as the public code does.
+        and stepped by the scheduler down to sigma 0, as the public code does. After each step
+        ``callback_on_step_end(pipe, i, t, {"latents": x})`` may return a replacement
+        ``latents``; ``on_step()`` is called too (a progress bar's ``update``).
         """
         batch = text_embeds.shape[0]
+        x = self.prepare_latents(z_video, batch, generator)
         z_video = z_video.expand(batch, -1, -1, -1, -1)
-        if self.config.source == "noise":  # drawn on the CPU: the same noise on any device
-            x = self.parametrization.start(z_video.cpu(), generator).to(z_video)
-        else:
-            x = self.parametrization.start(z_video)
-        timesteps = public_timesteps(num_steps, self.config.flow_shift)
+        timesteps = public_timesteps(num_inference_steps, self.config.flow_shift)
         sigmas = [t / NUM_TRAIN_TIMESTEPS for t in timesteps]
         self.scheduler.set_timesteps(sigmas=sigmas, timesteps=timesteps, device=x.device)
-        for t in self.scheduler.timesteps:
+        for i, t in enumerate(self.scheduler.timesteps):
             v = self.velocity(x, t.expand(batch), z_video, text_embeds)
             x = self.scheduler.step(v, t, x, return_dict=False)[0]
-            if progress is not None:
-                progress()
+            if callback_on_step_end is not None:
+                outputs = callback_on_step_end(self, i, t, {"latents": x} if "latents" in callback_on_step_end_tensor_inputs else {})
+                x = outputs.get("latents", x)
+            if on_step is not None:
+                on_step()
         return x
 
     @torch.no_grad()
-    def decode_masks(self, z_mask: torch.Tensor) -> torch.Tensor:
+    def decode(self, z_mask: torch.Tensor) -> torch.Tensor:
         """Mask latents ``(B, 16, T', h, w)`` -> logits ``(B, 4T'-3, 8h, 8w)`` (clamped to
         [-1, 1] when ``clamp_logits``)."""
         logits = decode_mask_logits(self.vae, z_mask, self.config.mask_latent_normalized)
@@ -422,85 +318,46 @@ class FlowRVSPipeline(DiffusionPipeline):
 
     # ---- the whole thing -------------------------------------------------------------
     @torch.no_grad()
-    def stream(
-        self,
-        video,
-        prompt: str | Sequence[str] | None = None,
-        num_inference_steps: int | None = None,
-        size: tuple[int, int] | None = None,
-        window: int | None = DEFAULT_WINDOW,
-        overlap: int = DEFAULT_OVERLAP,
-        batch_size: int = 1,
-        return_logits: bool = False,
-        generator: torch.Generator | None = None,
-        progress: bool | None = None,
-        mask_threshold: float | None = None,
-    ) -> SegmentationStream:
-        """Segment ``video`` frame by frame at flat memory (see :class:`SegmentationStream`).
-
-        Arguments as for :meth:`__call__`. The video is decoded as a stream and processed in
-        windows of ``window`` frames (4k+1) sharing ``overlap`` frames, whose logits are
-        cross-faded (:mod:`flowrvs.pipelines.windows`); ``window=None`` (or 0) runs the whole video in one
-        pass, as the public code does. Bad input and the prompts' embeddings are dealt with
-        here, before anything is iterated.
-        """
-        from flowrvs.io.read import open_video
-        from flowrvs.pipelines.windows import plan_windows
-
-        prompts = check_prompts(prompt)
-        num_steps = self.config.num_steps if num_inference_steps is None else int(num_inference_steps)
-        threshold = self.config.mask_threshold if mask_threshold is None else float(mask_threshold)
-        if not math.isfinite(threshold):
-            raise FlowRVSError(f"mask_threshold must be a finite number, got {threshold}")
-        if num_steps < 1:
-            raise FlowRVSError(f"num_steps must be at least 1, got {num_steps}")
-        if batch_size < 1:
-            raise FlowRVSError(f"batch_size must be at least 1, got {batch_size}")
-        frames = open_video(video)
-        plan = plan_windows(frames.num_frames, window or None, overlap if window else 0)
-        work_size = fit_size(frames.height, frames.width, tuple(size or self.config.size), rule=self.config.resize_rule)
-        text_embeds = self.encode_prompts(prompts)
-        return SegmentationStream(self, frames, prompts, text_embeds, plan, work_size, num_steps, batch_size,
-                                  threshold, return_logits, generator, progress)
-
-    @torch.no_grad()
     def __call__(
         self,
         video,
         prompt: str | Sequence[str] | None = None,
         num_inference_steps: int | None = None,
         size: tuple[int, int] | None = None,
-        batch_size: int = 1,
-        return_logits: bool = False,
-        generator: torch.Generator | None = None,
-        progress: bool | None = None,
         mask_threshold: float | None = None,
         window: int | None = DEFAULT_WINDOW,
         overlap: int = DEFAULT_OVERLAP,
-        prompts: str | Sequence[str] | None = None,
-        num_steps: int | None = None,
-    ) -> FlowRVSPipelineOutput:
+        batch_size: int = 1,
+        generator: torch.Generator | None = None,
+        return_logits: bool = False,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> FlowRVSPipelineOutput | tuple:
         """Segment the objects that ``prompt`` describes in ``video``; all masks in memory.
 
         video: a path (video file, GIF, image or folder of frames), a ``(T, H, W, 3)`` uint8
-        array, or a list of PIL images. prompt: one sentence or a list (``prompts`` is its
-        older name). num_inference_steps: Euler steps (default from the config, 1; ``num_steps``
-        is its older name). size: ``(h, w)`` box frames are resized into (default from the
-        config, 480x832). batch_size: prompts per DiT/decoder pass. progress: a progress bar
-        (default: when stderr is a terminal). mask_threshold: decoder output above which a
-        pixel is foreground (default from the config, 0). window / overlap: a video longer than
-        ``window`` frames runs in overlapping windows (``window=None``: whole video in one pass,
-        the public code's mode). For long videos written to disk, :meth:`stream` holds one
-        window at a time.
+        array, or a list of PIL images. prompt: one sentence or a list. num_inference_steps,
+        size, mask_threshold, window, overlap, batch_size: see
+        :class:`flowrvs.options.SegmentOptions` (``None``: the model's settings; ``window=None``
+        runs the whole video in one pass, as the public code does). return_logits: also return
+        the decoder's logits. output_type: ``"np"``, ``"pt"`` or ``"pil"`` (see
+        :class:`FlowRVSPipelineOutput`). return_dict: ``False`` returns ``(masks, logits)``.
+        callback_on_step_end: called after every Euler step as in diffusers. The progress bar
+        follows :meth:`set_progress_bar_config`. For long videos written to disk,
+        :func:`flowrvs.pipelines.streaming.stream_segmentation` holds one window at a time.
         """
-        if prompt is not None and prompts is not None:
-            raise FlowRVSError("pass the sentences once, as prompt= (prompts= is its older name)")
-        stream = self.stream(
-            video, prompt if prompt is not None else prompts,
-            num_inference_steps if num_inference_steps is not None else num_steps,
-            size=size, window=window, overlap=overlap, batch_size=batch_size, return_logits=return_logits,
-            generator=generator, progress=progress, mask_threshold=mask_threshold,
-        )
+        # 1. check the inputs
+        if output_type not in OUTPUT_TYPES:
+            raise FlowRVSError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        options = SegmentOptions(num_inference_steps=num_inference_steps, size=size, mask_threshold=mask_threshold,
+                                 window=window, overlap=overlap, batch_size=batch_size)
+        # 2. encode the prompts, open the video and plan its windows
+        stream = stream_segmentation(self, video, prompt, options, return_logits=return_logits, generator=generator,
+                                     callback_on_step_end=callback_on_step_end,
+                                     callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
+        # 3. per window: encode the video, sample the mask latents, decode them; blend the windows
         shape = (len(stream), stream.height, stream.width)
         masks = [np.empty(shape, dtype=bool) for _ in stream.prompts]
         logits = [np.empty(shape, dtype=np.float32) for _ in stream.prompts] if return_logits else None
@@ -509,16 +366,21 @@ class FlowRVSPipeline(DiffusionPipeline):
                 masks[k][item.index] = item.masks[k]
                 if logits is not None:
                     logits[k][item.index] = item.logits[k]
-        return FlowRVSPipelineOutput(
-            masks=masks,
-            prompts=stream.prompts,
-            frame_names=stream.frame_names,
-            fps=stream.fps,
-            logits=logits,
-            working_size=stream.working_size,
-        )
+        # 4. convert to the output type
+        masks, logits = _convert(masks, output_type), None if logits is None else _convert(logits, output_type)
+        if not return_dict:
+            return masks, logits
+        return FlowRVSPipelineOutput(masks=masks, prompts=stream.prompts, frame_names=stream.frame_names,
+                                     fps=stream.fps, logits=logits, working_size=stream.working_size)
 
 
-def _no_bar(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None lets tqdm decide (off when not on a terminal)."""
-    return None if progress is None else not progress
+def _convert(tracks: list[np.ndarray], output_type: str) -> list:
+    """Per-prompt ``(T, H, W)`` arrays as ``output_type`` asks: arrays, tensors, or lists of
+    PIL images (masks as mode ``"L"`` 0/255; logits as mode ``"F"``)."""
+    if output_type == "pt":
+        return [torch.from_numpy(track) for track in tracks]
+    if output_type == "pil":
+        from PIL import Image
+
+        return [[Image.fromarray(f.astype(np.uint8) * 255 if f.dtype == bool else f) for f in track] for track in tracks]
+    return tracks

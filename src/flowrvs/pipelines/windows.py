@@ -58,6 +58,21 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+def check_window(window: int, overlap: int) -> int:
+    """Check a window length (``4k + 1`` frames) and its ``overlap``; return the overlap as an int.
+
+    Raises :class:`FlowRVSError` for a window that is not ``4k + 1`` or an overlap outside
+    ``0 <= overlap <= (window - 1) / 2`` (more would let three windows meet on one frame).
+    """
+    window = _check_int("window", window, 1)
+    if (window - 1) % 4:
+        raise FlowRVSError(f"window must be 4k+1 frames (5, 9, 17, 33, 65, ...) or 0 for the whole video, got {window}")
+    overlap = _check_int("overlap", overlap, 0)
+    if 2 * overlap > window - 1:
+        raise FlowRVSError(f"overlap must be at most (window - 1) / 2 = {(window - 1) // 2} frames, got {overlap}")
+    return overlap
+
+
 def plan_windows(num_frames: int, window: int | None = None, overlap: int = 0) -> list[Window]:
     """The windows that cover ``num_frames`` frames.
 
@@ -74,12 +89,7 @@ def plan_windows(num_frames: int, window: int | None = None, overlap: int = 0) -
     num_frames = _check_int("num_frames", num_frames, 1)
     if window is None or (window == 0 and not isinstance(window, bool)):
         return [Window(0, 0, num_frames)]
-    window = _check_int("window", window, 1)
-    if (window - 1) % 4:
-        raise FlowRVSError(f"window must be 4k+1 frames (5, 9, 17, 33, 65, ...) or 0 for the whole video, got {window}")
-    overlap = _check_int("overlap", overlap, 0)
-    if 2 * overlap > window - 1:
-        raise FlowRVSError(f"overlap must be at most (window - 1) / 2 = {(window - 1) // 2} frames, got {overlap}")
+    overlap = check_window(window, overlap)
     if num_frames <= window:
         return [Window(0, 0, num_frames)]
     stride = window - overlap
@@ -166,13 +176,6 @@ class LogitBlender:
             self._pending = None
         self._next += 1
         return out
-
-
-def blend_windows(plan: list[Window], logits: Iterable[torch.Tensor]) -> Iterator[tuple[int, torch.Tensor]]:
-    """:class:`LogitBlender` over an iterable of the windows' logits (consumed lazily, in order)."""
-    blender = LogitBlender(plan)
-    for window_logits in logits:
-        yield from blender.add(window_logits)
 
 
 def iter_windows(

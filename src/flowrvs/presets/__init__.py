@@ -10,7 +10,7 @@ patches, a VAE that compresses 4x in space and time so that small shapes survive
 about 2.4M parameters in all) is what the shipped ``tiny-synthetic`` model is trained from.
 
 Each preset folder has ``transformer/``, ``vae/``, ``text_encoder/`` configs and a
-``pipeline.json`` (settings of :class:`flowrvs.pipelines.pipeline_flowrvs.FlowRVSPipeline`); ``tiny`` adds ``vocab.txt``.
+``pipeline.json`` (the settings of :class:`flowrvs.pipelines.pipeline_flowrvs.FlowRVSPipeline`); ``tiny`` adds ``vocab.txt``.
 """
 
 from __future__ import annotations

@@ -152,6 +152,29 @@ def _uniform(dtype: torch.dtype) -> PartPrecision:
     return PartPrecision(dtype, dtype)
 
 
+def resolve_device(device=None) -> torch.device:
+    """``device`` as a :class:`torch.device` (default: cuda when available, else cpu)."""
+    try:
+        return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as err:
+        raise FlowRVSError(f"unknown device {device!r}: {err}") from err
+
+
+def plan_model_precision(device=None, requested: str | torch.dtype | None = "auto", large_model: bool = True) -> PrecisionPlan:
+    """The plan a model is loaded with: :func:`choose_precision`, decided once per load.
+
+    Storing weights in bfloat16 and computing in float32 pays off for large models only
+    (``large_model``: weights over :data:`flowrvs.loading.model_folder.LARGE_MODEL_BYTES`), so a
+    small one keeps its exact float32 weights; and ``"auto"`` on a CPU computes a small model in
+    float32 (bf16 gains it nothing there and costs it accuracy).
+    """
+    device = resolve_device(device)
+    requested = "auto" if requested is None else requested
+    if requested == "auto" and not large_model and device.type == "cpu":
+        requested = "float32"
+    return choose_precision(device, requested, bf16_storage=large_model)
+
+
 def choose_precision(device=None, requested: str | torch.dtype | None = "auto", bf16_storage: bool = True) -> PrecisionPlan:
     """The precision plan for ``device`` (default: cuda when available, else cpu).
 
@@ -162,10 +185,7 @@ def choose_precision(device=None, requested: str | torch.dtype | None = "auto", 
     A forced ``bfloat16`` on a CPU without native bf16 logs one warning line.
     Raises :class:`FlowRVSError` for an unknown dtype or device, or one the device cannot run.
     """
-    try:
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as err:
-        raise FlowRVSError(f"unknown device {device!r}: {err}") from None
+    device = resolve_device(device)
     if isinstance(requested, torch.dtype):
         names = {v: k for k, v in DTYPES.items()}
         if requested not in names:
@@ -213,7 +233,7 @@ def choose_precision(device=None, requested: str | torch.dtype | None = "auto", 
 def resolve_device_dtype(device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
     """One device and one dtype for every part (training, tools), checked as :func:`choose_precision`
     checks them; ``dtype=None`` is float32 on a CPU and bfloat16 on CUDA."""
-    device = choose_precision(device, "float32").device
+    device = resolve_device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     plan = choose_precision(device, dtype)

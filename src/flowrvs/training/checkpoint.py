@@ -182,7 +182,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, use_ema: bool = T
     (the weights a stage does not train come from there). ``use_ema`` picks the EMA weights
     when the checkpoint holds them. Returns the folder, written atomically.
     """
-    from flowrvs.pipelines.pipeline_flowrvs import DTYPES
+    from flowrvs.runtime.precision import DTYPES
     from flowrvs.training.stages import STAGE_CLASSES, load_model
 
     path = Path(checkpoint)

@@ -105,7 +105,7 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    from flowrvs.pipelines.pipeline_flowrvs import resolve_device_dtype
+    from flowrvs.runtime.precision import resolve_device_dtype
 
     validate_config(config)
     process = distributed.from_environment()

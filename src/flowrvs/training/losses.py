@@ -61,7 +61,7 @@ def encode_batch(pipe, batch: dict, spa_strength: float, generator: Generators =
             z_mask = encode_mask(pipe.vae, batch["mask"].to(device, dtype), pipe.config.mask_latent_normalized)
         text_embeds = batch.get("text_embeds")
         if text_embeds is None:
-            text_embeds = pipe.encode_prompts(batch["prompts"])
+            text_embeds = pipe.encode_prompt(batch["prompts"])
     return z_video.to(device, dtype), z_mask.to(device, dtype), text_embeds.to(device, dtype)
 
 

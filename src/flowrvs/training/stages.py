@@ -81,7 +81,8 @@ def load_model(model: ModelConfig, seed: int, device, dtype, text_encoder: bool 
     """The pipeline a stage starts from (see :class:`~flowrvs.training.config.ModelConfig`).
     ``text_encoder=False``: a model folder's umT5 is not loaded (its sentences are cached)."""
     from flowrvs.models.dit import add_video_injection, remove_video_injection
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSConfig, FlowRVSPipeline
+    from flowrvs.pipelines.loader import load_pipeline
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
     from flowrvs.presets import PRESETS, build_pipeline, preset_dir
 
     overrides = {
@@ -100,7 +101,7 @@ def load_model(model: ModelConfig, seed: int, device, dtype, text_encoder: bool 
             )
         pipe = build_pipeline(model.preset, dvi=model.dvi, seed=seed, words=words, **overrides)
         return pipe.to(device) if dtype == pipe.dtype else pipe.to(device, dtype)
-    pipe = FlowRVSPipeline.from_pretrained(model.init, device=device, dtype=dtype, keep_text_encoder=text_encoder)
+    pipe = load_pipeline(model.init, device=device, dtype=dtype, keep_text_encoder=text_encoder)
     transformer, vae = pipe.transformer, pipe.vae
     if vae.config.out_channels != 1:
         vae = to_mask_vae(vae)
@@ -108,9 +109,8 @@ def load_model(model: ModelConfig, seed: int, device, dtype, text_encoder: bool 
         transformer = add_video_injection(transformer)
     elif not model.dvi and pipe.dvi:
         transformer = remove_video_injection(transformer)
-    settings = pipe.settings if hasattr(pipe, "settings") else pipe.config
-    config = FlowRVSConfig.from_dict({**settings.to_dict(), **overrides})
-    return FlowRVSPipeline(transformer, vae, pipe.text_encoder, pipe.tokenizer, config=config).to(device)
+    settings = {k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in pipe.components}
+    return FlowRVSPipeline(transformer, vae, pipe.text_encoder, pipe.tokenizer, **{**settings, **overrides}).to(device)
 
 
 class RunningChannelStats:
@@ -167,10 +167,7 @@ class Stage(torch.nn.Module):
     def export(self, folder: Path) -> None:
         """Write the model folder (the trainable weights are whatever ``root`` holds now)."""
         size = tuple(self.config.data.size)
-        if hasattr(self.pipe, "update_settings"):
-            self.pipe.update_settings(size=size)
-        else:
-            self.pipe.config.size = size
+        self.pipe.register_to_config(size=size)
         self.pipe.save_pretrained(folder)
 
 

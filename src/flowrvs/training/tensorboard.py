@@ -74,9 +74,9 @@ class Board:
             with (ema.applied() if ema is not None else contextlib.nullcontext()):
                 if self.config.model.train_text_encoder:  # the cache holds embeddings of older weights
                     pipe.prompt_encoder.clear_cache()
+                pipe.set_progress_bar_config(disable=True)
                 for i, clip in enumerate(self.clips):
-                    result = pipe(clip.frames, [clip.sentence], num_inference_steps=self.config.tensorboard.image_steps,
-                                  progress=False)
+                    result = pipe(clip.frames, [clip.sentence], num_inference_steps=self.config.tensorboard.image_steps)
                     self.writer.add_image(f"masks/{i}", panel(clip.frames, clip.mask, result.masks[0]), step,
                                           dataformats="HWC")
         finally:

@@ -25,7 +25,8 @@ def hub_options(args) -> dict:
 
 
 def add_model_args(parser: argparse.ArgumentParser, steps: bool = True) -> None:
-    """--model, --device, --dtype (and --steps): how a model is loaded and run."""
+    """--model, --device, --dtype (and, with ``steps``, --steps and --mask-threshold): how a
+    model is loaded and run. A command that takes :func:`add_segment_options` passes ``steps=False``."""
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="model folder, shipped model name (tiny-synthetic) or hub id (default: %(default)s, "
                              "the public release, converted once)")
@@ -44,27 +45,45 @@ def add_model_args(parser: argparse.ArgumentParser, steps: bool = True) -> None:
                         help="keep parts on the CPU and move each to the GPU only while it runs")
     if steps:
         parser.add_argument("--steps", type=int, default=None, help="Euler steps (default: the model's, 1)")
+        parser.add_argument("--mask-threshold", type=float, default=None,
+                            help="mask decoder logit above which a pixel is foreground (default: the model's)")
+
+
+def add_segment_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of :class:`flowrvs.options.SegmentOptions`: --steps, --size, --mask-threshold,
+    --window, --overlap, --batch-size (read them back with :func:`segment_options`)."""
+    parser.add_argument("--steps", type=int, default=None, help="Euler steps (default: the model's, 1)")
+    parser.add_argument("--size", default=None, help="HxW box frames are resized into (default: the model's, 480x832)")
     parser.add_argument("--mask-threshold", type=float, default=None,
                         help="mask decoder logit above which a pixel is foreground (default: the model's)")
-
-
-def add_window_args(parser: argparse.ArgumentParser) -> None:
-    """--window, --overlap: long videos in overlapping windows (flowrvs.pipelines.windows)."""
     parser.add_argument("--window", type=int, default=None,
                         help="frames per window of a long video, 4k+1 (default: flowrvs.pipelines.windows.DEFAULT_WINDOW, 17); "
                              "0 = the whole video in one pass, as the public code")
     parser.add_argument("--overlap", type=int, default=None,
                         help="frames neighbouring windows share, their logits cross-faded (default: 4)")
+    parser.add_argument("--batch-size", type=int, default=1, help="prompts per DiT pass")
 
 
-def window_options(args) -> dict:
-    """``window`` / ``overlap`` keyword arguments of :meth:`FlowRVSPipeline.stream` from the parsed arguments."""
-    options = {}
+_FLAGS = {"num_inference_steps": "--steps", "size": "--size", "mask_threshold": "--mask-threshold",
+          "window": "--window", "overlap": "--overlap", "batch_size": "--batch-size"}
+_OPTION_NAME = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
+
+
+def segment_options(args):
+    """The :class:`flowrvs.options.SegmentOptions` of arguments parsed with :func:`add_segment_options`
+    (validated here, once; a bad value raises :class:`FlowRVSError`)."""
+    from flowrvs.options import SegmentOptions
+
+    values = {"num_inference_steps": args.steps, "size": parse_size(args.size) if args.size else None,
+              "mask_threshold": args.mask_threshold, "batch_size": args.batch_size}
     if args.window is not None:
-        options["window"] = args.window or None
+        values["window"] = args.window
     if args.overlap is not None:
-        options["overlap"] = args.overlap
-    return options
+        values["overlap"] = args.overlap
+    try:
+        return SegmentOptions(**values)
+    except FlowRVSError as err:  # name the flag the user typed, not the field
+        raise FlowRVSError(_OPTION_NAME.sub(lambda m: _FLAGS[m[1]], str(err))) from err
 
 
 def init_distributed(info, args) -> None:
@@ -80,9 +99,8 @@ def init_distributed(info, args) -> None:
 
 
 def load_pipeline(args):
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    """The pipeline the parsed arguments name (--model, --device, --dtype, --cpu-offload, ...)."""
+    from flowrvs.pipelines.loader import load_pipeline as load
 
-    return FlowRVSPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                           cpu_offload=args.cpu_offload,
-                                           keep_text_encoder=getattr(args, "keep_text_encoder", False),
-                                           **hub_options(args))
+    return load(args.model, device=args.device, dtype=args.dtype, cpu_offload=args.cpu_offload,
+                keep_text_encoder=getattr(args, "keep_text_encoder", False), **hub_options(args))

@@ -30,10 +30,10 @@ def run(args) -> int:
 
     from flowrvs.errors import FlowRVSError
     from flowrvs.io.atomic import atomic_dir
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
     from flowrvs.eval.metrics import score_expression
     from flowrvs.io.encode import write_gif
     from flowrvs.io.overlay import overlay_masks, side_by_side
+    from flowrvs.pipelines.loader import load_pipeline
     from flowrvs.data.synth import generate_video, pick_expressions
     from flowrvs.io.writer import write_segmentation
 
@@ -45,8 +45,8 @@ def run(args) -> int:
     sentences = [video.expressions[i][0] for i in picked]
     truths = [video.union_mask(i) for i in picked]
 
-    pipe = FlowRVSPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
-    result = pipe(video.frames, sentences, num_steps=args.steps)
+    pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype)
+    result = pipe(video.frames, sentences, num_inference_steps=args.steps)
 
     rows = []
     for k, (sentence, truth, pred) in enumerate(zip(sentences, truths, result.masks)):
