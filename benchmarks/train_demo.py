@@ -176,7 +176,7 @@ def make_data(args, init: Path, work: Path, clock: Clock, deadline: float) -> tu
     by_name = {f"s{s.seed}": s for s in shards}
     written: list[Shard] = []
     started = clock()
-    from flowrvs.data.synth import write_split
+    from flowrvs.data.synth.writer import write_split
 
     with ThreadPoolExecutor(args.cache_jobs) as encoders, \
             multiprocessing.get_context("spawn").Pool(min(args.workers, len(splits))) as pool:
@@ -465,7 +465,7 @@ def markdown(numbers: dict) -> str:
 
 # ------------------------------------------------------------------------------ main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from flowrvs.data.synth import DEFAULT_FRAMES, DEFAULT_SIZE
+    from flowrvs.data.synth.generate import DEFAULT_FRAMES, DEFAULT_SIZE
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="output folder: model/, numbers.json, numbers.md, eval/, logs/")

@@ -35,7 +35,7 @@ from flowrvs.runtime.machine import cpu_name
 from flowrvs.io.frames import fit_size, frames_to_tensor, logits_to_input_shape
 from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 from flowrvs.eval.scoring import score_expression
-from flowrvs.data.synth import generate_video, video_rng
+from flowrvs.data.synth.generate import generate_video, video_rng
 from flowrvs.pipelines.windows import LogitBlender, plan_windows
 
 

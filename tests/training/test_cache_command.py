@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from flowrvs.apps.cli import main
-from flowrvs.data.synth import write_split
+from flowrvs.data.synth.writer import write_split
 from flowrvs.training import config_from_dict, train
 
 

@@ -13,7 +13,7 @@ from safetensors import safe_open
 from flowrvs.apps.cli import main
 from flowrvs.errors import FlowRVSError
 from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
-from flowrvs.data.synth import write_split
+from flowrvs.data.synth.writer import write_split
 from flowrvs.training import (
     TrainConfig,
     config_from_dict,
@@ -272,7 +272,7 @@ def test_init_from_a_wan_style_folder(tmp_path, synth_root):
     mask VAE whose head is the mean of the RGB head, DiT widened for DVI."""
     from flowrvs.models.vae import decode_mask_logits
     from flowrvs.presets import build_pipeline
-    from flowrvs.data.synth import VOCABULARY
+    from flowrvs.data.synth.vocabulary import VOCABULARY
     from flowrvs.models.vae import decode_raw
     from flowrvs.training import to_rgb_vae
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from flowrvs.data.synth import write_split
+from flowrvs.data.synth.writer import write_split
 from flowrvs.training import load_config, train
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
-from flowrvs.data.synth import write_split
+from flowrvs.data.synth.writer import write_split
 from flowrvs.training import config_from_dict, train
 from helpers.refcoco import make_coco
 from helpers.ytvos_davis import make_davis, make_ytvos

@@ -3,7 +3,7 @@
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from flowrvs.data.synth import write_split
+from flowrvs.data.synth.writer import write_split
 from flowrvs.training import config_from_dict, train
 
 

@@ -77,7 +77,7 @@ def test_export_release_file_reads_as_the_public_release(tmp_path):
     from flowrvs.loading.convert import convert_transformer
     from flowrvs.apps.cli import main
     from flowrvs.presets import preset_config
-    from flowrvs.data.synth import write_split
+    from flowrvs.data.synth.writer import write_split
     from flowrvs.training import train
     from safetensors.torch import load_file
 

@@ -33,7 +33,8 @@ def run(args) -> int:
     from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
     from flowrvs.eval.scoring import score_expression
     from flowrvs.io.video import overlay_masks, side_by_side, write_gif
-    from flowrvs.data.synth import generate_video, pick_expressions
+    from flowrvs.data.synth.generate import generate_video
+    from flowrvs.data.synth.grammar import pick_expressions
     from flowrvs.io.writer import write_segmentation
 
     if args.seed < 0:

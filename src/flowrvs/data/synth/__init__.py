@@ -1,0 +1,20 @@
+"""Procedural referring-video data in the MeViS layout (``flowrvs synth``).
+
+Each video is a panning textured background with 2-5 flat-coloured shapes that move
+(constant velocity, stop, turn, enter or leave the frame) and occlude each other.
+Every sentence is built from a small regular grammar and singles out exactly the
+objects it lists:
+
+* appearance: ``the [small|large] [solid|striped|dotted] [<colour>] <shape|shape|object>``
+* motion:     ``<np> that moves to the left``, ``<np> moving up``, ``<np> that stops``,
+  ``<np> that turns``, ``<np> that enters``, ``<np> that leaves``, ``<np> that does not move``
+* relation:   ``<np> above|below|left of|right of <unique np>``
+* multi:      ``the two|three <adjectives> <plural noun>``
+
+:func:`resolve` evaluates a sentence against a :class:`SynthVideo` with the same
+predicates, so the generator's claims can be checked independently.
+
+Library use without disk: :func:`generate_video`. On disk: :func:`write_split` writes
+``<out_dir>/<split>/{JPEGImages/<video>/<frame>.jpg, meta_expressions.json, mask_dict.json}``
+atomically; other splits of ``out_dir`` are left alone.
+"""
