@@ -9,7 +9,8 @@ import yaml
 
 from flowrvs.apps.cli import main
 from flowrvs.data.synth.writer import write_split
-from flowrvs.training import config_from_dict, train
+from flowrvs.training.config import config_from_dict
+from flowrvs.training.trainer import train
 
 
 @pytest.fixture()

@@ -5,7 +5,8 @@ import pytest
 
 from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 from flowrvs.data.synth.writer import write_split
-from flowrvs.training import config_from_dict, train
+from flowrvs.training.config import config_from_dict
+from flowrvs.training.trainer import train
 from helpers.refcoco import make_coco
 from helpers.ytvos_davis import make_davis, make_ytvos
 
