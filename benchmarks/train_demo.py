@@ -6,7 +6,7 @@ On a fresh GPU machine it
 1. builds the start model ``WORK/init``: the shipped model's VAE (its trained mask decoder),
    text encoder and tokenizer (``--decoder``), with a fresh random Wan DiT without direct video
    injection, ``--heads`` x 32 wide (``--ffn-dim``);
-2. writes the synthetic data with ``--workers`` processes (``flowrvs.data.synth.write_split``, one
+2. writes the synthetic data with ``--workers`` processes (``flowrvs.data.synth.writer.write_split``, one
    seed per shard of ``--shard-videos``; same seed, same bytes): the training shards (seeds
    ``--first-seed``...), the tuning split (seed 3, 20 videos) and the held-out split (seed 1,
    50 videos, ``valid_u``: the model card's); none of the training seeds is 1 or 3;

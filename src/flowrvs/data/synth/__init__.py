@@ -11,10 +11,15 @@ objects it lists:
 * relation:   ``<np> above|below|left of|right of <unique np>``
 * multi:      ``the two|three <adjectives> <plural noun>``
 
-:func:`resolve` evaluates a sentence against a :class:`SynthVideo` with the same
-predicates, so the generator's claims can be checked independently.
+Modules, each one concept (import names from them):
 
-Library use without disk: :func:`generate_video`. On disk: :func:`write_split` writes
-``<out_dir>/<split>/{JPEGImages/<video>/<frame>.jpg, meta_expressions.json, mask_dict.json}``
-atomically; other splits of ``out_dir`` are left alone.
+``vocabulary``  attributes, motion clauses, relations and ``VOCABULARY``, the closed word list
+``video``       ``SynthObject`` and ``SynthVideo``: what a generated video is
+``render``      background, sprites and compositing into frames and visible masks
+``scene``       objects, their motion and paths, motion tags
+``grammar``     the expressions of a scene, and ``resolve``, which evaluates a sentence against a
+                video with the same predicates, so the generator's claims can be checked
+``generate``    ``generate_video`` (one video in memory, no disk) and its argument checks
+``writer``      ``write_split``: ``<out_dir>/<split>/{JPEGImages/<video>/<frame>.jpg,
+                meta_expressions.json, mask_dict.json}``, atomically; other splits are left alone
 """
