@@ -19,7 +19,6 @@ from flowrvs.data.synth.generate import (
 from flowrvs.data.synth.video import SynthVideo
 from flowrvs.errors import FlowRVSError
 from flowrvs.io.atomic import atomic_dir
-from flowrvs.io.masks import encode_rle
 
 DEFAULT_VIDEOS = 100
 DEFAULT_SEED = 0
@@ -84,6 +83,8 @@ def write_split(
     with id ``synth_<seed>_<i:04d>``) or already generated :class:`SynthVideo` objects (ids from
     their ``name``, else ``synth_<i:04d>``). ``progress=None`` shows a bar only on a terminal.
     """
+    from flowrvs.io.masks import encode_rle  # pycocotools: not imported while `flowrvs --help` builds its parser
+
     split = _check_split_name(split)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
