@@ -2,7 +2,7 @@
 
     python benchmarks/micro_speed.py
 
-- ``synth.generate_video``: one default video (the generator must not slow down dataset writing);
+- ``generate_video``: one default video (the generator must not slow down dataset writing);
 - ``region_similarity`` + ``contour_accuracy`` of 100 frames at 1280x720 (a long video's J&F).
 
 Prints the best of ``--repeats`` runs of each, with the CPU and the NumPy and OpenCV versions.
@@ -19,7 +19,7 @@ import time
 import cv2
 import numpy as np
 
-from flowrvs.data import synth
+from flowrvs.data.synth.generate import generate_video, video_rng
 from flowrvs.runtime.machine import cpu_name
 from flowrvs.eval.metrics import contour_accuracy, region_similarity
 
@@ -48,8 +48,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     print(f"{cpu_name()}, {os.cpu_count()} cores, numpy {np.__version__}, opencv {cv2.__version__}")
-    gen = best_of(lambda: synth.generate_video(synth.video_rng(7, 0)), args.repeats)
-    print(f"synth.generate_video (default size): {gen:.3f} s")
+    gen = best_of(lambda: generate_video(video_rng(7, 0)), args.repeats)
+    print(f"generate_video (default size): {gen:.3f} s")
     pred, gt = drifting_ellipses()
     jf = best_of(lambda: (region_similarity(pred, gt), contour_accuracy(pred, gt)), args.repeats)
     print(f"J and F of 100 frames at 1280x720: {jf:.3f} s")

@@ -18,7 +18,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from flowrvs.data.synth import EXPRESSION_KINDS, generate_video, video_rng
+from flowrvs.data.synth.vocabulary import EXPRESSION_KINDS
+from flowrvs.data.synth.generate import generate_video, video_rng
 
 
 def kinds_of_split(root: Path, split: str, seed: int) -> dict[tuple[str, str], str]:

@@ -6,7 +6,7 @@ On a fresh GPU machine it
 1. builds the start model ``WORK/init``: the shipped model's VAE (its trained mask decoder),
    text encoder and tokenizer (``--decoder``), with a fresh random Wan DiT without direct video
    injection, ``--heads`` x 32 wide (``--ffn-dim``);
-2. writes the synthetic data with ``--workers`` processes (``flowrvs.data.synth.write_split``, one
+2. writes the synthetic data with ``--workers`` processes (``flowrvs.data.synth.writer.write_split``, one
    seed per shard of ``--shard-videos``; same seed, same bytes): the training shards (seeds
    ``--first-seed``...), the tuning split (seed 3, 20 videos) and the held-out split (seed 1,
    50 videos, ``valid_u``: the model card's); none of the training seeds is 1 or 3;
@@ -176,7 +176,7 @@ def make_data(args, init: Path, work: Path, clock: Clock, deadline: float) -> tu
     by_name = {f"s{s.seed}": s for s in shards}
     written: list[Shard] = []
     started = clock()
-    from flowrvs.data.synth import write_split
+    from flowrvs.data.synth.writer import write_split
 
     with ThreadPoolExecutor(args.cache_jobs) as encoders, \
             multiprocessing.get_context("spawn").Pool(min(args.workers, len(splits))) as pool:
@@ -465,7 +465,7 @@ def markdown(numbers: dict) -> str:
 
 # ------------------------------------------------------------------------------ main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from flowrvs.data.synth import DEFAULT_FRAMES, DEFAULT_SIZE
+    from flowrvs.data.synth.generate import DEFAULT_FRAMES, DEFAULT_SIZE
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="output folder: model/, numbers.json, numbers.md, eval/, logs/")

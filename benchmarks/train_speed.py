@@ -77,10 +77,10 @@ def peak_memory_gib(device: torch.device) -> float:
 def main(argv: list[str] | None = None) -> dict:
     from flowrvs.runtime.machine import describe
     from flowrvs.presets import PRESETS, build_transformer, preset_config
-    from flowrvs.training import config_from_dict
+    from flowrvs.training.config import config_from_dict
     from flowrvs.runtime import distributed
     from flowrvs.training.ema import EMA
-    from flowrvs.training.loop import sample_generators
+    from flowrvs.training.trainer import sample_generators
     from flowrvs.training.stages import FlowStage
 
     args = build_parser().parse_args(argv)

@@ -6,7 +6,7 @@
 minutes on one core, 24 minutes wall under ``nice`` on the shared 2-core machine; ``--videos 1
 --frames 41 --windows 9:4,17:4`` took 1.5 minutes).
 
-Generates long synthetic videos in memory (``flowrvs.data.synth``, the same generator as the
+Generates long synthetic videos in memory (``flowrvs.data.synth.generate``, the same generator as the
 shipped model's held-out split, here with ``--frames`` frames), segments every sentence of
 each video once over the whole video (one window: what the public code does) and once per
 ``window:overlap`` choice, windowing with :mod:`flowrvs.pipelines.windows` around the pipeline's public
@@ -35,7 +35,7 @@ from flowrvs.runtime.machine import cpu_name
 from flowrvs.io.frames import fit_size, frames_to_tensor, logits_to_input_shape
 from flowrvs.eval.metrics import score_expression
 from flowrvs.pipelines.loader import load_pipeline
-from flowrvs.data.synth import generate_video, video_rng
+from flowrvs.data.synth.generate import generate_video, video_rng
 from flowrvs.pipelines.windows import LogitBlender, plan_windows
 
 

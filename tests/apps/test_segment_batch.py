@@ -40,7 +40,7 @@ def model_dir(work, tiny_pipe):
 
 @pytest.fixture(scope="module")
 def videos(work):
-    from flowrvs.data.synth import generate_video
+    from flowrvs.data.synth.generate import generate_video
     from flowrvs.io.encode import write_video
 
     folder = work / "videos"

@@ -46,7 +46,7 @@ needs_browser = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def video_path(tmp_path_factory):
-    from flowrvs.data.synth import generate_video
+    from flowrvs.data.synth.generate import generate_video
     from flowrvs.io.encode import write_video
 
     path = tmp_path_factory.mktemp("upload") / "clip.mp4"

@@ -5,7 +5,7 @@ import pytest
 from flowrvs.data import BENCHMARKS, DEFAULT_SPLITS, REGISTRY, open_dataset
 from flowrvs.data.mevis import MeViSDataset
 from flowrvs.errors import FlowRVSError
-from flowrvs.data.synth import write_split
+from flowrvs.data.synth.writer import write_split
 
 
 def test_registry_opens_by_name_with_default_split(tmp_path):

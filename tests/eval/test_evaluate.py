@@ -36,7 +36,7 @@ def model_dir(work):
 
 @pytest.fixture(scope="module")
 def mevis_root(work):
-    from flowrvs.data.synth import write_split
+    from flowrvs.data.synth.writer import write_split
 
     root = work / "mevis"
     write_split(root, "valid_u", videos=2, frames=5, size=(32, 48), seed=1)
@@ -195,7 +195,7 @@ def test_out_inside_root_is_refused(model_dir, mevis_root, capsys):
 
 
 def test_limit_and_split_without_masks(model_dir, tmp_path, capsys):
-    from flowrvs.data.synth import write_split
+    from flowrvs.data.synth.writer import write_split
 
     root = tmp_path / "mevis"
     write_split(root, "valid", videos=2, frames=5, size=(32, 48), seed=2)

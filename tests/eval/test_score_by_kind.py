@@ -1,6 +1,7 @@
 import pytest
 
-from flowrvs.data.synth import generate_video, video_rng, write_split
+from flowrvs.data.synth.generate import generate_video, video_rng
+from flowrvs.data.synth.writer import write_split
 from helpers.benchmarks import import_benchmark
 
 score_by_kind = import_benchmark("score_by_kind")

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flowrvs.data.synth import SynthVideo, generate_video, write_split
+from flowrvs.data.synth.video import SynthVideo
+from flowrvs.data.synth.generate import generate_video
+from flowrvs.data.synth.writer import write_split
 
 T, H, W = 5, 32, 48
 SENTENCE = "the large red square"

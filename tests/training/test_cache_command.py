@@ -8,8 +8,9 @@ import torch
 import yaml
 
 from flowrvs.apps.cli import main
-from flowrvs.data.synth import write_split
-from flowrvs.training import config_from_dict, train
+from flowrvs.data.synth.writer import write_split
+from flowrvs.training.config import config_from_dict
+from flowrvs.training.trainer import train
 
 
 @pytest.fixture()

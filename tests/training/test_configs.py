@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from flowrvs.training import load_config
+from flowrvs.training.config import load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 

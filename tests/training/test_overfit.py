@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from flowrvs.pipelines.loader import load_pipeline
-from flowrvs.training import config_from_dict, train
+from flowrvs.training.config import config_from_dict
+from flowrvs.training.trainer import train
 from helpers.clips import H, SENTENCE, T, W, one_clip
 
 

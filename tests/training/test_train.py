@@ -13,14 +13,10 @@ from safetensors import safe_open
 from flowrvs.apps.cli import main
 from flowrvs.errors import FlowRVSError
 from flowrvs.pipelines.loader import load_pipeline
-from flowrvs.data.synth import write_split
-from flowrvs.training import (
-    TrainConfig,
-    config_from_dict,
-    list_checkpoints,
-    load_config,
-    train,
-)
+from flowrvs.data.synth.writer import write_split
+from flowrvs.training.config import TrainConfig, config_from_dict, load_config
+from flowrvs.training.checkpoint import list_checkpoints
+from flowrvs.training.trainer import train
 
 from helpers.clips import one_clip
 
@@ -272,9 +268,9 @@ def test_init_from_a_wan_style_folder(tmp_path, synth_root):
     mask VAE whose head is the mean of the RGB head, DiT widened for DVI."""
     from flowrvs.models.vae import decode_mask_logits
     from flowrvs.presets import build_pipeline
-    from flowrvs.data.synth import VOCABULARY
+    from flowrvs.data.synth.vocabulary import VOCABULARY
     from flowrvs.models.vae import decode_raw
-    from flowrvs.training import to_rgb_vae
+    from flowrvs.training.stages import to_rgb_vae
 
     wan = build_pipeline("tiny", dvi=False, seed=1, words=["<pad>", "</s>", "<unk>"] + VOCABULARY)
     wan.vae = to_rgb_vae(wan.vae, seed=1)
@@ -283,7 +279,7 @@ def test_init_from_a_wan_style_folder(tmp_path, synth_root):
     pipe = load_pipeline(run.model_dir, device="cpu")
     assert pipe.dvi and pipe.vae.config.out_channels == 1
 
-    from flowrvs.training import to_mask_vae
+    from flowrvs.training.stages import to_mask_vae
 
     mask_vae = to_mask_vae(wan.vae)
     z = torch.randn(1, 16, 2, 4, 6)
@@ -310,7 +306,7 @@ def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root, single
     # the clips, encoded together, equal each clip encoded alone (a clip is the whole video)
     from flowrvs.io.frames import frames_to_tensor, masks_to_tensor
     from flowrvs.models.vae import encode_mask, encode_video
-    from flowrvs.training import load_model
+    from flowrvs.training.stages import load_model
 
     vae = load_model(make_config(tmp_path / "x", synth_root).model, 0, torch.device("cpu"), torch.float32).vae
     for v, video in enumerate(dataset.videos()):
@@ -339,7 +335,7 @@ def test_cached_latents_train_resume_and_are_reused(tmp_path, synth_root, single
     for step in (4, 5, 6):
         assert resumed[step] == pytest.approx(full[step], abs=1e-6, rel=0)
     # adding a dataset (and reweighting the first) encodes only the new one
-    from flowrvs.training import DatasetConfig
+    from flowrvs.training.config import DatasetConfig
 
     two = make_config(tmp_path / "two", synth_root, "flow", overrides + ["optim.steps=1", "data.datasets.0.weight=2"])
     two.data.datasets.append(DatasetConfig(type="mevis", root=str(single_root), split="train"))
@@ -450,7 +446,8 @@ def test_latent_cache_precision_and_files_of_older_versions(tmp_path, synth_root
 
 
 def test_learning_rate_schedules():
-    from flowrvs.training import OptimConfig, lr_at
+    from flowrvs.training.config import OptimConfig
+    from flowrvs.training.trainer import lr_at
 
     constant = OptimConfig(steps=100, lr=1.0, warmup_steps=10)
     assert [lr_at(constant, s) for s in (1, 5, 10, 11, 100)] == pytest.approx([0.1, 0.5, 1.0, 1.0, 1.0])
@@ -464,7 +461,7 @@ def test_learning_rate_schedules():
 def test_crops_and_measured_latent_stats(tmp_path, synth_root):
     import torch as _torch
 
-    from flowrvs.training import random_crop
+    from flowrvs.training.data import random_crop
 
     batch = {"video": _torch.randn(1, 3, 5, 32, 48), "mask": _torch.rand(1, 5, 32, 48)}
     out = random_crop(batch, (16, 24), _torch.Generator().manual_seed(0))
@@ -485,7 +482,7 @@ def test_crops_and_measured_latent_stats(tmp_path, synth_root):
 
 
 def test_flow_stage_can_train_the_text_encoder(tmp_path, synth_root):
-    from flowrvs.training import load_model
+    from flowrvs.training.stages import load_model
 
     start = load_model(make_config(tmp_path / "x", synth_root).model, 0, torch.device("cpu"), torch.float32)
     overrides = ["optim.steps=3", "model.train_text_encoder=true", "ema.enabled=false", "checkpoint_every=3"]

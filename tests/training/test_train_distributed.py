@@ -15,8 +15,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from flowrvs.data.synth import write_split
-from flowrvs.training import load_config, train
+from flowrvs.data.synth.writer import write_split
+from flowrvs.training.config import load_config
+from flowrvs.training.trainer import train
 
 pytestmark = pytest.mark.slow
 STEPS = 8

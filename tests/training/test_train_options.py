@@ -17,7 +17,7 @@ from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from safetensors.torch import load_file
 
 from flowrvs.apps.cli import main
-from flowrvs.data.synth import write_split
+from flowrvs.data.synth.writer import write_split
 
 T, H, W = 5, 32, 48
 STEPS = 3

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from flowrvs.pipelines.loader import load_pipeline
-from flowrvs.data.synth import write_split
-from flowrvs.training import config_from_dict, train
+from flowrvs.data.synth.writer import write_split
+from flowrvs.training.config import config_from_dict
+from flowrvs.training.trainer import train
 from helpers.refcoco import make_coco
 from helpers.ytvos_davis import make_davis, make_ytvos
 

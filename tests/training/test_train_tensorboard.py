@@ -3,8 +3,9 @@
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from flowrvs.data.synth import write_split
-from flowrvs.training import config_from_dict, train
+from flowrvs.data.synth.writer import write_split
+from flowrvs.training.config import config_from_dict
+from flowrvs.training.trainer import train
 
 
 def test_scalars_and_mask_images(tmp_path):

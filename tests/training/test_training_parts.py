@@ -6,7 +6,7 @@ import torch
 from flowrvs.loading.convert import apply_ema, dit_state_dict
 from flowrvs.errors import FlowRVSError
 from flowrvs.presets import build_pipeline
-from flowrvs.training import TrainConfig, config_from_dict
+from flowrvs.training.config import TrainConfig, config_from_dict
 from flowrvs.training.config import check_world_size
 from flowrvs.training.data import cached_batches, sample_indices
 from flowrvs.training.ema import EMA
@@ -77,8 +77,8 @@ def test_export_release_file_reads_as_the_public_release(tmp_path):
     from flowrvs.loading.convert import convert_transformer
     from flowrvs.apps.cli import main
     from flowrvs.presets import preset_config
-    from flowrvs.data.synth import write_split
-    from flowrvs.training import train
+    from flowrvs.data.synth.writer import write_split
+    from flowrvs.training.trainer import train
     from safetensors.torch import load_file
 
     write_split(tmp_path / "synth", "train", videos=2, frames=5, size=(32, 48), seed=0, progress=False)

@@ -198,8 +198,8 @@ def example_videos(cache_dir: Path, seeds: Sequence[int] = EXAMPLE_SEEDS, senten
     Each video comes from :func:`flowrvs.data.synth.generate_video` with a fixed seed, so the files
     are the same on every machine; a file already in the cache is reused.
     """
-    from flowrvs.data.synth import pick_expressions
-    from flowrvs.data.synth import generate_video
+    from flowrvs.data.synth.grammar import pick_expressions
+    from flowrvs.data.synth.generate import generate_video
     from flowrvs.io.encode import write_video
 
     rows = []

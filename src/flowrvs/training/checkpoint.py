@@ -22,6 +22,7 @@ import torch
 from flowrvs.errors import FlowRVSError, first_line
 from flowrvs.training.config import TrainConfig, config_from_dict
 from flowrvs.runtime.distributed import Process, full_tensor, shard_like
+from flowrvs.runtime.precision import DTYPES
 from flowrvs.training.ema import EMA
 
 CHECKPOINT_FORMAT = "flowrvs-train-checkpoint/1"
@@ -116,14 +117,14 @@ def save_checkpoint(path: Path, step: int, config: TrainConfig, named, optimizer
 
 def read_checkpoint(path: Path, prefixes: tuple[str, ...] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``(tensors, metadata)`` of a flowrvs training checkpoint (only keys with ``prefixes``, if given)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             meta = fh.metadata() or {}
             tensors = {k: fh.get_tensor(k) for k in fh.keys() if prefixes is None or k.startswith(prefixes)}
-    except Exception as err:  # safetensors raises its own error types
-        raise FlowRVSError(f"cannot read checkpoint {path}: {first_line(err)}") from None
+    except (OSError, SafetensorError) as err:  # unreadable, or not a safetensors file
+        raise FlowRVSError(f"cannot read checkpoint {path}: {first_line(err)}") from err
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise FlowRVSError(f"{path} is not a flowrvs training checkpoint")
     return tensors, meta
@@ -182,7 +183,6 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, use_ema: bool = T
     (the weights a stage does not train come from there). ``use_ema`` picks the EMA weights
     when the checkpoint holds them. Returns the folder, written atomically.
     """
-    from flowrvs.runtime.precision import DTYPES
     from flowrvs.training.stages import STAGE_CLASSES, load_model
 
     path = Path(checkpoint)

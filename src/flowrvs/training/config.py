@@ -379,7 +379,7 @@ def config_from_dict(raw: dict, overrides: list[str] = ()) -> TrainConfig:
             OmegaConf.update(cfg, key, value, merge=True)
         config = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
-        raise _omegaconf_error(err) from None
+        raise _omegaconf_error(err) from err
     return validate_config(config)
 
 
@@ -392,12 +392,12 @@ def load_config(path: str | Path | None, overrides: list[str] = (), resume: bool
         path = Path(path)
         try:
             raw = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise FlowRVSError(f"config file {path} does not exist") from None
+        except FileNotFoundError as err:
+            raise FlowRVSError(f"config file {path} does not exist") from err
         except (OSError, UnicodeDecodeError) as err:
-            raise FlowRVSError(f"cannot read config file {path}: {err}") from None
+            raise FlowRVSError(f"cannot read config file {path}: {err}") from err
         except yaml.YAMLError as err:
-            raise FlowRVSError(f"config file {path} is not valid YAML: {first_line(err, 'bad YAML')}") from None
+            raise FlowRVSError(f"config file {path} is not valid YAML: {first_line(err, 'bad YAML')}") from err
         if not isinstance(raw, dict):
             raise FlowRVSError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
     config = config_from_dict(raw, list(overrides))

@@ -72,7 +72,7 @@ def to_rgb_vae(vae, seed: int = 0):
 
 
 def synth_vocabulary() -> list[str]:
-    from flowrvs.data.synth import VOCABULARY
+    from flowrvs.data.synth.vocabulary import VOCABULARY
 
     return ["<pad>", "</s>", "<unk>"] + list(VOCABULARY)
 

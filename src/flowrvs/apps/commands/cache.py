@@ -25,7 +25,8 @@ def run(args) -> int:
 
     from flowrvs.errors import FlowRVSError
     from flowrvs.runtime.precision import resolve_device_dtype
-    from flowrvs.training import load_config, load_model
+    from flowrvs.training.config import load_config
+    from flowrvs.training.stages import load_model
     from flowrvs.training.cache import read_caches, text_cache_dir, uses_text_cache
     from flowrvs.training.data import cache_paths
 

@@ -34,7 +34,8 @@ def run(args) -> int:
     from flowrvs.io.encode import write_gif
     from flowrvs.io.overlay import overlay_masks, side_by_side
     from flowrvs.pipelines.loader import load_pipeline
-    from flowrvs.data.synth import generate_video, pick_expressions
+    from flowrvs.data.synth.generate import generate_video
+    from flowrvs.data.synth.grammar import pick_expressions
     from flowrvs.io.writer import write_segmentation
 
     if args.seed < 0:

@@ -25,7 +25,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from flowrvs.errors import FlowRVSError
-    from flowrvs.training import export_checkpoint, list_checkpoints
+    from flowrvs.training.checkpoint import export_checkpoint, list_checkpoints
 
     source = Path(args.source)
     if source.is_dir():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from flowrvs.data import synth
+from flowrvs.data.synth.generate import DEFAULT_FRAMES, DEFAULT_SIZE, parse_mix, parse_size
+from flowrvs.data.synth.vocabulary import EXPRESSION_MIX
+from flowrvs.data.synth.writer import DEFAULT_SEED, DEFAULT_SPLIT, DEFAULT_VIDEOS, write_split
 
 
 def register(subparsers) -> None:
@@ -20,16 +22,16 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="dataset root (created if missing)")
-    parser.add_argument("--videos", type=int, default=synth.DEFAULT_VIDEOS, help="number of videos")
-    parser.add_argument("--frames", type=int, default=synth.DEFAULT_FRAMES, help="frames per video (>= 1)")
+    parser.add_argument("--videos", type=int, default=DEFAULT_VIDEOS, help="number of videos")
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per video (>= 1)")
     parser.add_argument(
-        "--size", default="{}x{}".format(*synth.DEFAULT_SIZE), help="frame size HxW (each >= 16; multiples of 16 suit the model)"
+        "--size", default="{}x{}".format(*DEFAULT_SIZE), help="frame size HxW (each >= 16; multiples of 16 suit the model)"
     )
-    parser.add_argument("--seed", type=int, default=synth.DEFAULT_SEED, help="random seed (>= 0); video i uses (seed, i)")
-    parser.add_argument("--split-name", default=synth.DEFAULT_SPLIT, help="split folder name, e.g. train or valid_u")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (>= 0); video i uses (seed, i)")
+    parser.add_argument("--split-name", default=DEFAULT_SPLIT, help="split folder name, e.g. train or valid_u")
     parser.add_argument(
         "--mix",
-        default=",".join(f"{k}={v:g}" for k, v in synth.EXPRESSION_MIX.items()),
+        default=",".join(f"{k}={v:g}" for k, v in EXPRESSION_MIX.items()),
         help="fractions of appearance/motion/relation/multi-object expressions (normalised)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -37,9 +39,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    size = synth.parse_size(args.size)
-    mix = synth.parse_mix(args.mix)
-    folder = synth.write_split(
+    size = parse_size(args.size)
+    mix = parse_mix(args.mix)
+    folder = write_split(
         args.out_dir,
         args.split_name,
         args.videos,

@@ -27,7 +27,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from flowrvs.training import dump_config, load_config, train
+    from flowrvs.training.config import dump_config, load_config
+    from flowrvs.training.trainer import train
 
     config = load_config(args.config, args.overrides, resume=True if args.resume else None)
     if args.print_config:

@@ -1,19 +1,17 @@
-"""The procedural referring-video dataset (`flowrvs synth`)."""
+"""A synthetic split on disk in the MeViS layout (`flowrvs.data.synth.writer`, `flowrvs synth`)."""
 
 from __future__ import annotations
 
 import json
-import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from flowrvs.data import synth
 from flowrvs.apps.cli import main
-from flowrvs.errors import FlowRVSError
+from flowrvs.data.synth.generate import generate_video, video_rng
+from flowrvs.data.synth.writer import write_split
 from flowrvs.io.masks import decode_rle
 
 SMALL = dict(videos=6, frames=5, size=(64, 96), seed=3)
@@ -26,80 +24,8 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def small_split(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth")
-    synth.write_split(root, "train", SMALL["videos"], frames=SMALL["frames"], size=SMALL["size"], seed=SMALL["seed"], progress=False)
+    write_split(root, "train", SMALL["videos"], frames=SMALL["frames"], size=SMALL["size"], seed=SMALL["seed"], progress=False)
     return root
-
-
-def test_generate_video_arrays():  # its speed: benchmarks/micro_speed.py
-    video = synth.generate_video(0)
-    t, h, w = synth.DEFAULT_FRAMES, *synth.DEFAULT_SIZE
-    assert video.frames.shape == (t, h, w, 3) and video.frames.dtype == np.uint8
-    n = len(video.objects)
-    assert synth.MIN_OBJECTS <= n <= synth.MAX_OBJECTS
-    assert video.masks.shape == (n, t, h, w) and video.masks.dtype == bool
-    assert synth.MIN_EXPRESSIONS <= len(video.expressions) <= synth.MAX_EXPRESSIONS
-    assert len(video.kinds) == len(video.expressions)
-    # visible masks never overlap (z-order) and each object shows up somewhere
-    assert video.masks.sum(axis=0).max() <= 1
-    assert video.masks.any(axis=(1, 2, 3)).all()
-    # a seed and a generator made from it give the same video
-    again = synth.generate_video(np.random.default_rng(0))
-    assert np.array_equal(again.frames, video.frames) and again.expressions == video.expressions
-
-
-@pytest.mark.parametrize("frames,size", [(1, (32, 48)), (2, (16, 16)), (9, (128, 224)), (16, (48, 80))])
-def test_expressions_single_out_their_objects(frames, size):
-    kinds = Counter()
-    for i in range(40):
-        video = synth.generate_video(synth.video_rng(11, i), frames, size)
-        sentences = [s for s, _ in video.expressions]
-        assert len(set(sentences)) == len(sentences)
-        for (sentence, ids), kind in zip(video.expressions, video.kinds):
-            assert ids == tuple(sorted(set(ids))) and all(0 <= j < len(video.objects) for j in ids)
-            assert synth.resolve(video, sentence) == ids, (sentence, kind)
-            assert video.union_mask(video.expressions.index((sentence, ids))).any(), sentence
-            if kind == "multi":
-                assert len(ids) >= 2
-        kinds.update(video.kinds)
-    assert kinds["appearance"] > 0 and kinds["relation"] + kinds["multi"] > 0
-    assert (kinds["motion"] == 0) == (frames == 1)
-
-
-def test_vocabulary_covers_every_sentence():
-    assert synth.VOCABULARY == sorted(set(synth.VOCABULARY))
-    assert all(w == w.lower() and w.isalpha() for w in synth.VOCABULARY)
-    vocab = set(synth.VOCABULARY)
-    used = set()
-    for i in range(200):
-        frames = (1, 2, 3, 9, 12)[i % 5]
-        video = synth.generate_video(synth.video_rng(5, i), frames, (64, 112))
-        for sentence, _ in video.expressions:
-            words = [re.sub(r"[^\w]", "", w) for w in sentence.lower().split()]
-            assert set(words) <= vocab, sentence
-            used |= set(words)
-    assert len(used) > 0.8 * len(vocab)
-
-
-def test_expression_mix_and_motion_scenes():
-    kinds = Counter()
-    tags = Counter()
-    absent_targets = 0
-    for i in range(150):
-        video = synth.generate_video(synth.video_rng(2, i))
-        kinds.update(video.kinds)
-        for obj in video.objects:
-            tags.update(obj.tags)
-        present = video.masks.any(axis=(2, 3))  # (N, T)
-        absent_targets += sum(not present[list(ids)].any(axis=0).all() for _, ids in video.expressions)
-    total = sum(kinds.values())
-    mix = {k: kinds[k] / total for k in synth.EXPRESSION_KINDS}
-    for kind, expected in synth.EXPRESSION_MIX.items():
-        assert abs(mix[kind] - expected) < 0.08, mix
-    for tag in ("left", "right", "up", "down", "stops", "turns", "still", "enters", "leaves"):
-        assert tags[tag] > 0, tags
-    assert absent_targets > 0  # some expressions refer to objects that enter or leave
-    only = synth.generate_video(4, mix={"appearance": 1.0})
-    assert set(only.kinds) == {"appearance"}
 
 
 def test_split_format(small_split):
@@ -113,7 +39,7 @@ def test_split_format(small_split):
     all_annos = []
     for i, vid in enumerate(sorted(videos)):
         entry = videos[vid]
-        expected = synth.generate_video(synth.video_rng(SMALL["seed"], i), t, SMALL["size"])
+        expected = generate_video(video_rng(SMALL["seed"], i), t, SMALL["size"])
         assert entry["frames"] == [f"{k:05d}" for k in range(t)]
         for name in entry["frames"]:
             with Image.open(split / "JPEGImages" / vid / f"{name}.jpg") as img:
@@ -153,8 +79,8 @@ def test_split_format(small_split):
 
 def test_deterministic_bytes(tmp_path, small_split):
     args = dict(frames=SMALL["frames"], size=SMALL["size"], progress=False)
-    synth.write_split(tmp_path / "a", "train", SMALL["videos"], seed=SMALL["seed"], **args)
-    synth.write_split(tmp_path / "c", "train", SMALL["videos"], seed=SMALL["seed"] + 1, **args)
+    write_split(tmp_path / "a", "train", SMALL["videos"], seed=SMALL["seed"], **args)
+    write_split(tmp_path / "c", "train", SMALL["videos"], seed=SMALL["seed"] + 1, **args)
     same, other, first = _tree_bytes(tmp_path / "a"), _tree_bytes(tmp_path / "c"), _tree_bytes(small_split)
     assert same == first and len(first) == SMALL["videos"] * SMALL["frames"] + 2
     assert other != first
@@ -172,23 +98,23 @@ def test_two_splits_coexist_and_rewrite_atomically(tmp_path):
     valid = _tree_bytes(root / "valid_u")
     assert "synth_1_0002" in json.loads((root / "valid_u" / "meta_expressions.json").read_text())["videos"]
     # regenerate train differently: valid_u untouched, train replaced wholesale, no temp folders left
-    synth.write_split(root, "train", 1, frames=2, size=(32, 48), seed=5, progress=False)
+    write_split(root, "train", 1, frames=2, size=(32, 48), seed=5, progress=False)
     assert _tree_bytes(root / "valid_u") == valid
     assert sorted(p.name for p in root.iterdir()) == ["train", "valid_u"]
     assert sorted(p.name for p in (root / "train" / "JPEGImages").iterdir()) == ["synth_5_0000"]
     # a failure half-way leaves the old split in place
     before = _tree_bytes(root / "train")
-    good = synth.generate_video(1, 2, (32, 48), name="ok")
+    good = generate_video(1, 2, (32, 48), name="ok")
     with pytest.raises(AttributeError):
-        synth.write_split(root, "train", [good, "not a video"], progress=False)
+        write_split(root, "train", [good, "not a video"], progress=False)
     assert _tree_bytes(root / "train") == before
     assert sorted(p.name for p in root.iterdir()) == ["train", "valid_u"]
 
 
 def test_write_given_videos(tmp_path):
-    videos = [synth.generate_video(i, 3, (32, 32)) for i in range(2)]
+    videos = [generate_video(i, 3, (32, 32)) for i in range(2)]
     videos[0].name = "first"
-    split = synth.write_split(tmp_path, "valid_u", videos, progress=False)
+    split = write_split(tmp_path, "valid_u", videos, progress=False)
     meta = json.loads((split / "meta_expressions.json").read_text())
     assert sorted(meta["videos"]) == ["first", "synth_0001"]
 
@@ -208,24 +134,12 @@ def test_cli(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "file"), "--quiet", "--videos", "1"]) == 2
 
 
-def test_library_validation():
-    for kwargs in (dict(frames=0), dict(size=(15, 64)), dict(size="64"), dict(size=(64, 5000)), dict(mix="motion")):
-        with pytest.raises(FlowRVSError):
-            synth.generate_video(0, **kwargs)
-    with pytest.raises(FlowRVSError):
-        synth.generate_video(-1)
-    assert synth.parse_size("48x80") == (48, 80)
-    assert synth.parse_size((17, 33)) == (17, 33)  # not a multiple of 16: allowed
-    mix = synth.parse_mix("appearance=3,motion=1")
-    assert mix == {"appearance": 0.75, "motion": 0.25, "relation": 0.0, "multi": 0.0}
-
-
 def test_reads_back_through_mevis_reader(small_split):
     mevis = pytest.importorskip("flowrvs.data.mevis")
     ds = mevis.MeViSDataset(small_split, "train")
     assert ds.videos() == [f"synth_{SMALL['seed']}_{i:04d}" for i in range(SMALL["videos"])]
     for i, vid in enumerate(ds.videos()):
-        expected = synth.generate_video(synth.video_rng(SMALL["seed"], i), SMALL["frames"], SMALL["size"])
+        expected = generate_video(video_rng(SMALL["seed"], i), SMALL["frames"], SMALL["size"])
         frames = ds.load_frames(vid)
         assert frames.shape == expected.frames.shape
         assert np.abs(frames.astype(int) - expected.frames).mean() < 6
