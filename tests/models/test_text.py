@@ -153,3 +153,33 @@ def test_streamed_text_encoder_reads_weights_from_disk_layer_by_layer(tiny_pipe,
     sorted(folder.glob("model-*.safetensors"))[-1].unlink()  # a shard the index names is gone
     with pytest.raises(FlowRVSError):
         load_streamed_text_encoder(folder)
+
+
+def test_cache_entry_with_flipped_bytes_is_a_miss_and_is_rewritten(tiny_pipe, tmp_path, caplog):
+    """Issue 24: bytes flipped inside the tensor (same size, still valid safetensors) never reach the masks."""
+    from safetensors.torch import load_file
+
+    loader = CountingLoader(tiny_pipe)
+    good = encode_sentences(["a dog"], loader, EmbeddingCache(tmp_path), 16, "m")
+    (entry,) = tmp_path.glob("*.safetensors")
+    raw = bytearray(entry.read_bytes())
+    raw[-5] ^= 0xFF  # inside the tensor data at the end of the file
+    entry.write_bytes(bytes(raw))
+    flipped = load_file(entry)["embedding"]  # still loads: only the digest can tell
+    assert not torch.equal(flipped, good[0, : flipped.shape[0]].to(flipped.dtype))
+    with caplog.at_level("WARNING"):
+        again = encode_sentences(["a dog"], loader, EmbeddingCache(tmp_path), 16, "m")
+    assert loader.calls == 2 and torch.equal(again, good)
+    assert "does not match its digest" in caplog.text
+    third = encode_sentences(["a dog"], loader, EmbeddingCache(tmp_path), 16, "m")  # rewritten: a hit now
+    assert loader.calls == 2 and torch.equal(third, good)
+
+
+def test_cache_entry_under_another_key_is_a_miss(tiny_pipe, tmp_path):
+    loader = CountingLoader(tiny_pipe)
+    cache = EmbeddingCache(tmp_path)
+    encode_sentences(["a dog"], loader, cache, 16, "m")
+    encode_sentences(["a cat"], loader, cache, 16, "m")
+    dog, cat = (tmp_path / f"{EmbeddingCache.key('m', s, 16)}.safetensors" for s in ("a dog", "a cat"))
+    cat.write_bytes(dog.read_bytes())  # a valid entry, filed under the wrong sentence
+    assert EmbeddingCache(tmp_path).get("m", "a cat", 16) is None

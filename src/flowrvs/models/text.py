@@ -121,13 +121,21 @@ def default_cache_folder() -> Path | None:
     return cache_root() / "embeddings" if speed_caches_enabled() else None
 
 
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """sha256 of a CPU tensor's dtype, shape and bytes (what a cache entry must reproduce)."""
+    data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    head = f"{tensor.dtype}|{tuple(tensor.shape)}|".encode()
+    return hashlib.sha256(head + data).hexdigest()
+
+
 class EmbeddingCache:
     """Sentence embeddings ``(n_tokens, D)`` of the real tokens, one safetensors file each.
 
     Keyed by ``(model, cleaned sentence, text_len)``: ``model`` is any string that changes with
     the encoder's weights and compute dtype (e.g. ``f"{model_fingerprint(folder)}-bfloat16"``).
-    Files are ``<folder>/<sha256 of the key>.safetensors`` written atomically; an unreadable file
-    is a miss. ``folder=None`` (or :meth:`memory_only`) keeps entries in this process only.
+    Files are ``<folder>/<sha256 of the key>.safetensors`` written atomically; each records its key
+    and a digest of its tensor, checked when read, so an unreadable, foreign or corrupted file
+    (same size, still valid safetensors) is a miss with one warning line, recomputed and rewritten. ``folder=None`` (or :meth:`memory_only`) keeps entries in this process only.
     Use :meth:`default` for the user's cache folder.
     """
 
@@ -158,13 +166,18 @@ class EmbeddingCache:
             return self._memory[key]
         if self.folder is None or not self._path(key).is_file():
             return None
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors import SafetensorError, safe_open
 
+        path = self._path(key)
         try:
-            embedding = load_file(self._path(key))["embedding"]
+            with safe_open(str(path), framework="pt") as entry:
+                meta = entry.metadata() or {}
+                embedding = entry.get_tensor("embedding")
         except (SafetensorError, KeyError, FileNotFoundError) as err:  # damaged, foreign or just removed
-            logger.warning("ignoring unreadable cached embedding %s: %s", self._path(key), first_line(err))
+            logger.warning("ignoring unreadable cached embedding %s: %s", path, first_line(err))
+            return None
+        if meta.get("key") != key or meta.get("digest") != tensor_digest(embedding):
+            logger.warning("ignoring cached embedding %s: its content does not match its digest", path)
             return None
         self._memory[key] = embedding
         return embedding
@@ -180,7 +193,8 @@ class EmbeddingCache:
 
         from flowrvs.io.atomic import atomic_path
 
-        meta = {"model": str(model), "sentence": clean_prompt(sentence), "text_len": str(int(text_len))}
+        meta = {"model": str(model), "sentence": clean_prompt(sentence), "text_len": str(int(text_len)),
+                "key": key, "digest": tensor_digest(embedding)}
         try:
             with atomic_path(self._path(key)) as tmp:
                 save_file({"embedding": embedding}, str(tmp), metadata=meta)
