@@ -255,6 +255,7 @@ def _open_gif(path: Path, max_frames: int | None) -> VideoStream:
     try:
         with Image.open(path) as img:
             duration = img.info.get("duration") or 0
+            check_header(path, *img.size, 0)
             count = int(getattr(img, "n_frames", 1))
     except PIL_ERRORS as exc:
         raise FlowRVSError(f"cannot read GIF {path}: {one_line(exc)}") from exc
@@ -332,6 +333,21 @@ def _stream_fps(stream) -> float:
     return DEFAULT_FPS
 
 
+#: Headers claiming more than this are refused before any frame is decoded: a frame side past
+#: 16384 pixels (beyond what H.264/HEVC level 6.2 codes) or more than a million frames (4.6 hours
+#: at 60 fps) is a damaged or hostile file, not a video anyone segments.
+MAX_SIDE = 16384
+MAX_HEADER_FRAMES = 1_000_000
+
+
+def check_header(path: Path, width: int, height: int, frames: int) -> None:
+    """FlowRVSError when a header's claimed size or frame count is absurd (see :data:`MAX_SIDE`)."""
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise FlowRVSError(f"{path}: its header claims {width}x{height} frames; refusing sides over {MAX_SIDE} pixels")
+    if frames > MAX_HEADER_FRAMES:
+        raise FlowRVSError(f"{path}: its header claims {frames} frames; refusing more than {MAX_HEADER_FRAMES}")
+
+
 def _video_stream(container, path: Path):
     if not container.streams.video:
         raise FlowRVSError(f"{path} has no video stream")
@@ -345,6 +361,7 @@ def _open_container(path: Path, max_frames: int | None) -> VideoStream:
         stream = _video_stream(container, path)
         fps = _stream_fps(stream)
         count = int(stream.frames or 0)
+        check_header(path, int(stream.codec_context.width or 0), int(stream.codec_context.height or 0), count)
         if count <= 0:
             count = sum(1 for packet in container.demux(stream) if packet.size)
     first = _first(_iter_container(path), f"video {path}")
