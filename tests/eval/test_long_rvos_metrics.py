@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from flowrvs.eval.metrics import concat_frames
+
 from flowrvs.data.long_rvos import LongRVOSDataset
 from flowrvs.errors import FlowRVSError
 from flowrvs.eval import long_rvos_metrics as lrm
@@ -46,7 +48,7 @@ def test_chunks_give_the_whole():
     gt = lr_truth("vidA", "2")
     pred = predict(gt, 3)
     parts = [lrm.frame_scores(pred[i:i + 3], gt[i:i + 3]) for i in range(0, len(gt), 3)]
-    assert lrm.expression_scores(lrm.concat_frames(parts)) == lrm.score_expression(pred, gt)
+    assert lrm.expression_scores(concat_frames(parts)) == lrm.score_expression(pred, gt)
 
 
 def test_overall_pools_expressions():

@@ -6,7 +6,6 @@ from flowrvs.eval.metrics import (
     boundary_map,
     contour_accuracy,
     disk,
-    jf_summary,
     region_similarity,
     score_expression,
     tolerance_radius,

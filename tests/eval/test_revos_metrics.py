@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from flowrvs.eval.metrics import concat_frames
+
 from flowrvs.data.revos import ReVOSDataset
 from flowrvs.errors import FlowRVSError
 from flowrvs.eval import revos_metrics as rvm
@@ -38,7 +40,7 @@ def test_chunks_give_the_whole():
     gt, fg = rv_truth(vid, "1"), rv_foreground(vid)
     pred = predict(gt, 1)
     parts = [rvm.frame_scores(pred[i:i + 4], gt[i:i + 4], fg[i:i + 4]) for i in range(0, len(gt), 4)]
-    assert rvm.expression_scores(rvm.concat_frames(parts)) == rvm.score_expression(pred, gt, fg)
+    assert rvm.expression_scores(concat_frames(parts)) == rvm.score_expression(pred, gt, fg)
 
 
 def test_overall_is_the_mean_of_referring_and_reasoning():

@@ -1,7 +1,6 @@
 import json
 from pathlib import Path
 
-import torch
 
 from flowrvs.presets import build_text_encoder, build_transformer, build_vae, preset_config
 

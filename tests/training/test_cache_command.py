@@ -70,7 +70,6 @@ def test_cache_refuses_other_stages(config_file, capsys):
 
 def test_a_model_folder_run_on_cached_text_loads_no_text_encoder(tmp_path, config_file, monkeypatch):
     from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
-    from flowrvs.pipelines.loader import load_pipeline
     from flowrvs.presets import build_pipeline
     from flowrvs.training.stages import synth_vocabulary
 

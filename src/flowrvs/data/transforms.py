@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 
 import cv2
 import numpy as np
 
 from flowrvs.data.base import Clip
-from flowrvs.errors import FlowRVSError
 from flowrvs.io.frames import WORKING_BOX, fit_size  # noqa: F401  (re-exported: the one rule for working sizes)
 
 

@@ -13,18 +13,18 @@ Dataset scores (:func:`summarize`): the mean over expressions of J, F, tIoU, vIo
 every expression (not a mean of the three types). All values are in [0, 1].
 
 Long videos can be scored in chunks of frames: :func:`frame_scores` of each chunk,
-:func:`concat_frames`, then :func:`expression_scores` give exactly :func:`score_expression`.
+:func:`flowrvs.eval.metrics.concat_frames`, then :func:`expression_scores` give exactly :func:`score_expression`.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 
 from flowrvs.eval.metrics import contour_accuracy, region_similarity
 
-__all__ = ["TYPES", "SCORE_KEYS", "frame_scores", "concat_frames", "expression_scores", "score_expression",
+__all__ = ["TYPES", "SCORE_KEYS", "frame_scores", "expression_scores", "score_expression",
            "summarize"]
 
 TYPES = ("static", "dynamic", "hybrid")
@@ -42,14 +42,6 @@ def frame_scores(pred, gt, bound_th: float = 0.008) -> dict[str, np.ndarray]:
         "gt": gt.reshape(gt.shape[0], -1).any(axis=1) if gt.ndim == 3 else np.array([gt.any()]),
         "pred": pred.reshape(pred.shape[0], -1).any(axis=1) if pred.ndim == 3 else np.array([pred.any()]),
     }
-
-
-def concat_frames(parts: Iterable[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The per-frame values of consecutive chunks joined into those of the whole expression."""
-    parts = list(parts)
-    if not parts:
-        raise ValueError("no frames to join")
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def expression_scores(frames: Mapping[str, np.ndarray]) -> dict[str, float]:

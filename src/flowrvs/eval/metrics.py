@@ -26,7 +26,7 @@ the intersection nor the union; for F the boundaries are drawn from the masks wi
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import cv2
 import numpy as np
@@ -207,3 +207,11 @@ def jf_summary(j_per_expression: Iterable[float], f_per_expression: Iterable[flo
         raise ValueError("no expressions to summarise")
     j, f = float(js.mean()), float(fs.mean())
     return {"J": j, "F": f, "J&F": (j + f) / 2}
+
+
+def concat_frames(parts: Iterable[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The per-frame values of consecutive chunks joined into those of the whole expression."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("no frames to join")
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -14,19 +14,19 @@ Dataset scores (:func:`summarize`): means over the ``referring`` and over the ``
 expressions of J, F, A, R and ``J&F = (J + F) / 2``; ``overall`` is the mean of the two groups'
 scores. No-target expressions enter none of these means. All values are in [0, 1].
 
-Chunks of frames: :func:`frame_scores` per chunk, :func:`concat_frames`, then
+Chunks of frames: :func:`frame_scores` per chunk, :func:`flowrvs.eval.metrics.concat_frames`, then
 :func:`expression_scores` give exactly :func:`score_expression`.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 
 from flowrvs.eval.metrics import contour_accuracy, region_similarity
 
-__all__ = ["GROUPS", "SCORE_KEYS", "accuracy", "robustness", "frame_scores", "concat_frames",
+__all__ = ["GROUPS", "SCORE_KEYS", "accuracy", "robustness", "frame_scores",
            "expression_scores", "score_expression", "summarize"]
 
 GROUPS = ("referring", "reasoning")
@@ -67,14 +67,6 @@ def frame_scores(pred, gt, foreground, bound_th: float = 0.008) -> dict[str, np.
         "A": accuracy(pred, gt),
         "R": robustness(pred, gt, foreground),
     }
-
-
-def concat_frames(parts: Iterable[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The per-frame values of consecutive chunks joined into those of the whole expression."""
-    parts = list(parts)
-    if not parts:
-        raise ValueError("no frames to join")
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def expression_scores(frames: Mapping[str, np.ndarray]) -> dict[str, float]:

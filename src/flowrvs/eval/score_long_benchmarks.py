@@ -35,6 +35,7 @@ from flowrvs.data.base import Expression
 from flowrvs.errors import FlowRVSError
 from flowrvs.eval import long_rvos_metrics, revos_metrics
 from flowrvs.eval.no_target import no_target_scores
+from flowrvs.eval.metrics import concat_frames
 from flowrvs.eval.predictions import read_prediction_mask
 
 __all__ = ["CHUNK", "score_long_rvos", "score_revos"]
@@ -119,7 +120,7 @@ def _walk(dataset, pred_dir, allow_missing: bool, progress: bool | None, name: s
         kind = dataset.kind(expr)
         no_target = not (expr.anno_ids or expr.obj_ids) or kind == "no-target"
         pairs.append((no_target, empty))
-        per_expression[expr.key] = {**metrics.expression_scores(metrics.concat_frames(parts)), "type": kind,
+        per_expression[expr.key] = {**metrics.expression_scores(concat_frames(parts)), "type": kind,
                                     "no_target": no_target, "video": expr.video, "exp_id": expr.exp_id,
                                     "exp": expr.sentence}
     try:
