@@ -14,6 +14,7 @@ starts, a model folder's umT5 is not even loaded.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -21,6 +22,8 @@ import torch
 from flowrvs.training.config import TrainConfig
 from flowrvs.training.data import build_datasets, cache_paths, cache_seed
 from flowrvs.runtime.distributed import Process, barrier
+
+logger = logging.getLogger(__name__)
 
 TEXT_SHARD = 1024
 """Sentences per text-embedding shard (about 120 MB of umT5 bf16 embeddings at 15 tokens each)."""
@@ -57,7 +60,7 @@ def read_caches(config: TrainConfig, pipe, build: bool = True, progress: bool | 
     """``(latents, text)`` as :func:`load_or_build_caches`; a missing file is encoded and written
     when ``build``, else a FlowRVSError."""
     from flowrvs.errors import FlowRVSError
-    from flowrvs.training.latent_cache import LatentCache, build_latent_cache
+    from flowrvs.training.latent_cache import LatentCache, StaleCacheError, build_latent_cache
 
     data = config.data
     dtype = getattr(torch, data.cache_dtype)
@@ -66,8 +69,11 @@ def read_caches(config: TrainConfig, pipe, build: bool = True, progress: bool | 
         paths = cache_paths(config, spec, pipe.vae, pipe.config.mask_latent_normalized)
         path = next((p for p in paths if p.is_file()), None)
         if path is not None:
-            caches.append(LatentCache.load(path, dtype))
-            continue
+            try:
+                caches.append(LatentCache.load(path, dtype))
+                continue
+            except StaleCacheError as err:  # a cache that cannot be trusted is a miss: rebuilt below
+                logger.warning("%s; rebuilding it", err)
         if not build:
             raise FlowRVSError(f"no latent cache for dataset {spec.type} {spec.root}; run `flowrvs cache` first")
         caches.append(build_latent_cache(pipe, dataset, data.num_frames, data.size, data.sampling,

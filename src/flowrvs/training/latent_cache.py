@@ -29,6 +29,20 @@ ENCODE_BATCH = 8
 """Images per VAE call when building a cache: on a CPU, larger batches are no faster per image."""
 
 
+class StaleCacheError(Exception):
+    """A latent cache file that must not be used (unreadable, or not matching its digest)."""
+
+
+def content_digest(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """sha256 over the tensors (by name) and the metadata strings of a cache file."""
+    from flowrvs.models.text import tensor_digest
+
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for name in sorted(tensors):
+        h.update(f"{name}:{tensor_digest(tensors[name])};".encode())
+    return h.hexdigest()
+
+
 @dataclass
 class LatentCache:
     """Per video: ``video_mean``/``video_std`` ``(16, T', h, w)`` (its normalised posterior).
@@ -98,6 +112,7 @@ class LatentCache:
         tensors.update({f"video.{i}.std": t.contiguous() for i, t in enumerate(self.video_std)})
         tensors.update({f"mask.{i}": t.contiguous() for i, t in enumerate(self.mask)})
         meta = {key: json.dumps(getattr(self, key)) for key in ("mask_index", "sentence", "video", "group")}
+        meta["digest"] = content_digest(tensors, meta)
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
 
@@ -105,27 +120,29 @@ class LatentCache:
     def load(cls, path: str | Path, dtype: torch.dtype | None = None) -> "LatentCache":
         """Read a cache file, its tensors cast to ``dtype`` (default: as stored).
 
-        Files written before masks were shared hold one latent per expression; their equal
-        latents are merged here, so they take the memory of a new file."""
-        from safetensors import safe_open
+        The file's digest of its tensors and metadata is checked first: a damaged, truncated or
+        edited file (or one without a digest) raises :class:`StaleCacheError`, and the caller
+        rebuilds it."""
+        from safetensors import SafetensorError, safe_open
 
-        def read(f, name):
-            tensor = f.get_tensor(name)
-            return tensor if dtype is None else tensor.to(dtype)
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = {key: json.loads(value) for key, value in f.metadata().items()}
-            videos = max(meta["video"], default=-1) + 1
-            cache = cls(
-                video_mean=[read(f, f"video.{i}.mean") for i in range(videos)],
-                video_std=[read(f, f"video.{i}.std") for i in range(videos)],
-                **meta,
-            )
-            if "mask_index" in meta:
-                cache.mask = [read(f, f"mask.{i}") for i in range(max(meta["mask_index"], default=-1) + 1)]
-            else:
-                cache.mask, cache.mask_index = distinct(read(f, f"mask.{i}") for i in range(len(meta["sentence"])))
-        return cache
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                raw = dict(f.metadata() or {})
+                tensors = {name: f.get_tensor(name) for name in f.keys()}
+        except (SafetensorError, OSError) as err:
+            raise StaleCacheError(f"unreadable latent cache {path}: {err}") from err
+        digest = raw.pop("digest", None)
+        if digest != content_digest(tensors, raw):
+            raise StaleCacheError(f"latent cache {path} does not match its digest")
+        meta = {key: json.loads(value) for key, value in raw.items()}
+        cast = (lambda t: t) if dtype is None else (lambda t: t.to(dtype))
+        videos = max(meta["video"], default=-1) + 1
+        return cls(
+            video_mean=[cast(tensors[f"video.{i}.mean"]) for i in range(videos)],
+            video_std=[cast(tensors[f"video.{i}.std"]) for i in range(videos)],
+            mask=[cast(tensors[f"mask.{i}"]) for i in range(max(meta["mask_index"], default=-1) + 1)],
+            **meta,
+        )
 
 
 def distinct(tensors) -> tuple[list[torch.Tensor], list[int]]:
