@@ -13,8 +13,8 @@ from flowrvs.data import open_dataset
 from flowrvs.data.base import Expression
 from flowrvs.data.davis import RefDAVISDataset
 from flowrvs.errors import FlowRVSError
+from flowrvs.io.writer import DAVIS_PALETTE
 from flowrvs.eval.layouts import (
-    DAVIS_PALETTE,
     Layout,
     davis_paint_order,
     davis_set_dir,
