@@ -77,3 +77,22 @@ def test_long_rvos_whole_video_on_request(model_dir, tmp_path, capsys):
     record = json.loads((out / "evaluate.json").read_text())
     assert (record["window"], record["overlap"]) == (5, 2)
     assert [p.name for p in (out / "predictions").iterdir()] == ["vidA"]
+
+
+def test_dataset_video_reads_one_frame_at_a_time(tmp_path, monkeypatch):
+    from flowrvs.data.long_rvos import LongRVOSDataset
+    from flowrvs.eval.evaluate import dataset_video
+
+    dataset = open_dataset("long-rvos", make_long_rvos(tmp_path / "long-rvos"))
+    whole = dataset.load_frames("vidA")
+    real = LongRVOSDataset.load_frames
+
+    def one_at_a_time(self, video, indices=None):
+        assert indices is not None and len(indices) == 1
+        return real(self, video, indices)
+
+    monkeypatch.setattr(LongRVOSDataset, "load_frames", one_at_a_time)
+    stream = dataset_video(dataset, "vidA")
+    assert stream.names == dataset.frame_names("vidA") and (stream.height, stream.width) == (H, W)
+    for _ in range(2):  # each iteration starts again from the first frame
+        np.testing.assert_array_equal(np.stack([frame for _, frame in stream]), whole)

@@ -36,7 +36,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
 
 from tqdm.auto import tqdm
 
@@ -45,13 +47,14 @@ from flowrvs.data.base import ReferringVideoDataset
 from flowrvs.errors import FlowRVSError
 from flowrvs.eval.benchmark import SubsetDataset, score_dataset, score_davis_split, write_metrics
 from flowrvs.eval.layouts import Layout, write_davis_official, write_submission_zip
+from flowrvs.io.read import DEFAULT_FPS, VideoStream
 from flowrvs.options import SegmentOptions
 from flowrvs.pipelines.streaming import stream_segmentation
 from flowrvs.pipelines.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from flowrvs.runtime.distributed import Process, barrier
 from flowrvs.runtime.records import check_run_record
 
-__all__ = ["WINDOWED", "default_options", "predict_videos", "score_predictions", "PredictStats", "EvaluationResult", "evaluate"]
+__all__ = ["WINDOWED", "default_options", "dataset_video", "predict_videos", "score_predictions", "PredictStats", "EvaluationResult", "evaluate"]
 
 RUN_FILE = "evaluate.json"
 #: The run-record fields a resumed run must match (``root``, ``window``, ``overlap`` are kept for the reader).
@@ -121,16 +124,14 @@ def predict_videos(
 
 def _segment_video(pipe, dataset: ReferringVideoDataset, layout: Layout, video: str, todo: Sequence,
                    options: SegmentOptions) -> None:
-    """Stream the masks of ``todo`` (expressions of ``video``) into their folders, frame by frame."""
-    frames = dataset.frame_names(video)
-    stream = stream_segmentation(pipe, dataset.load_frames(video), [e.sentence for e in todo], options)
-    if len(stream) != len(frames):
-        raise FlowRVSError(f"video {video}: read {len(stream)} frames, the split lists {len(frames)}")
+    """Stream the masks of ``todo`` (expressions of ``video``) into their folders, frame by frame:
+    frames read one at a time (:func:`dataset_video`), memory set by one window."""
+    stream = stream_segmentation(pipe, dataset_video(dataset, video), [e.sentence for e in todo], options)
     items = iter(stream)
     first = next(items)  # the first window is computed before any folder is made
     with layout.open_writer(todo) as writer:
         for item in itertools.chain([first], items):
-            writer.add(frames[item.index], None, item.masks)
+            writer.add(item.name, None, item.masks)
 
 
 def default_options(dataset_name: str) -> SegmentOptions:
@@ -148,6 +149,24 @@ def score_predictions(dataset_name: str, dataset: ReferringVideoDataset, layout:
     if dataset_name == "davis":  # what the DAVIS toolkit would read: the indexed PNGs of official/
         return score_davis_split(view, layout.out / "official", progress=progress)
     return score_dataset(dataset_name, view, layout.video_root, progress=progress)
+
+
+def dataset_video(dataset: ReferringVideoDataset, video: str) -> VideoStream:
+    """``video`` of ``dataset`` as a :class:`~flowrvs.io.read.VideoStream` named by the split's frame
+    names: one ``(H, W, 3)`` uint8 frame read at a time (``dataset.load_frames(video, [t])``)."""
+    names = dataset.frame_names(video)
+    if not names:
+        raise FlowRVSError(f"video {video} of split {getattr(dataset, 'split', '?')} lists no frames")
+    first = dataset.load_frames(video, [0])
+    if first.ndim != 4 or first.shape[0] != 1 or first.shape[-1] != 3:
+        raise FlowRVSError(f"video {video}: frame {names[0]} read as {first.shape[1:]}, not (H, W, 3)")
+
+    def frames() -> Iterator[np.ndarray]:
+        yield first[0]
+        for t in range(1, len(names)):
+            yield dataset.load_frames(video, [t])[0]
+
+    return VideoStream(video, list(names), DEFAULT_FPS, int(first.shape[1]), int(first.shape[2]), frames)
 
 
 def _run_record(dataset_name: str, root, split: str, model: str, model_files: str | None,
