@@ -77,6 +77,9 @@ def test_long_rvos_whole_video_on_request(model_dir, tmp_path, capsys):
     record = json.loads((out / "evaluate.json").read_text())
     assert (record["window"], record["overlap"]) == (5, 2)
     assert [p.name for p in (out / "predictions").iterdir()] == ["vidA"]
+    capsys.readouterr()
+    assert main(evaluate_args("long-rvos", root, out, model_dir, "--window", 9, "--limit", 1)) == 2
+    assert "window 5 there, 9 now" in capsys.readouterr().err  # other windows, other predictions
 
 
 def test_dataset_video_reads_one_frame_at_a_time(tmp_path, monkeypatch):

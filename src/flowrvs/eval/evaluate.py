@@ -57,8 +57,9 @@ from flowrvs.runtime.records import check_run_record
 __all__ = ["WINDOWED", "default_options", "dataset_video", "predict_videos", "score_predictions", "PredictStats", "EvaluationResult", "evaluate"]
 
 RUN_FILE = "evaluate.json"
-#: The run-record fields a resumed run must match (``root``, ``window``, ``overlap`` are kept for the reader).
-RECORD_KEYS = ("dataset", "split", "model", "model_files", "steps", "size", "mask_threshold")
+#: The run-record fields a resumed run must match (``root`` is kept for the reader; ``window`` and
+#: ``overlap`` are absent for whole videos).
+RECORD_KEYS = ("dataset", "split", "model", "model_files", "steps", "size", "mask_threshold", "window", "overlap")
 
 #: The benchmarks evaluated in windows by default (long videos); the others run whole videos, as
 #: the public evaluation does (its published numbers come from that).
