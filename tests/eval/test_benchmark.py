@@ -150,3 +150,27 @@ def test_cli_user_errors(root, tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
     with pytest.raises(FlowRVSError, match="supported: mevis"):
         score_dataset("davis17", open_dataset("mevis", root, "valid_u"), pred)
+
+
+def test_mevis_no_target_expressions_give_n_acc_and_t_acc(root, tmp_path, capsys):
+    """An expression with an empty anno_id list (MeViS v2 no-target): N-acc / T-acc are reported."""
+    meta_path = root / "valid_u" / "meta_expressions.json"
+    meta = json.loads(meta_path.read_text())
+    meta["videos"]["vidA"]["expressions"]["2"] = {"exp": "the unicorn", "obj_id": [], "anno_id": []}
+    meta["videos"]["vidB"]["expressions"]["1"] = {"exp": "the dragon", "obj_id": [], "anno_id": []}
+    meta_path.write_text(json.dumps(meta))
+    pred = write_predictions(tmp_path / "pred")  # the targets' ground truth: none predicted empty
+    for video, exp_id, value in (("vidA", "2", 0), ("vidB", "1", 255)):  # vidA_2 empty (TP), vidB_1 not (FN)
+        (pred / video / exp_id).mkdir()
+        for name in fake.FRAMES[video]:
+            Image.fromarray(np.full((fake.H, fake.W), value, np.uint8)).save(pred / video / exp_id / f"{name}.png")
+    metrics = score_mevis(open_dataset("mevis", root, "valid_u"), pred)
+    assert metrics["no_target"] == {"N-acc": 0.5, "T-acc": 1.0, "TP": 1, "FN": 1, "TN": 3, "FP": 0}
+    assert main(["score", str(pred), "--dataset", "mevis", "--root", str(root), "--out", str(tmp_path / "s")]) == 0
+    assert capsys.readouterr().out.strip().endswith("N-acc 0.5000  T-acc 1.0000")
+    assert json.loads((tmp_path / "s" / "metrics.json").read_text())["no_target"] == metrics["no_target"]
+
+
+def test_split_without_no_target_has_no_group(root, tmp_path):
+    metrics = score_mevis(open_dataset("mevis", root, "valid_u"), write_predictions(tmp_path / "pred"))
+    assert "no_target" not in metrics

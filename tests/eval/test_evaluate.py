@@ -106,16 +106,24 @@ def test_metrics_equal_score_command(full_run, mevis_root, tmp_path, capsys):
 
 
 class CountingPipe:
-    """Wraps a pipeline: records the prompts of each call, raises KeyboardInterrupt on call ``fail_at``."""
+    """Wraps a pipeline: records the frame count and prompts of each video encoding (one per video
+    with whole-video windows), raises KeyboardInterrupt on encoding ``fail_at``."""
 
     def __init__(self, pipe, fail_at=None):
-        self.pipe, self.fail_at, self.calls = pipe, fail_at, []
+        self.pipe, self.fail_at, self.calls, self._prompts = pipe, fail_at, [], None
 
-    def __call__(self, video, prompts, **kw):
+    def __getattr__(self, name):
+        return getattr(self.pipe, name)
+
+    def encode_prompt(self, prompts, *args, **kw):
+        self._prompts = list(prompts)
+        return self.pipe.encode_prompt(prompts, *args, **kw)
+
+    def encode_video(self, video, *args, **kw):
         if self.fail_at is not None and len(self.calls) == self.fail_at:
             raise KeyboardInterrupt  # stands in for a kill half way
-        self.calls.append((video.shape, list(prompts)))
-        return self.pipe(video, prompts, **kw)
+        self.calls.append(((video.shape[-3],), self._prompts))
+        return self.pipe.encode_video(video, *args, **kw)
 
 
 def test_resume_after_interruption_equals_uninterrupted(full_run, model_dir, mevis_root, tmp_path, monkeypatch, capsys):

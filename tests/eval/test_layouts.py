@@ -13,8 +13,8 @@ from flowrvs.data import open_dataset
 from flowrvs.data.base import Expression
 from flowrvs.data.davis import RefDAVISDataset
 from flowrvs.errors import FlowRVSError
+from flowrvs.io.writer import DAVIS_PALETTE
 from flowrvs.eval.layouts import (
-    DAVIS_PALETTE,
     Layout,
     davis_paint_order,
     davis_set_dir,
@@ -142,3 +142,16 @@ def test_official_layout_covers_every_set_and_video(tmp_path):
     assert [s["J"] for s in m["annotator_sets"]] == [0.75, 0.75, 0.5, 0.5]
     assert m["J"] == 0.625
     assert score_davis_split(open_dataset("davis", root), layout.predictions) == m
+
+
+@pytest.mark.parametrize("name, values", [("revos", {0, 1}), ("long-rvos", {0, 255}), ("mevis", {0, 255})])
+def test_pixel_values_of_each_benchmark(tmp_path, name, values):
+    split = StubSplit()
+    layout = Layout(name, tmp_path, split)
+    masks = np.zeros((2, 4, 5), bool)
+    masks[:, 1:3, 1:4] = True
+    folder = layout.write_masks(split.exprs["v1"][0], masks, FRAMES)
+    assert folder == tmp_path / "predictions" / "v1" / "0"
+    assert (layout.zip_path is None) == (name in ("revos", "long-rvos"))
+    with Image.open(folder / "00000.png") as img:
+        assert img.mode == "L" and set(np.unique(np.asarray(img))) == values

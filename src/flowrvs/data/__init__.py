@@ -1,7 +1,7 @@
 """Referring-video datasets, one registry: ``open_dataset(name, root, split)``.
 
-Benchmarks: mevis, ytvos, davis; training data only: refcoco; long-rvos and revos are read
-here and scored by :mod:`flowrvs.eval.score_long_benchmarks`.
+Benchmarks (evaluate/score): mevis, ytvos, davis, long-rvos, revos (the last two scored by
+:mod:`flowrvs.eval.score_long_benchmarks`); training data only: refcoco.
 Every reader is a :class:`~flowrvs.data.base.ReferringVideoDataset` (videos, frame names,
 expressions, frames ``(T, H, W, 3)`` uint8, masks ``(T, H, W)`` {0, 1}). Training, evaluation
 and the ``score`` command open datasets here and nowhere else; scoring itself takes arrays.
@@ -71,9 +71,8 @@ REGISTRY: dict[str, DatasetEntry] = {
     "ytvos": DatasetEntry(_ytvos, "valid"),
     "davis": DatasetEntry(_davis, "valid"),
     "refcoco": DatasetEntry(_refcoco, "train", benchmark=False),
-    # readable and scorable (flowrvs.eval.score_long_benchmarks); not yet run by evaluate/score
-    "long-rvos": DatasetEntry(_long_rvos, "valid", benchmark=False),
-    "revos": DatasetEntry(_revos, "valid", benchmark=False),
+    "long-rvos": DatasetEntry(_long_rvos, "valid"),
+    "revos": DatasetEntry(_revos, "valid"),
 }
 BENCHMARKS = tuple(name for name, entry in REGISTRY.items() if entry.benchmark)
 DEFAULT_SPLITS = {name: REGISTRY[name].default_split for name in BENCHMARKS}

@@ -29,7 +29,9 @@ from flowrvs.errors import FlowRVSError
 from flowrvs.eval.davis import STAT_KEYS, average_sets, score_video, summarize
 from flowrvs.eval.layouts import davis_paint_order, davis_set_dir, davis_sets
 from flowrvs.eval.metrics import jf_summary, score_expression
+from flowrvs.eval.no_target import no_target_scores
 from flowrvs.eval.predictions import davis_index_frame, read_davis_result, read_prediction_mask, size_error
+from flowrvs.eval.score_long_benchmarks import score_long_rvos, score_revos
 from flowrvs.io.atomic import atomic_path, write_json
 
 __all__ = [
@@ -148,17 +150,20 @@ def _split_expressions(dataset: ReferringVideoDataset, pred_dir: Path, dataset_n
 
 
 def score_split(dataset: ReferringVideoDataset, pred_dir, *, allow_missing: bool = False,
-                progress: bool | None = None, dataset_name: str = "") -> dict:
+                progress: bool | None = None, dataset_name: str = "", no_target: bool = False) -> dict:
     """Score ``pred_dir`` against every expression of ``dataset`` (which must have masks).
 
     Returns ``{"J", "F", "J&F", "num_expressions", "missing_frames", "per_expression": {key: {"J",
     "F", "J&F", "video", "exp_id", "exp"}}}``, with ``key = <video>_<exp_id>`` and scores in [0, 1].
-    ``progress=None`` shows a tqdm bar only when stderr is a terminal.
+    With ``no_target`` (MeViS), expressions with an empty ``anno_ids`` are no-target ones and, when
+    the split has any, ``"no_target"`` holds :func:`flowrvs.eval.no_target.no_target_scores`
+    (``N-acc``, ``T-acc`` and the counts). ``progress=None``: a tqdm bar only on a terminal.
     """
     pred_dir = Path(pred_dir)
     expressions = _split_expressions(dataset, pred_dir, dataset_name)
     n_missing = _check_predictions(dataset, expressions, pred_dir, allow_missing)
     per_expression: dict[str, dict] = {}
+    pairs: list[tuple[bool, bool]] = []
     for expr in tqdm(expressions, desc="scoring", unit="expr", disable=not _show_progress(progress)):
         gt = dataset.load_mask(expr)
         pred = _read_expression(pred_dir / expr.video / expr.exp_id, dataset.frame_names(expr.video), gt.shape,
@@ -166,15 +171,20 @@ def score_split(dataset: ReferringVideoDataset, pred_dir, *, allow_missing: bool
         j, f = score_expression(pred, gt)
         per_expression[expr.key] = {"J": j, "F": f, "J&F": (j + f) / 2, "video": expr.video,
                                     "exp_id": expr.exp_id, "exp": expr.sentence}
+        pairs.append((no_target and not expr.anno_ids, not pred.any()))
     summary = jf_summary([r["J"] for r in per_expression.values()], [r["F"] for r in per_expression.values()])
-    return {**summary, "num_expressions": len(per_expression), "missing_frames": n_missing,
-            "per_expression": per_expression}
+    out = {**summary, "num_expressions": len(per_expression), "missing_frames": n_missing,
+           "per_expression": per_expression}
+    if any(empty_gt for empty_gt, _ in pairs):
+        out["no_target"] = no_target_scores(pairs)
+    return out
 
 
 def score_mevis(dataset: ReferringVideoDataset, pred_dir, *, allow_missing: bool = False,
                 progress: bool | None = None) -> dict:
     """Score MeViS predictions (``pred_dir/<video>/<exp_id>/<frame>.png``); see :func:`score_split`."""
-    return score_split(dataset, pred_dir, allow_missing=allow_missing, progress=progress, dataset_name="MeViS")
+    return score_split(dataset, pred_dir, allow_missing=allow_missing, progress=progress, dataset_name="MeViS",
+                       no_target=True)
 
 
 def score_ytvos(dataset: ReferringVideoDataset, pred_dir, *, allow_missing: bool = False,
@@ -311,7 +321,8 @@ def score_davis_split(dataset, pred_dir, *, allow_missing: bool = False, progres
 
 
 #: dataset name -> scorer(dataset, pred_dir, *, allow_missing, progress) -> metrics dict.
-SCORERS: dict[str, Callable[..., dict]] = {"mevis": score_mevis, "ytvos": score_ytvos, "davis": score_davis_split}
+SCORERS: dict[str, Callable[..., dict]] = {"mevis": score_mevis, "ytvos": score_ytvos, "davis": score_davis_split,
+                                           "long-rvos": score_long_rvos, "revos": score_revos}
 
 
 def score_dataset(name: str, dataset: ReferringVideoDataset, pred_dir, *, allow_missing: bool = False,
@@ -351,5 +362,15 @@ def write_metrics(metrics: dict, out_dir) -> tuple[Path, Path]:
 
 
 def summary_line(metrics: dict) -> str:
-    """``J&F 0.xxxx  J 0.xxxx  F 0.xxxx``."""
-    return f"J&F {metrics['J&F']:.4f}  J {metrics['J']:.4f}  F {metrics['F']:.4f}"
+    """``J&F 0.xxxx  J 0.xxxx  F 0.xxxx``: of ``metrics`` or, for Long-RVOS and ReVOS, of its
+    ``overall`` group (with its other numbers: ``tIoU``/``vIoU``, ``A``/``R``); then
+    ``N-acc``/``T-acc`` when ``metrics`` has a ``no_target`` group."""
+    group = metrics.get("overall", metrics)
+    parts = [f"{name} {group[name]:.4f}" for name in ("J&F", "J", "F")]
+    if "overall" in metrics:
+        parts += [f"{name} {value:.4f}" for name, value in group.items()
+                  if name not in ("J&F", "J", "F") and isinstance(value, float)]
+    for name, value in metrics.get("no_target", {}).items():
+        if name in ("N-acc", "T-acc"):
+            parts.append(f"{name} {value:.4f}" if value is not None else f"{name} -")
+    return "  ".join(parts)

@@ -1,14 +1,20 @@
 """Benchmark evaluation: run a model over a dataset split, write predictions (and a submission zip), score.
 
 :func:`evaluate` is what ``flowrvs evaluate`` runs. For each video of the split (sorted; the first
-``limit`` with ``limit``) the frames are read once and every expression whose predictions are not yet
-on disk is segmented by one pipeline call (one VAE encoding per video). Each expression's PNG folder
+``limit`` with ``limit``) every expression whose predictions are not yet on disk is segmented by
+one stream (one VAE encoding per window for all of them). Each expression's PNG folder
 is written to a temporary folder and renamed into place, so a folder that exists is complete; a
 second run over the same ``out`` skips those expressions (and a video whose expressions are all
 done is not even read), which makes a killed run resumable with the same final numbers.
 
 Layouts under ``out``: see :mod:`flowrvs.eval.layouts` (MeViS and Ref-YouTube-VOS also get a
-``submission.zip``; Ref-DAVIS17 gets ``official/anno_<i>/`` for the DAVIS-2017 toolkit). The
+``submission.zip``; Ref-DAVIS17 gets ``official/anno_<i>/`` for the DAVIS-2017 toolkit; Long-RVOS
+and ReVOS ``predictions/<video>/<exp_id>/``, 0/255 and 0/1 PNGs, scored by
+:mod:`flowrvs.eval.score_long_benchmarks`). Each video is one streamed segmentation
+(:func:`~flowrvs.pipelines.streaming.stream_segmentation`) of all its pending expressions, its
+frames written as they come through :class:`flowrvs.io.writer.SegmentationWriter`; by default
+whole videos (MeViS, Ref-YouTube-VOS, Ref-DAVIS17: the public evaluation, whose numbers are the
+published ones) or 17-frame windows (Long-RVOS, ReVOS): :func:`default_options`. The
 Ref-YouTube-VOS valid split is the 202 official validation videos when the reader can tell them
 apart (test meta file present).
 
@@ -25,27 +31,39 @@ segments ``videos[r::world]``, all ranks meet at a barrier, then rank 0 writes t
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
 
 from tqdm.auto import tqdm
 
 from flowrvs.data import BENCHMARKS, open_dataset
 from flowrvs.data.base import ReferringVideoDataset
 from flowrvs.errors import FlowRVSError
-from flowrvs.eval.benchmark import SubsetDataset, score_davis_split, score_split, write_metrics
+from flowrvs.eval.benchmark import SubsetDataset, score_dataset, score_davis_split, write_metrics
 from flowrvs.eval.layouts import Layout, write_davis_official, write_submission_zip
+from flowrvs.io.read import DEFAULT_FPS, VideoStream
+from flowrvs.options import SegmentOptions
+from flowrvs.pipelines.streaming import stream_segmentation
+from flowrvs.pipelines.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from flowrvs.runtime.distributed import Process, barrier
 from flowrvs.runtime.records import check_run_record
 
-__all__ = ["predict_videos", "score_predictions", "PredictStats", "EvaluationResult", "evaluate"]
+__all__ = ["WINDOWED", "default_options", "dataset_video", "predict_videos", "score_predictions", "PredictStats", "EvaluationResult", "evaluate"]
 
 RUN_FILE = "evaluate.json"
-#: The run-record fields a resumed run must match (``root``, ``window``, ``overlap`` are kept for the reader).
-RECORD_KEYS = ("dataset", "split", "model", "model_files", "steps", "size", "mask_threshold")
+#: The run-record fields a resumed run must match (``root`` is kept for the reader; ``window`` and
+#: ``overlap`` are absent for whole videos).
+RECORD_KEYS = ("dataset", "split", "model", "model_files", "steps", "size", "mask_threshold", "window", "overlap")
+
+#: The benchmarks evaluated in windows by default (long videos); the others run whole videos, as
+#: the public evaluation does (its published numbers come from that).
+WINDOWED = ("long-rvos", "revos")
 
 Log = Callable[[str], None]
 logger = logging.getLogger(__name__)
@@ -67,21 +85,18 @@ def predict_videos(
     dataset: ReferringVideoDataset,
     layout: Layout,
     videos: Sequence[str],
+    options: SegmentOptions,
     *,
-    num_steps: int | None = None,
-    mask_threshold: float | None = None,
-    size: tuple[int, int] | None = None,
-    batch_size: int = 1,
-    window: int | None = None,
-    overlap: int = 4,
     progress: bool | None = None,
     log: Log = logger.info,
 ) -> PredictStats:
     """Segment every not-yet-written expression of ``videos`` and write its PNG folder.
 
     ``get_pipe()`` is called (once) only when some video still has work, so a finished run does
-    not even load the model. One pipeline call per video: frames read and encoded once for all
-    its pending expressions. ``log`` gets the notice of skipped videos (default: this module's logger).
+    not even load the model. Per video one :func:`~flowrvs.pipelines.streaming.stream_segmentation`
+    over all its pending expressions' sentences with ``options`` (frames encoded once per window
+    for all of them), its frames written as they come through :meth:`Layout.open_writer`.
+    ``log`` gets the notice of skipped videos (default: this module's logger).
     """
     stats = PredictStats()
     start = time.perf_counter()
@@ -97,14 +112,7 @@ def predict_videos(
             continue
         if pipe is None:
             pipe = get_pipe()
-        clip = dataset.load_frames(video)
-        if clip.shape[0] != len(frames):
-            raise FlowRVSError(f"video {video}: read {clip.shape[0]} frames, the split lists {len(frames)}")
-        result = pipe(clip, [e.sentence for e in todo], num_inference_steps=num_steps, size=size,
-                      batch_size=batch_size, mask_threshold=mask_threshold, window=window,
-                      overlap=overlap)
-        for expr, masks in zip(todo, result.masks):
-            layout.write_masks(expr, masks, frames)
+        _segment_video(pipe, dataset, layout, video, todo, options)
         stats.videos += 1
         stats.expressions += len(todo)
     bar.close()
@@ -115,28 +123,66 @@ def predict_videos(
     return stats
 
 
+def _segment_video(pipe, dataset: ReferringVideoDataset, layout: Layout, video: str, todo: Sequence,
+                   options: SegmentOptions) -> None:
+    """Stream the masks of ``todo`` (expressions of ``video``) into their folders, frame by frame:
+    frames read one at a time (:func:`dataset_video`), memory set by one window."""
+    stream = stream_segmentation(pipe, dataset_video(dataset, video), [e.sentence for e in todo], options)
+    items = iter(stream)
+    first = next(items)  # the first window is computed before any folder is made
+    with layout.open_writer(todo) as writer:
+        for item in itertools.chain([first], items):
+            writer.add(item.name, None, item.masks)
+
+
+def default_options(dataset_name: str) -> SegmentOptions:
+    """The model's settings with the benchmark's window plan: :data:`WINDOWED` benchmarks in
+    windows of ``DEFAULT_WINDOW`` (17) frames sharing ``DEFAULT_OVERLAP`` (4), the others whole."""
+    if dataset_name in WINDOWED:
+        return SegmentOptions(window=DEFAULT_WINDOW, overlap=DEFAULT_OVERLAP)
+    return SegmentOptions(window=None)
+
+
 def score_predictions(dataset_name: str, dataset: ReferringVideoDataset, layout: Layout,
                       videos: Sequence[str], progress: bool | None = None) -> dict:
-    """Score the predictions of ``videos`` with the scorers of :mod:`flowrvs.eval.benchmark`."""
+    """Score the predictions of ``videos`` with the scorer of ``flowrvs score`` (:data:`SCORERS`)."""
     view = SubsetDataset(dataset, videos=videos)
     if dataset_name == "davis":  # what the DAVIS toolkit would read: the indexed PNGs of official/
         return score_davis_split(view, layout.out / "official", progress=progress)
-    return score_split(view, layout.video_root, progress=progress, dataset_name=dataset_name)
+    return score_dataset(dataset_name, view, layout.video_root, progress=progress)
 
 
-def _run_record(dataset_name, root, split, model, num_steps, size, mask_threshold=None,
-                model_files=None, window=None, overlap=None) -> dict:
-    windows = {} if window is None else {"window": window, "overlap": overlap}  # absent: whole videos (older runs)
+def dataset_video(dataset: ReferringVideoDataset, video: str) -> VideoStream:
+    """``video`` of ``dataset`` as a :class:`~flowrvs.io.read.VideoStream` named by the split's frame
+    names: one ``(H, W, 3)`` uint8 frame read at a time (``dataset.load_frames(video, [t])``)."""
+    names = dataset.frame_names(video)
+    if not names:
+        raise FlowRVSError(f"video {video} of split {getattr(dataset, 'split', '?')} lists no frames")
+    first = dataset.load_frames(video, [0])
+    if first.ndim != 4 or first.shape[0] != 1 or first.shape[-1] != 3:
+        raise FlowRVSError(f"video {video}: frame {names[0]} read as {first.shape[1:]}, not (H, W, 3)")
+
+    def frames() -> Iterator[np.ndarray]:
+        yield first[0]
+        for t in range(1, len(names)):
+            yield dataset.load_frames(video, [t])[0]
+
+    return VideoStream(video, list(names), DEFAULT_FPS, int(first.shape[1]), int(first.shape[2]), frames)
+
+
+def _run_record(dataset_name: str, root, split: str, model: str, model_files: str | None,
+                options: SegmentOptions) -> dict:
+    windows = {} if options.window is None else {"window": options.window, "overlap": options.overlap}
     return {
-        **windows,
+        **windows,  # absent: whole videos (older runs)
         "dataset": dataset_name,
         "split": split,
         "root": str(Path(root).resolve()),
         "model": str(model),
         "model_files": model_files,
-        "steps": num_steps,
-        "size": list(size) if size else None,
-        "mask_threshold": mask_threshold,
+        "steps": options.num_inference_steps,
+        "size": list(options.size) if options.size else None,
+        "mask_threshold": options.mask_threshold,
     }
 
 
@@ -153,13 +199,9 @@ class EvaluationResult:
     has_masks: bool
 
 
-def _check_arguments(dataset_name: str, limit: int | None, batch_size: int, num_steps: int | None) -> None:
+def _check_arguments(dataset_name: str, limit: int | None) -> None:
     if limit is not None and limit < 1:
         raise FlowRVSError(f"--limit must be at least 1, got {limit}")
-    if batch_size < 1:
-        raise FlowRVSError(f"--batch-size must be at least 1, got {batch_size}")
-    if num_steps is not None and num_steps < 1:
-        raise FlowRVSError(f"--steps must be at least 1, got {num_steps}")
     if dataset_name not in BENCHMARKS:
         raise FlowRVSError(f"unknown benchmark {dataset_name!r}; choose one of {', '.join(BENCHMARKS)}")
 
@@ -184,7 +226,7 @@ def _finish(layout: Layout, videos: Sequence[str], result: EvaluationResult, pro
         raise FlowRVSError(f"{len(missing)} expression(s) have no predictions after the run, e.g. {missing[0]}")
     if layout.zip_path is not None:
         result.zip_path = write_submission_zip(layout, videos)
-    else:
+    elif layout.dataset_name == "davis":
         write_davis_official(layout, videos)
     if dataset.has_masks:
         result.metrics = score_predictions(layout.dataset_name, dataset, layout, videos, progress=progress)
@@ -200,12 +242,7 @@ def evaluate(
     *,
     model_id: str = "",
     model_files: str | None = None,
-    num_steps: int | None = None,
-    mask_threshold: float | None = None,
-    size: tuple[int, int] | None = None,
-    batch_size: int = 1,
-    window: int | None = None,
-    overlap: int = 4,
+    options: SegmentOptions | None = None,
     limit: int | None = None,
     progress: bool | None = None,
     process: Process | None = None,
@@ -217,12 +254,14 @@ def evaluate(
     when there is work). ``model_id`` names the model and ``model_files`` fingerprints its folder
     (:func:`~flowrvs.loading.model_folder.model_fingerprint`); both go into the run record. ``process``
     says which shard this process runs (default: one process); a process group must already be up
-    when ``process.world_size > 1``. ``window`` / ``overlap``: run long videos in windows (default:
-    whole videos, as the public evaluation does).
+    when ``process.world_size > 1``. ``options``: how each video is segmented (default:
+    :func:`default_options` of the benchmark: whole videos for MeViS, Ref-YouTube-VOS and
+    Ref-DAVIS17, as the public evaluation, 17-frame windows for Long-RVOS and ReVOS).
     """
     process = process or Process()
     dataset_name = dataset_name.lower()
-    _check_arguments(dataset_name, limit, batch_size, num_steps)
+    _check_arguments(dataset_name, limit)
+    options = options or default_options(dataset_name)
     dataset = open_dataset(dataset_name, root, split)
     out = Path(out)
     _check_out(out, root)
@@ -231,12 +270,10 @@ def evaluate(
         raise FlowRVSError(f"{dataset_name} split {dataset.split} under {root} has no videos")
     layout = Layout(dataset_name, out, dataset)
     out.mkdir(parents=True, exist_ok=True)
-    record = _run_record(dataset_name, root, dataset.split, model_id, num_steps, size, mask_threshold,
-                         model_files, window, overlap)
+    record = _run_record(dataset_name, root, dataset.split, model_id, model_files, options)
     check_run_record(out, RUN_FILE, record, process, keys=RECORD_KEYS, outputs="predictions")
-    stats = predict_videos(get_pipe, dataset, layout, videos[process.rank :: process.world_size],
-                           num_steps=num_steps, mask_threshold=mask_threshold, size=size, batch_size=batch_size,
-                           window=window, overlap=overlap, progress=progress if process.main else False, log=log)
+    stats = predict_videos(get_pipe, dataset, layout, videos[process.rank :: process.world_size], options,
+                           progress=progress if process.main else False, log=log)
     barrier(process)
     result = EvaluationResult(out=out, split=dataset.split, videos=list(videos), metrics=None, zip_path=None,
                               stats=stats, has_masks=dataset.has_masks)

@@ -14,6 +14,11 @@ size, one folder per expression, each folder written atomically (a folder that e
   pixel = the ``obj_id`` of the set's expression that predicts it (a later obj_id wins an overlap;
   all 0 where the video has no expression of that set), the layout of the DAVIS-2017 evaluation
   toolkit (``--task unsupervised --results_path OUT/official/anno_<i>``). No zip (there is no server).
+* Long-RVOS: ``OUT/predictions/<video>/<exp_id>/<frame>.png``, 0/255; ReVOS: the same with 0/1
+  PNGs (what its official scorer reads; a video id may hold slashes, so may its folder). No zip.
+
+Every expression is written through :class:`flowrvs.io.writer.SegmentationWriter` in the
+:class:`~flowrvs.io.writer.SubmissionFolders` layout, pixel values :data:`PIXEL_VALUES`.
 
 The dataset is any reader of :mod:`flowrvs.data` (only its ``videos``, ``frame_names``,
 ``expressions`` and, for Ref-DAVIS17, ``annotator_labels``/``annotator_sets`` are used).
@@ -21,10 +26,11 @@ The dataset is any reader of :mod:`flowrvs.data` (only its ``videos``, ``frame_n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -33,30 +39,17 @@ from flowrvs.errors import FlowRVSError
 from flowrvs.eval.davis import MAX_PROPOSALS
 from flowrvs.eval.predictions import davis_index_frame, read_prediction_mask
 from flowrvs.io.atomic import atomic_dir, atomic_path, remove_stale_temps
+from flowrvs.io.writer import SegmentationWriter, SubmissionFolders, save_indexed
 
 __all__ = [
-    "DAVIS_PALETTE",
     "Layout",
-    "save_indexed",
+    "PIXEL_VALUES",
     "davis_set_dir",
     "davis_sets",
     "davis_paint_order",
     "write_submission_zip",
     "write_davis_official",
 ]
-
-#: DAVIS colour palette (index 1 = dark red, 2 = green, ...), the one of the DAVIS annotation PNGs.
-DAVIS_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128, 128, 0, 128, 0, 128, 128, 128, 128, 128,
-                 64, 0, 0, 191, 0, 0, 64, 128, 0, 191, 128, 0, 64, 0, 128, 191, 0, 128, 64, 128, 128, 191, 128, 128]
-DAVIS_PALETTE = DAVIS_PALETTE + [0] * (768 - len(DAVIS_PALETTE))
-
-
-def save_indexed(path: Path, index: np.ndarray) -> None:
-    """Write an ``(H, W)`` array of small integers (0..255) as an indexed PNG with the DAVIS palette."""
-    img = Image.fromarray(index.astype(np.uint8), mode="P")
-    img.putpalette(DAVIS_PALETTE)
-    img.save(path, format="PNG")
-
 
 def davis_set_dir(index: int) -> str:
     """Folder (under a Ref-DAVIS prediction folder) of the ``index``-th annotator set: ``anno_<index>``."""
@@ -97,10 +90,16 @@ def davis_paint_order(expressions) -> list[tuple[int, object]]:
     return out
 
 
+#: Benchmark -> the pixel values of its prediction PNGs (``SubmissionFolders(values=...)``).
+PIXEL_VALUES = {"mevis": "0/255", "ytvos": "0/255", "davis": "indexed", "long-rvos": "0/255", "revos": "0/1"}
+#: The benchmarks whose predictions are zipped for a server.
+ZIPPED = ("mevis", "ytvos")
+
+
 class Layout:
     """Where the predictions of one benchmark go under ``out`` (see the module docstring).
 
-    ``dataset_name``: ``mevis``, ``ytvos`` or ``davis``; ``dataset``: the split's reader.
+    ``dataset_name``: a key of :data:`PIXEL_VALUES`; ``dataset``: the split's reader.
     """
 
     def __init__(self, dataset_name: str, out: str | os.PathLike, dataset) -> None:
@@ -125,8 +124,8 @@ class Layout:
 
     @property
     def zip_path(self) -> Path | None:
-        """``out/submission.zip`` (None for Ref-DAVIS17: no server)."""
-        return None if self.dataset_name == "davis" else self.out / "submission.zip"
+        """``out/submission.zip`` (None for Ref-DAVIS17, Long-RVOS and ReVOS: no server)."""
+        return self.out / "submission.zip" if self.dataset_name in ZIPPED else None
 
     def expression_dir(self, expr) -> Path:
         """The folder of one expression's frame PNGs."""
@@ -147,24 +146,28 @@ class Layout:
             return False
         return all(f"{name}.png" in present for name in frames)
 
-    def write_masks(self, expr, masks: np.ndarray, frames: Sequence[str]) -> Path:
-        """Write one expression's ``(T, H, W)`` masks (nonzero = foreground) as a complete folder.
-
-        0/255 grayscale PNGs, or for Ref-DAVIS17 indexed ones (1 = the object); temp folder + rename.
-        """
-        from flowrvs.io.masks import write_mask_pngs
-
-        folder = self.expression_dir(expr)
+    @contextlib.contextmanager
+    def open_writer(self, exprs: Sequence) -> Iterator[SegmentationWriter]:
+        """A :class:`SegmentationWriter` of ``exprs`` (one video's, prompts = their sentences) whose
+        expression folders appear, all at once, only when the block ends without an error."""
+        folders = [self.expression_dir(e) for e in exprs]
         try:
-            with atomic_dir(folder) as tmp:
-                if self.dataset_name == "davis":
-                    for mask, name in zip(masks, frames):
-                        save_indexed(tmp / f"{name}.png", np.asarray(mask, dtype=bool).astype(np.uint8))
-                else:
-                    write_mask_pngs(tmp, masks, list(frames))
+            with contextlib.ExitStack() as stack:
+                temps = [stack.enter_context(atomic_dir(folder)) for folder in folders]
+                layout = SubmissionFolders(temps, values=PIXEL_VALUES[self.dataset_name])
+                with SegmentationWriter(layout, [e.sentence for e in exprs]) as writer:
+                    yield writer
         except OSError as err:
-            raise FlowRVSError(f"cannot write predictions to {folder}: {err}") from err
-        return folder
+            raise FlowRVSError(f"cannot write predictions to {folders[0].parent}: {err}") from err
+
+    def write_masks(self, expr, masks: np.ndarray, frames: Sequence[str]) -> Path:
+        """Write one expression's ``(T, H, W)`` masks (nonzero = foreground) as a complete folder
+        (through :meth:`open_writer`)."""
+        masks = np.asarray(masks).astype(bool)
+        with self.open_writer([expr]) as writer:
+            for mask, name in zip(masks, frames):
+                writer.add(name, None, mask[None])
+        return self.expression_dir(expr)
 
     def remove_stale_temps(self, videos: Iterable[str]) -> None:
         """Delete temporary folders a killed run left beside the expression folders of ``videos``."""

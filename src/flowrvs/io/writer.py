@@ -32,7 +32,9 @@ and an attribute ``needs_frames`` (whether ``add`` needs the RGB frame). Subclas
     overlay.mp4       the frames with every sentence's mask drawn in (optional)
 
 :class:`SubmissionFolders` (a benchmark's submission): sentence ``k``'s masks as
-``folders[k]/<frame>.png``, 0/255 8-bit PNGs, nothing else. It knows no dataset: the caller
+``folders[k]/<frame>.png``, nothing else: 8-bit 'L' PNGs of 0/255 (``values="0/255"``, MeViS,
+Ref-YouTube-VOS, Long-RVOS), of 0/1 (``values="0/1"``, ReVOS's official scorer) or indexed 'P'
+PNGs with the DAVIS palette, 0 = background and 1 = the object (``values="indexed"``, Ref-DAVIS17). It knows no dataset: the caller
 gives the folders, e.g. for MeViS ``[root / video / exp_id for exp_id in the video's
 expressions]`` with the expressions' sentences as the prompts.
 
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from flowrvs.errors import FlowRVSError
 from flowrvs.io.atomic import atomic_path
@@ -54,6 +57,33 @@ from flowrvs.io.checks import one_line
 from flowrvs.io.encode import VideoWriter
 from flowrvs.io.masks import check_mask_name, encode_rle, write_mask_png
 from flowrvs.io.overlay import overlay_frame
+
+#: DAVIS colour palette (index 1 = dark red, 2 = green, ...), the one of the DAVIS annotation PNGs.
+DAVIS_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128, 128, 0, 128, 0, 128, 128, 128, 128, 128,
+                 64, 0, 0, 191, 0, 0, 64, 128, 0, 191, 128, 0, 64, 0, 128, 191, 0, 128, 64, 128, 128, 191, 128, 128]
+DAVIS_PALETTE = DAVIS_PALETTE + [0] * (768 - len(DAVIS_PALETTE))
+
+#: The pixel values :class:`SubmissionFolders` can write.
+MASK_VALUES = ("0/255", "0/1", "indexed")
+
+
+def save_indexed(path: Path, index: np.ndarray) -> None:
+    """Write an ``(H, W)`` array of small integers (0..255) as an indexed PNG with the DAVIS palette."""
+    img = Image.fromarray(index.astype(np.uint8), mode="P")
+    img.putpalette(DAVIS_PALETTE)
+    img.save(path, format="PNG")
+
+
+def _write_png(path: Path, mask: np.ndarray, values: str) -> None:
+    """One ``(H, W)`` bool mask as ``path`` in the pixel values ``values`` (:data:`MASK_VALUES`), atomically."""
+    if values == "0/255":
+        write_mask_png(path, mask)
+        return
+    with atomic_path(path) as tmp:
+        if values == "indexed":
+            save_indexed(tmp, mask.astype(np.uint8))
+        else:
+            Image.fromarray(mask.astype(np.uint8)).save(tmp, format="PNG")
 
 
 class Layout:
@@ -77,12 +107,12 @@ class Layout:
         """Writing stopped on an error: remove what would look finished."""
 
 
-def _write_pngs(folders: Sequence[Path], name: str, masks: np.ndarray) -> None:
-    """``masks[k]`` ``(H, W)`` bool as ``folders[k]/<name>.png`` (0/255), folders made as needed."""
+def _write_pngs(folders: Sequence[Path], name: str, masks: np.ndarray, values: str = "0/255") -> None:
+    """``masks[k]`` ``(H, W)`` bool as ``folders[k]/<name>.png`` (pixel ``values``), folders made as needed."""
     for folder, mask in zip(folders, masks):
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            write_mask_png(folder / f"{name}.png", mask)
+            _write_png(folder / f"{name}.png", mask, values)
         except OSError as exc:
             raise FlowRVSError(f"cannot write masks to {folder}: {one_line(exc)}") from exc
 
@@ -146,20 +176,24 @@ class SegmentFolder(Layout):
 
 
 class SubmissionFolders(Layout):
-    """A benchmark submission: sentence ``k``'s masks as ``folders[k]/<frame>.png`` (0/255 'L'
-    PNGs), no index, no overlay. ``folders`` has one folder per sentence, in prompt order."""
+    """A benchmark submission: sentence ``k``'s masks as ``folders[k]/<frame>.png``, no index, no
+    overlay. ``folders`` has one folder per sentence, in prompt order; ``values`` one of
+    :data:`MASK_VALUES`: 'L' PNGs of 0/255 (default) or 0/1, or DAVIS-palette 'P' PNGs of 0/1."""
 
-    def __init__(self, folders: Sequence):
+    def __init__(self, folders: Sequence, values: str = "0/255"):
         self.folders = [Path(f) for f in folders]
         if len({f.resolve() for f in self.folders}) != len(self.folders):
             raise ValueError("SubmissionFolders needs one distinct folder per sentence")
+        if values not in MASK_VALUES:
+            raise ValueError(f"values must be one of {MASK_VALUES}, got {values!r}")
+        self.values = values
 
     def start(self, prompts: list[str]) -> None:
         if len(prompts) != len(self.folders):
             raise ValueError(f"{len(prompts)} prompts but {len(self.folders)} folders")
 
     def add(self, name: str, frame: np.ndarray | None, masks: np.ndarray) -> None:
-        _write_pngs(self.folders, name, masks)
+        _write_pngs(self.folders, name, masks, self.values)
 
 
 class SegmentationWriter:

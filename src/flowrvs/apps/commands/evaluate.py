@@ -1,8 +1,12 @@
-"""`flowrvs evaluate --dataset mevis|ytvos|davis --root DIR --split S --model M --out OUT`.
+"""`flowrvs evaluate --dataset mevis|ytvos|davis|long-rvos|revos --root DIR --split S --model M --out OUT`.
 
-Runs the model over a split, writes the predictions in the layout of the dataset's official
-scorer/server (and ``OUT/submission.zip`` for MeViS and Ref-YouTube-VOS), scores a split that has
-masks into ``OUT/metrics.json`` (the format of ``flowrvs score``) and prints ``J&F .. J .. F ..``.
+Runs the model over a split (one streamed segmentation per video, options from
+:func:`~flowrvs.apps.commands.common.add_segment_options`), writes the predictions in the layout
+of the dataset's official scorer/server (and ``OUT/submission.zip`` for MeViS and
+Ref-YouTube-VOS), scores a split that has masks into ``OUT/metrics.json`` (the format of
+``flowrvs score``) and prints its summary line. ``--window`` defaults to whole videos for
+mevis/ytvos/davis (the public evaluation; published numbers come from it) and to 17-frame
+windows (overlap 4) for long-rvos/revos.
 Resumable: run it again with the same ``--out`` and finished expressions are skipped. Under
 ``torchrun --nproc_per_node N`` the videos are shared out among the processes. Layouts: see
 :mod:`flowrvs.eval.layouts`.
@@ -14,7 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowrvs.apps.commands.common import add_model_args, parse_size
+from flowrvs.apps.commands.common import add_model_args, add_segment_options
+
+WINDOW_HELP = ("frames per window, 4k+1; 0 = the whole video in one pass (default: whole videos for "
+               "mevis, ytvos and davis, as the public evaluation, whose published numbers come from it; "
+               "17 with --overlap 4 for long-rvos and revos)")
 
 
 def register(subparsers) -> None:
@@ -27,8 +35,11 @@ def register(subparsers) -> None:
             "Segment every expression of a split, write 0/255 PNGs named after the dataset's frames "
             "(MeViS: OUT/predictions/<video>/<exp_id>/; Ref-YouTube-VOS: OUT/predictions/Annotations/"
             "<video>/<exp_id>/; Ref-DAVIS17: OUT/predictions/anno_<set>/<video>/<exp_id>/ as indexed PNGs, "
-            "plus OUT/official/anno_<set>/<video>/ for the DAVIS toolkit), OUT/submission.zip for the "
-            "servers, and for a split with masks OUT/metrics.json. Resumable; works under torchrun."
+            "plus OUT/official/anno_<set>/<video>/ for the DAVIS toolkit; Long-RVOS: OUT/predictions/<video>/"
+            "<exp_id>/; ReVOS: the same as 0/1 PNGs), OUT/submission.zip for the MeViS and Ref-YouTube-VOS "
+            "servers, and for a split with masks OUT/metrics.json. Whole videos for mevis/ytvos/davis by "
+            "default (the published numbers come from it), 17-frame windows for long-rvos/revos. "
+            "Resumable; works under torchrun."
         ),
     )
     p.add_argument("--dataset", required=True, choices=BENCHMARKS, help="benchmark")
@@ -37,24 +48,24 @@ def register(subparsers) -> None:
                    help="split (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_SPLITS.items()) + ")")
     p.add_argument("--out", required=True, type=Path, help="output folder (reused on a rerun: finished work is kept)")
     p.add_argument("--limit", type=int, default=None, help="only the first K videos (sorted)")
-    p.add_argument("--batch-size", type=int, default=1, help="expressions per DiT pass")
-    p.add_argument("--size", default=None, help="HxW box frames are resized into (default: the model's)")
-    p.add_argument("--window", type=int, default=0,
-                   help="frames per window for long videos, 4k+1 (default 0: whole videos, as the public evaluation)")
-    p.add_argument("--overlap", type=int, default=4, help="frames neighbouring windows share (with --window)")
-    add_model_args(p)
+    add_segment_options(p)
+    p._option_string_actions["--window"].help = WINDOW_HELP  # evaluate's default differs from segment's
+    p._option_string_actions["--batch-size"].help = "expressions per DiT pass"
+    add_model_args(p, steps=False)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowrvs.apps.commands.common import hub_options, init_distributed, load_pipeline
+    from flowrvs.apps.commands.common import hub_options, init_distributed, load_pipeline, segment_options
     from flowrvs.eval.benchmark import summary_line
-    from flowrvs.eval.evaluate import evaluate
+    from flowrvs.eval.evaluate import WINDOWED, evaluate
     from flowrvs.loading.model_folder import model_fingerprint
     from flowrvs.loading.resolve import resolve_model_dir
     from flowrvs.runtime import distributed
 
-    size = parse_size(args.size) if args.size else None
+    if args.window is None and args.dataset not in WINDOWED:
+        args.window = 0  # whole videos: the public evaluation
+    options = segment_options(args)  # validated once, before any work
     model_dir = resolve_model_dir(args.model, **hub_options(args))  # fails fast on a bad model before any work
     process = distributed.from_environment()
     prefix = f"[rank {process.rank}/{process.world_size}] " if process.distributed else ""
@@ -73,12 +84,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             model_id=str(model_dir.resolve()),
             model_files=model_fingerprint(model_dir),
-            num_steps=args.steps,
-            mask_threshold=args.mask_threshold,
-            size=size,
-            batch_size=args.batch_size,
-            window=args.window or None,
-            overlap=args.overlap,
+            options=options,
             limit=args.limit,
             process=process,
             log=log,
