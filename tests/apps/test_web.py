@@ -63,9 +63,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tiny_pipe, tmp_path_factory):
     from flowrvs.apps.web import build_app, serve
+    from flowrvs.options import SegmentOptions
 
     work = tmp_path_factory.mktemp("web")
-    app = build_app(tiny_pipe, size=SIZE, examples_dir=work / "examples", result_root=work / "results")
+    app = build_app(tiny_pipe, options=SegmentOptions(size=SIZE), examples_dir=work / "examples", result_root=work / "results")
     url = serve(app, port=_free_port())
     yield url, work
     app.close()
