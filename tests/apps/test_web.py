@@ -225,3 +225,10 @@ def test_web_command_user_errors_are_one_line(server, capsys):
     assert main(["web", "--model", "tiny-synthetic", "--device", "cpu", "--port", str(port), "--no-examples"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"flowrvs web: error: cannot serve on 127.0.0.1:{port}: port {port} is in use"
+
+
+def test_web_window_flags_are_checked_before_the_model_loads(capsys):
+    from flowrvs.apps.cli import main
+
+    assert main(["web", "--model", "no-such-model", "--window", "6", "--no-examples"]) == 2
+    assert "--window" in capsys.readouterr().err
