@@ -6,8 +6,8 @@ Gradio serves itself, and nothing on the page is loaded from another host.
 
 One click of **Segment** runs :func:`segment_upload`: the video is streamed once through the
 pipeline with all its sentences, window by window, and the files ``flowrvs segment`` writes go
-into a fresh folder frame by frame (memory does not grow with the video's length); the page shows the overlay video with a colour legend, one mask preview
-per sentence, and offers ``masks.zip`` (the per-sentence PNG folders and ``masks.json``).
+into a fresh folder frame by frame (memory does not grow with the video's length); the page
+shows the overlay video with a colour legend, one mask preview per sentence, and offers ``masks.zip`` (the per-sentence PNG folders and ``masks.json``).
 """
 
 from __future__ import annotations
@@ -91,9 +91,9 @@ def mask_previews(frames: np.ndarray, masks: Sequence[np.ndarray], prompts: Sequ
                   count: int = PREVIEW_FRAMES) -> list[tuple[np.ndarray, str]]:
     """Per sentence, ``count`` evenly spaced frames side by side with its mask in its colour.
 
-    frames: ``(T, H, W, 3)`` uint8; masks: one ``(T, H, W)`` bool per sentence (a ``(K, T, H, W)``
-    array does). Returns
-    ``(image (H, n*W, 3) uint8, caption)`` pairs, as a Gradio gallery takes them.
+    frames: ``(T, H, W, 3)`` uint8; masks: one ``(T, H, W)`` bool per sentence (or a
+    ``(K, T, H, W)`` array). Returns ``(image (H, n*W, 3) uint8, caption)`` pairs, as a Gradio
+    gallery takes them.
     """
     from flowrvs.io.overlay import overlay_masks
 
@@ -181,8 +181,8 @@ def segment_upload(pipe, video_path, sentences_text: str | None, steps, result_r
                    report: Callable[[float, str], None] | None = None) -> WebResult:
     """Segment the sentences of ``sentences_text`` (one per line) in the video at ``video_path``.
 
-    Streams the video through the pipeline window by window (:func:`flowrvs.pipelines.streaming.stream_segmentation`)
-    and writes what ``flowrvs segment`` writes into a new folder under ``result_root`` as the
+    Streams the video through the pipeline window by window
+    (:func:`flowrvs.pipelines.streaming.stream_segmentation`) and writes what ``flowrvs segment`` writes into a new folder under ``result_root`` as the
     frames come, keeping only the few preview frames, so memory does not grow with the video's
     length; then zips its masks into ``masks.zip`` beside it. options: the page's settings
     (size, window, overlap; default the model's), ``steps`` replacing their Euler steps.
