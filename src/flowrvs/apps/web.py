@@ -7,7 +7,8 @@ Gradio serves itself, and nothing on the page is loaded from another host.
 One click of **Segment** runs :func:`segment_upload`: the video is streamed once through the
 pipeline with all its sentences, window by window, and the files ``flowrvs segment`` writes go
 into a fresh folder frame by frame (memory does not grow with the video's length); the page
-shows the overlay video with a colour legend, one mask preview per sentence, and offers ``masks.zip`` (the per-sentence PNG folders and ``masks.json``).
+shows the overlay video with a colour legend, one mask preview per sentence, and offers
+``masks.zip`` (the per-sentence PNG folders and ``masks.json``).
 """
 
 from __future__ import annotations
