@@ -14,6 +14,7 @@ from PIL import Image
 from flowrvs.apps.batch import plan_jobs, read_sentence_file, segment_batch
 from flowrvs.apps.cli import main
 from flowrvs.errors import FlowRVSError
+from flowrvs.options import SegmentOptions
 
 SIZE = "32x48"  # frames at the tiny model's working size
 SENTENCES = {
@@ -118,35 +119,35 @@ def test_each_video_decoded_and_encoded_once_sentences_together(videos, tiny_pip
     import flowrvs.io.read as video_module
 
     decoded, encoded, calls = [], [], []
-    real_read, real_encode = video_module._open_container, tiny_pipe.encode_video
+    real_read, real_encode, real_prompt = video_module._open_container, tiny_pipe.encode_video, tiny_pipe.encode_prompt
     monkeypatch.setattr(video_module, "_open_container", lambda path, *a: decoded.append(path) or real_read(path, *a))
     monkeypatch.setattr(tiny_pipe, "encode_video", lambda v: encoded.append(v.shape) or real_encode(v))
-
-    def pipe(video, prompts, **kwargs):
-        calls.append(list(prompts))
-        return tiny_pipe(video, prompts, **kwargs)
+    monkeypatch.setattr(tiny_pipe, "encode_prompt", lambda p, *a, **k: calls.append(list(p)) or real_prompt(p, *a, **k))
 
     (tmp_path / "s.json").write_text(json.dumps({"a": SENTENCES["a.mp4"] + ["the white shape"]}))
-    stats, summary = segment_batch(lambda: pipe, videos, tmp_path / "s.json", tmp_path / "out", size=(32, 48),
-                                   batch_size=2, progress=False)
+    stats, summary = segment_batch(lambda: tiny_pipe, videos, tmp_path / "s.json", tmp_path / "out",
+                                   options=SegmentOptions(size=(32, 48), batch_size=2), progress=False)
     assert stats.done == ["a"] and summary["failed"] == []
     assert [Path(p).name for p in decoded] == ["a.mp4"] and len(encoded) == 1
     assert calls == [SENTENCES["a.mp4"] + ["the white shape"]]
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(full_run, videos, tiny_pipe, tmp_path, model_dir):
+def test_killed_run_resumes_to_the_uninterrupted_result(full_run, videos, tiny_pipe, tmp_path, model_dir, monkeypatch):
     calls = []
+    real_encode = tiny_pipe.encode_video
 
-    def dying_pipe(video, prompts, **kwargs):
-        calls.append(prompts)
+    def dying_encode(video):
+        calls.append(video.shape)
         if len(calls) == 2:
             raise KeyboardInterrupt  # killed while segmenting the second video
-        return tiny_pipe(video, prompts, **kwargs)
+        return real_encode(video)
 
     out = tmp_path / "out"
-    options = dict(size=(32, 48), progress=False, log=lambda msg: None)
-    with pytest.raises(KeyboardInterrupt):
-        segment_batch(lambda: dying_pipe, videos, videos.parent / "sentences.json", out, **options)
+    options = dict(options=SegmentOptions(size=(32, 48)), progress=False, log=lambda msg: None)
+    with monkeypatch.context() as patch:
+        patch.setattr(tiny_pipe, "encode_video", dying_encode)
+        with pytest.raises(KeyboardInterrupt):
+            segment_batch(lambda: tiny_pipe, videos, videos.parent / "sentences.json", out, **options)
     assert (out / "a" / "masks.json").is_file() and not (out / "b").exists()
 
     loads = []
@@ -211,3 +212,8 @@ def test_torchrun_two_processes_equal_one(full_run, videos, model_dir, tmp_path)
     assert tree(out) == tree(full_run[0])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed"] == BAD and summary["done"] == 2
+
+
+def test_window_flags_are_checked_once_with_their_names(videos, model_dir, tmp_path, capsys):
+    assert main(batch_args(videos, model_dir, tmp_path / "out", "--window", "6")) == 2
+    assert "--window" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -63,9 +63,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tiny_pipe, tmp_path_factory):
     from flowrvs.apps.web import build_app, serve
+    from flowrvs.options import SegmentOptions
 
     work = tmp_path_factory.mktemp("web")
-    app = build_app(tiny_pipe, size=SIZE, examples_dir=work / "examples", result_root=work / "results")
+    app = build_app(tiny_pipe, options=SegmentOptions(size=SIZE), examples_dir=work / "examples", result_root=work / "results")
     url = serve(app, port=_free_port())
     yield url, work
     app.close()
@@ -224,3 +225,35 @@ def test_web_command_user_errors_are_one_line(server, capsys):
     assert main(["web", "--model", "tiny-synthetic", "--device", "cpu", "--port", str(port), "--no-examples"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"flowrvs web: error: cannot serve on 127.0.0.1:{port}: port {port} is in use"
+
+
+def test_web_window_flags_are_checked_before_the_model_loads(capsys):
+    from flowrvs.apps.cli import main
+
+    assert main(["web", "--model", "no-such-model", "--window", "6", "--no-examples"]) == 2
+    assert "--window" in capsys.readouterr().err
+
+
+def test_segment_upload_streams_windows_and_keeps_the_preview_frames_masks(tiny_pipe, tmp_path):
+    from flowrvs.apps.web import PREVIEW_FRAMES, mask_previews, preview_picks, segment_upload
+    from flowrvs.data.synth.generate import generate_video
+    from flowrvs.io.encode import write_video
+    from flowrvs.io.read import read_video
+    from flowrvs.options import SegmentOptions
+
+    path = tmp_path / "long.mp4"
+    write_video(path, generate_video(6, frames=13, size=SIZE).frames, fps=8)
+    out = segment_upload(tiny_pipe, str(path), "\n".join(SENTENCES), 1, tmp_path / "results",
+                         options=SegmentOptions(size=SIZE, window=5, overlap=1))
+    video = read_video(path)
+    direct = tiny_pipe(video, SENTENCES, size=SIZE, window=5, overlap=1)
+    assert out.num_frames == 13 and len(read_video(out.overlay)) == 13
+    picks = preview_picks(13)
+    assert len(picks) == PREVIEW_FRAMES
+    expected = mask_previews(video.frames[picks], [m[picks] for m in direct.masks], SENTENCES, count=len(picks))
+    for (got, caption), (want, want_caption) in zip(out.previews, expected, strict=True):
+        assert caption == want_caption and np.array_equal(got, want)
+    index = json.loads((out.folder / "masks.json").read_text())
+    for k, masks in enumerate(direct.masks):
+        for t, name in enumerate(direct.frame_names):
+            assert np.array_equal(decode_rle(index["prompts"][k]["masks"][name]), masks[t])

@@ -15,14 +15,14 @@ from flowrvs.io.encode import write_video
 from flowrvs.io.masks import decode_rle, encode_rle, write_mask_pngs
 from flowrvs.io.overlay import overlay_masks
 from flowrvs.io.read import read_video
-from flowrvs.io.writer import Layout, SegmentationWriter, SegmentFolder, SubmissionFolders, write_segmentation
+from flowrvs.io.writer import Layout, SegmentationWriter, SegmentFolder, SubmissionFolders
 
 T, H, W = 7, 20, 30
 
 
 @dataclass
 class Result:
-    """What write_segmentation reads of the pipeline's output."""
+    """A whole result, as the pipeline's output holds it."""
 
     prompts: list[str]
     masks: list[np.ndarray]
@@ -58,7 +58,14 @@ def expected_index(result: Result, source: str) -> dict:
     }
 
 
-def test_streamed_writer_writes_the_same_files_as_the_whole_result_path(tmp_path, monkeypatch):
+def write_result(folder, frames: np.ndarray, result: Result, source: str, overlay: bool = True) -> None:
+    """``result`` written frame by frame in the SegmentFolder layout."""
+    with SegmentationWriter(SegmentFolder(folder, source, result.fps, overlay=overlay), result.prompts) as writer:
+        for t, name in enumerate(result.frame_names):
+            writer.add(name, frames[t] if overlay else None, np.stack([m[t] for m in result.masks]))
+
+
+def test_streamed_writer_writes_the_reference_files(tmp_path, monkeypatch):
     monkeypatch.setattr(encode_module, "_video_codec", lambda: "mpeg4")  # deterministic bytes (x264 threads are not)
     frames, result = make_result()
     streamed = tmp_path / "streamed"
@@ -80,19 +87,13 @@ def test_streamed_writer_writes_the_same_files_as_the_whole_result_path(tmp_path
     assert (streamed / "masks.json").read_text() == json.dumps(expected_index(result, "clip.mp4"))
     assert (streamed / "overlay.mp4").read_bytes() == (reference / "overlay.mp4").read_bytes()
 
-    whole = tmp_path / "whole"
-    whole.mkdir()
-    write_segmentation(whole, frames, result, "clip.mp4")
-    for path in files:
-        assert (whole / path).read_bytes() == (streamed / path).read_bytes()
-
 
 def test_overlay_with_the_default_codec_decodes_to_the_overlay_frames(tmp_path):
     _, result = make_result(1)
     result.masks[1] = np.zeros((T, H, W), bool)
     result.masks[1][:, 10:, 15:] = True  # codec-friendly: flat regions
     frames = np.broadcast_to(np.linspace(60, 200, T, dtype=np.uint8)[:, None, None, None], (T, H, W, 3)).copy()
-    write_segmentation(tmp_path, frames, result, "clip.mp4")
+    write_result(tmp_path, frames, result, "clip.mp4")
     overlay = read_video(tmp_path / "overlay.mp4")
     assert overlay.fps == pytest.approx(result.fps)
     expected = overlay_masks(frames, result.masks)
@@ -103,7 +104,7 @@ def test_overlay_with_the_default_codec_decodes_to_the_overlay_frames(tmp_path):
 
 def test_masks_json_round_trips_and_no_overlay(tmp_path):
     frames, result = make_result(2)
-    write_segmentation(tmp_path, frames, result, "x", overlay=False)
+    write_result(tmp_path, frames, result, "x", overlay=False)
     assert not (tmp_path / "overlay.mp4").exists()
     info = json.loads((tmp_path / "masks.json").read_text())
     for k, masks in enumerate(result.masks):

@@ -9,8 +9,9 @@ Outputs, per video: ``OUT/<name>/`` in the layout of ``flowrvs segment`` (``<k>/
 ``masks.json``, ``overlay.mp4``), written atomically; and ``OUT/summary.json`` with, per video,
 its frames, sentences, seconds and status (``done`` or ``failed`` with the error).
 
-Each video is decoded once and sent through the pipeline once with all its sentences (the video
-is encoded once, the sentences go through the DiT in batches). A video whose folder holds the
+Each video is streamed once through the pipeline with all its sentences, window by window (each
+window is encoded once, the sentences go through the DiT in batches) and written frame by frame,
+so memory does not grow with a video's length. A video whose folder holds the
 same sentences already is skipped, so a killed run started again ends with what an
 uninterrupted one writes. One video's problem (missing, corrupt, an empty sentence) fails that
 video only. Under ``torchrun`` each process takes every ``world``-th video (as ``evaluate`` does).
@@ -31,6 +32,7 @@ from flowrvs.errors import FlowRVSError, first_line
 from flowrvs.io.atomic import atomic_dir, remove_stale_temps, write_json
 from flowrvs.io.names import check_name
 from flowrvs.io.read import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from flowrvs.options import SegmentOptions
 from flowrvs.runtime.distributed import Process, barrier
 from flowrvs.runtime.records import check_run_record, read_record
 
@@ -177,37 +179,46 @@ class BatchStats:
 
 
 def prepare(job: Job):
-    """Check ``job``'s sentences and decode its video (once): ``(sentences, Video)``; raises FlowRVSError."""
+    """Check ``job``'s sentences and open its video as a stream: ``(sentences, VideoStream)``.
+
+    Nothing is decoded beyond what opening needs (the names, fps and size); raises
+    :class:`FlowRVSError` for a missing or undecodable video or an empty sentence.
+    """
     from flowrvs.models.text import check_prompts
-    from flowrvs.io.read import read_video
+    from flowrvs.io.read import open_video
 
     if job.problem:
         raise FlowRVSError(job.problem)
-    return check_prompts(job.sentences), read_video(job.source)
+    return check_prompts(job.sentences), open_video(job.source)
 
 
-def segment_one(pipe, job: Job, prompts: list[str], video, out: Path, *, num_steps=None, size=None,
-                batch_size: int = 1, mask_threshold=None, overlay: bool = True) -> dict:
-    """Segment all of ``job``'s sentences in one pipeline call and write ``out/<name>`` atomically.
+def segment_one(pipe, job: Job, prompts: list[str], video, out: Path, options: SegmentOptions,
+                overlay: bool = True) -> dict:
+    """Stream all of ``job``'s sentences through ``pipe`` window by window into ``out/<name>`` (atomically).
 
-    video: the decoded :class:`~flowrvs.io.read.Video` (encoded once for all its sentences).
-    Returns the job's record for the summary (``seconds`` is filled in by the caller).
+    video: the opened :class:`~flowrvs.io.read.VideoStream` (decoded once, each window encoded
+    once for all its sentences); frames and masks are written as they are final, so memory
+    does not grow with the video's length. Returns the job's record for the summary
+    (``seconds`` is filled in by the caller).
     """
-    from flowrvs.io.writer import write_segmentation
+    from flowrvs.io.writer import SegmentFolder, SegmentationWriter
+    from flowrvs.pipelines.streaming import stream_segmentation
 
-    result = pipe(video, prompts, num_inference_steps=num_steps, size=size, batch_size=batch_size,
-                  mask_threshold=mask_threshold)
+    stream = stream_segmentation(pipe, video, prompts, options)
     with atomic_dir(out / job.name) as tmp:
-        write_segmentation(tmp, video.frames, result, str(job.source), overlay=overlay)
-    return {"frames": len(result.frame_names), "sentences": len(prompts), "seconds": None, "status": "done"}
+        layout = SegmentFolder(tmp, str(job.source), stream.fps, overlay=overlay)
+        with SegmentationWriter(layout, stream.prompts) as writer:
+            for item in stream:
+                writer.add(item.name, item.frame, item.masks)
+    return {"frames": len(stream), "sentences": len(prompts), "seconds": None, "status": "done"}
 
 
 def run_jobs(get_pipe: Callable[[], object], jobs: Sequence[Job], out: str | Path, *,
-             num_steps: int | None = None, size: tuple[int, int] | None = None, batch_size: int = 1,
-             mask_threshold: float | None = None, overlay: bool = True, progress: bool | None = None,
+             options: SegmentOptions | None = None, overlay: bool = True, progress: bool | None = None,
              log: Log = logger.warning) -> BatchStats:
     """Segment every unfinished job in ``jobs``; one video's failure is recorded and the rest go on.
 
+    options: how each video is segmented (default: the model's settings, 17-frame windows).
     ``get_pipe()`` is called once, when the first video is ready to segment (so a batch of
     finished or broken videos never loads the model; a model that fails to load stops the
     batch). Each job's record goes to ``out/.status/videos/<name>.json``; :func:`write_summary`
@@ -216,6 +227,7 @@ def run_jobs(get_pipe: Callable[[], object], jobs: Sequence[Job], out: str | Pat
     from tqdm.auto import tqdm
 
     out = Path(out)
+    options = options or SegmentOptions()
     stats = BatchStats()
     start = time.perf_counter()
     pipe = None
@@ -230,8 +242,7 @@ def run_jobs(get_pipe: Callable[[], object], jobs: Sequence[Job], out: str | Pat
             prompts, video = prepare(job)
             if pipe is None:
                 pipe = _load(get_pipe)
-            record = segment_one(pipe, job, prompts, video, out, num_steps=num_steps, size=size,
-                                 batch_size=batch_size, mask_threshold=mask_threshold, overlay=overlay)
+            record = segment_one(pipe, job, prompts, video, out, options, overlay=overlay)
             record["seconds"] = round(time.perf_counter() - began, 3)
             stats.done.append(job.name)
         except ModelLoadError:
@@ -286,10 +297,11 @@ def write_summary(out: str | Path, jobs: Sequence[Job]) -> dict:
 
 def segment_batch(get_pipe: Callable[[], object], videos_dir: str | Path, sentence_file: str | Path,
                   out: str | Path, *, process: Process | None = None, run_record: dict | None = None,
-                  log: Log = logger.warning, progress: bool | None = None, **options) -> tuple[BatchStats, dict | None]:
+                  log: Log = logger.warning, progress: bool | None = None, options: SegmentOptions | None = None,
+                  overlay: bool = True) -> tuple[BatchStats, dict | None]:
     """The whole batch: plan, run this process's share, and (rank 0) write ``summary.json``.
 
-    ``options``: ``num_steps``, ``size``, ``batch_size``, ``mask_threshold``, ``overlay`` (see
+    ``options``: how each video is segmented; ``overlay``: write each ``overlay.mp4`` (see
     :func:`run_jobs`). ``run_record``: what made the masks (model, settings); a rerun into the
     same ``out`` must match it. ``process`` says which share this process runs; a process group
     must be up when ``process.world_size > 1``. Returns this process's stats and the summary (None on
@@ -307,7 +319,8 @@ def segment_batch(get_pipe: Callable[[], object], videos_dir: str | Path, senten
     if run_record is not None:
         check_run_record(out, f"{STATUS_DIR}/{RUN_FILE}", run_record, process, outputs="masks")
     mine = jobs[process.rank :: process.world_size]
-    stats = run_jobs(get_pipe, mine, out, progress=progress if process.main else False, log=log, **options)
+    stats = run_jobs(get_pipe, mine, out, options=options, overlay=overlay, progress=progress if process.main else False,
+                     log=log)
     barrier(process)
     if not process.main:
         return stats, None

@@ -4,23 +4,23 @@
 works offline: Gradio's analytics and version check are off, the theme's fonts are the ones
 Gradio serves itself, and nothing on the page is loaded from another host.
 
-One click of **Segment** runs :func:`segment_upload`: the video is decoded once, all its
-sentences are segmented in one pipeline call, and the files ``flowrvs segment`` writes go
-into a fresh folder; the page shows the overlay video with a colour legend, one mask preview
-per sentence, and offers ``masks.zip`` (the per-sentence PNG folders and ``masks.json``).
+One click of **Segment** runs :func:`segment_upload`: the video is streamed once through the
+pipeline with all its sentences, window by window, and the files ``flowrvs segment`` writes go
+into a fresh folder frame by frame (memory does not grow with the video's length); the page
+shows the overlay video with a colour legend, one mask preview per sentence, and offers
+``masks.zip`` (the per-sentence PNG folders and ``masks.json``).
 """
 
 from __future__ import annotations
 
 import html
-import logging
 import os
 import shutil
 import tempfile
 import time
 import uuid
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,14 +28,13 @@ import numpy as np
 
 from flowrvs.errors import FlowRVSError, first_line
 from flowrvs.io.atomic import atomic_dir, atomic_path
+from flowrvs.options import SegmentOptions
 
 UPLOAD_TYPES = (".mp4", ".webm", ".gif", ".mov", ".avi", ".mkv")
 ZIP_NAME = "masks.zip"
 EXAMPLE_SEEDS = (2026, 7)  # synthetic videos offered as one-click examples
 PREVIEW_FRAMES = 6  # frames shown per sentence in the mask preview
 KEEP_RESULTS_S = 3600  # result folders older than this are removed when a new one is made
-
-log = logging.getLogger(__name__)
 
 
 def default_steps(pipe) -> int:
@@ -57,15 +56,15 @@ def parse_sentences(text: str | None) -> list[str]:
     try:
         return check_prompts(sentences)
     except FlowRVSError as err:  # a line of only quotes or backslashes cleans to nothing
-        raise FlowRVSError(f"{err}: write a sentence that describes an object") from None
+        raise FlowRVSError(f"{err}: write a sentence that describes an object") from err
 
 
 def parse_steps(value) -> int:
     """The Euler steps field as a positive int."""
     try:
         steps = float(value)
-    except (TypeError, ValueError):
-        raise FlowRVSError(f"Euler steps must be a whole number, got {value!r}") from None
+    except (TypeError, ValueError) as err:
+        raise FlowRVSError(f"Euler steps must be a whole number, got {value!r}") from err
     if not steps.is_integer() or steps < 1:
         raise FlowRVSError(f"Euler steps must be a whole number of at least 1, got {value!r}")
     return int(steps)
@@ -93,12 +92,13 @@ def mask_previews(frames: np.ndarray, masks: Sequence[np.ndarray], prompts: Sequ
                   count: int = PREVIEW_FRAMES) -> list[tuple[np.ndarray, str]]:
     """Per sentence, ``count`` evenly spaced frames side by side with its mask in its colour.
 
-    frames: ``(T, H, W, 3)`` uint8; masks: one ``(T, H, W)`` bool per sentence. Returns
-    ``(image (H, n*W, 3) uint8, caption)`` pairs, as a Gradio gallery takes them.
+    frames: ``(T, H, W, 3)`` uint8; masks: one ``(T, H, W)`` bool per sentence (or a
+    ``(K, T, H, W)`` array). Returns ``(image (H, n*W, 3) uint8, caption)`` pairs, as a Gradio
+    gallery takes them.
     """
     from flowrvs.io.overlay import overlay_masks
 
-    picks = np.unique(np.linspace(0, frames.shape[0] - 1, min(count, frames.shape[0])).round().astype(int))
+    picks = preview_picks(frames.shape[0], count)
     shown = frames[picks]
     previews = []
     for k, (mask, prompt) in enumerate(zip(masks, prompts)):
@@ -147,17 +147,51 @@ def new_result_dir(root: Path) -> Path:
     return path
 
 
+def preview_picks(num_frames: int, count: int = PREVIEW_FRAMES) -> list[int]:
+    """The indices of up to ``count`` evenly spaced frames of a ``num_frames``-frame video."""
+    return np.unique(np.linspace(0, num_frames - 1, min(count, num_frames)).round().astype(int)).tolist()
+
+
+def _upload_error(err: FlowRVSError, video_path) -> FlowRVSError:
+    """``err`` naming the upload, not the server's copy of it."""
+    return FlowRVSError(str(err).replace(str(video_path), Path(str(video_path)).name))
+
+
+def _stream_to_folder(stream, folder: Path, source: str, picks: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Write ``stream`` frame by frame into ``folder`` (the ``segment`` layout, atomically).
+
+    Keeps only the preview frames ``picks``: returns their ``(P, H, W, 3)`` uint8 frames and
+    ``(K, P, H, W)`` bool masks.
+    """
+    from flowrvs.io.writer import SegmentFolder, SegmentationWriter
+
+    wanted = set(picks)
+    shown, masks = [], []
+    with atomic_dir(folder) as tmp:
+        with SegmentationWriter(SegmentFolder(tmp, source, stream.fps, overlay=True), stream.prompts) as writer:
+            for item in stream:
+                writer.add(item.name, item.frame, item.masks)
+                if item.index in wanted:
+                    shown.append(item.frame.copy())
+                    masks.append(item.masks.copy())  # not a view that keeps its window alive
+    return np.stack(shown), np.stack(masks, axis=1)
+
+
 def segment_upload(pipe, video_path, sentences_text: str | None, steps, result_root: Path,
-                   size: tuple[int, int] | None = None,
+                   options: SegmentOptions | None = None,
                    report: Callable[[float, str], None] | None = None) -> WebResult:
     """Segment the sentences of ``sentences_text`` (one per line) in the video at ``video_path``.
 
-    Writes what ``flowrvs segment`` writes into a new folder under ``result_root`` and zips its
-    masks into ``masks.zip`` beside it. ``report(fraction, text)`` is told of progress. User
-    mistakes raise :class:`FlowRVSError` before any model work.
+    Streams the video through the pipeline window by window
+    (:func:`flowrvs.pipelines.streaming.stream_segmentation`) and writes what ``flowrvs segment`` writes into a new folder under ``result_root`` as the
+    frames come, keeping only the few preview frames, so memory does not grow with the video's
+    length; then zips its masks into ``masks.zip`` beside it. options: the page's settings
+    (size, window, overlap; default the model's), ``steps`` replacing their Euler steps.
+    ``report(fraction, text)`` is told of progress. User mistakes raise :class:`FlowRVSError`
+    before any model work (a file that turns out truncated, while streaming).
     """
-    from flowrvs.io.writer import write_segmentation
-    from flowrvs.io.read import read_video
+    from flowrvs.io.read import open_video
+    from flowrvs.pipelines.streaming import stream_segmentation
 
     report = report or (lambda fraction, text: None)
     if not video_path:
@@ -165,30 +199,32 @@ def segment_upload(pipe, video_path, sentences_text: str | None, steps, result_r
     if Path(str(video_path)).suffix.lower() not in UPLOAD_TYPES:
         raise FlowRVSError(f"{Path(str(video_path)).name} is not a video; upload one of {' '.join(UPLOAD_TYPES)}")
     prompts = parse_sentences(sentences_text)
-    num_steps = parse_steps(steps)
+    options = replace(options or SegmentOptions(), num_inference_steps=parse_steps(steps))
     report(0.0, "reading the video")
     try:
-        video = read_video(video_path)
-    except FlowRVSError as err:  # name the upload, not the server's copy of it
-        raise FlowRVSError(str(err).replace(str(video_path), Path(str(video_path)).name)) from None
-    report(0.1, f"segmenting {len(prompts)} sentence(s) in {len(video)} frames")
+        video = open_video(video_path)
+    except FlowRVSError as err:
+        raise _upload_error(err, video_path) from err
     pipe.set_progress_bar_config(disable=True)
-    result = pipe(video, prompts, num_inference_steps=num_steps, size=size)
-    report(0.8, "writing masks and the overlay video")
+    stream = stream_segmentation(pipe, video, prompts, options)
+    report(0.1, f"segmenting {len(prompts)} sentence(s) in {len(stream)} frames")
     work = new_result_dir(Path(result_root))
     folder = work / "segmentation"
-    with atomic_dir(folder) as tmp:
-        write_segmentation(tmp, video.frames, result, Path(str(video_path)).name, overlay=True)
+    try:
+        shown, masks = _stream_to_folder(stream, folder, Path(str(video_path)).name, preview_picks(len(stream)))
+    except FlowRVSError as err:
+        raise _upload_error(err, video_path) from err
+    report(0.9, "zipping the masks")
     zip_path = zip_masks(folder, work / ZIP_NAME)
     report(1.0, "done")
     return WebResult(
         folder=folder,
         overlay=folder / "overlay.mp4",
         zip_path=zip_path,
-        prompts=list(result.prompts),
-        previews=mask_previews(video.frames, result.masks, result.prompts),
-        legend=legend_html(result.prompts),
-        num_frames=len(result.frame_names),
+        prompts=list(stream.prompts),
+        previews=mask_previews(shown, masks, stream.prompts, count=len(shown)),
+        legend=legend_html(stream.prompts),
+        num_frames=len(stream),
     )
 
 
@@ -229,16 +265,17 @@ def _import_gradio():
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
         import gradio as gr
-    except ImportError:
-        raise FlowRVSError("the web page needs Gradio: pip install 'flowrvs[web]'") from None
+    except ImportError as err:
+        raise FlowRVSError("the web page needs Gradio: pip install 'flowrvs[web]'") from err
     return gr
 
 
-def build_app(pipe, *, size: tuple[int, int] | None = None, examples_dir: Path | None = None,
+def build_app(pipe, *, options: SegmentOptions | None = None, examples_dir: Path | None = None,
               result_root: Path | None = None, title: str = "flowrvs"):
     """The page around a loaded :class:`~flowrvs.pipelines.pipeline_flowrvs.FlowRVSPipeline` (one request at a time).
 
-    size: the ``(short, long)`` box frames are resized into (default: the model's).
+    options: the page's settings (size, window, overlap, ...; default: the model's, 17-frame
+    windows); the Euler steps field replaces their steps on each click.
     examples_dir: where the synthetic examples are generated (default :func:`default_cache_dir`;
     pass ``False`` for none). result_root: where each request's files go (default: a folder in
     the system's temporary folder). Returns a ``gr.Blocks``; start it with :func:`serve`.
@@ -249,13 +286,10 @@ def build_app(pipe, *, size: tuple[int, int] | None = None, examples_dir: Path |
 
     def run(video, sentences, steps, progress=gr.Progress()):
         try:
-            out = segment_upload(pipe, video, sentences, steps, result_root, size=size,
+            out = segment_upload(pipe, video, sentences, steps, result_root, options=options,
                                  report=lambda f, text: progress(f, desc=text))
-        except FlowRVSError as err:
-            raise gr.Error(first_line(err), print_exception=False) from None
-        except Exception as err:  # a bug, not the user's doing: full trace in the log, one line on the page
-            log.exception("segmentation failed")
-            raise gr.Error(f"segmentation failed: {first_line(err)}", print_exception=False) from None
+        except FlowRVSError as err:  # the user's doing: one line on the page (a bug keeps its traceback in the log)
+            raise gr.Error(first_line(err), print_exception=False) from err
         status = f"{len(out.prompts)} sentence(s), {out.num_frames} frames."
         return str(out.overlay), out.legend, out.previews, str(out.zip_path), status
 
@@ -310,7 +344,7 @@ def serve(app, host: str = "127.0.0.1", port: int = 7860) -> str:
         )
     except OSError as err:
         reason = f"port {port} is in use" if "empty port" in str(err) else first_line(err)
-        raise FlowRVSError(f"cannot serve on {host}:{port}: {reason}") from None
+        raise FlowRVSError(f"cannot serve on {host}:{port}: {reason}") from err
     return url
 
 

@@ -38,8 +38,6 @@ PNGs with the DAVIS palette, 0 = background and 1 = the object (``values="indexe
 gives the folders, e.g. for MeViS ``[root / video / exp_id for exp_id in the video's
 expressions]`` with the expressions' sentences as the prompts.
 
-:func:`write_segmentation` writes a whole result (all frames in memory) through the same
-writer in the :class:`SegmentFolder` layout.
 """
 
 from __future__ import annotations
@@ -262,16 +260,3 @@ class SegmentationWriter:
         """Stop: the layout removes what would look finished."""
         self._closed = True
         self.layout.abort()
-
-
-def write_segmentation(folder, frames: np.ndarray, result, source: str, overlay: bool = True) -> None:
-    """Write a whole result into ``folder`` in the :class:`SegmentFolder` layout.
-
-    ``frames``: the ``(T, H, W, 3)`` uint8 input frames (for the overlay). ``result``: any
-    object with ``prompts`` (K sentences), ``masks`` (K ``(T, H, W)`` bool arrays),
-    ``frame_names`` (T names) and ``fps``, e.g. the pipeline's result.
-    """
-    layout = SegmentFolder(folder, source, result.fps, overlay=overlay)
-    with SegmentationWriter(layout, result.prompts) as writer:
-        for t, name in enumerate(result.frame_names):
-            writer.add(name, frames[t] if overlay else None, np.stack([m[t] for m in result.masks]))

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowrvs.apps.commands.common import add_model_args, parse_size
+from flowrvs.apps.commands.common import add_model_args, add_segment_options, segment_options
 
 
 DESCRIPTION = (
@@ -33,26 +33,20 @@ def register(sub) -> None:
     parser.add_argument("--sentences", required=True, type=Path,
                         help='JSON {"video name": ["sentence", ...]} or CSV with columns video,sentence')
     parser.add_argument("--out", required=True, type=Path, help="output folder (reused on a rerun: finished videos are kept)")
-    parser.add_argument("--size", default=None, help="HxW box frames are resized into (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=1, help="sentences per DiT pass")
     parser.add_argument("--no-overlay", action="store_true", help="skip each video's overlay.mp4")
-    add_model_args(parser)
+    add_segment_options(parser)
+    add_model_args(parser, steps=False)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from flowrvs.apps.batch import segment_batch
     from flowrvs.apps.commands.common import hub_options, init_distributed, load_pipeline
-    from flowrvs.errors import FlowRVSError
     from flowrvs.loading.model_folder import model_fingerprint
     from flowrvs.loading.resolve import resolve_model_dir
     from flowrvs.runtime import distributed
 
-    size = parse_size(args.size) if args.size else None
-    if args.steps is not None and args.steps < 1:
-        raise FlowRVSError(f"--steps must be at least 1, got {args.steps}")
-    if args.batch_size < 1:
-        raise FlowRVSError(f"--batch-size must be at least 1, got {args.batch_size}")
+    options = segment_options(args)  # validated once, before the model is looked for
     model_dir = resolve_model_dir(args.model, **hub_options(args))  # a bad model fails before any work
     process = distributed.from_environment()
     prefix = f"[rank {process.rank}/{process.world_size}] " if process.distributed else ""
@@ -60,16 +54,16 @@ def run(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(f"flowrvs segment-batch: {prefix}{msg}", file=sys.stderr, flush=True)
 
-    record = {"model": str(model_dir.resolve()), "model_files": model_fingerprint(model_dir), "steps": args.steps,
-              "size": list(size) if size else None, "mask_threshold": args.mask_threshold,
+    record = {"model": str(model_dir.resolve()), "model_files": model_fingerprint(model_dir),
+              "steps": options.num_inference_steps, "size": list(options.size) if options.size else None,
+              "mask_threshold": options.mask_threshold, "window": options.window, "overlap": options.overlap,
               "overlay": not args.no_overlay}
     if process.distributed:
         init_distributed(process, args)
     try:
         stats, summary = segment_batch(
             lambda: load_pipeline(args), args.videos, args.sentences, args.out, process=process, run_record=record,
-            log=log, num_steps=args.steps, size=size, batch_size=args.batch_size,
-            mask_threshold=args.mask_threshold, overlay=not args.no_overlay)
+            log=log, options=options, overlay=not args.no_overlay)
     finally:
         if process.distributed:
             distributed.teardown()

@@ -6,7 +6,6 @@ nothing on the page is fetched from the internet.
 
 from __future__ import annotations
 
-from flowrvs.apps.commands.common import parse_size
 
 DEFAULT_MODEL = "tiny-synthetic"
 
@@ -23,20 +22,25 @@ def register(sub) -> None:
     parser.add_argument("--cpu-offload", action="store_true",
                         help="keep parts on the CPU and move each to the GPU only while it runs")
     parser.add_argument("--size", default=None, help="HxW box frames are resized into (default: the model's)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="frames per window of a long video, 4k+1 (default: 17); 0 = the whole video in one pass")
+    parser.add_argument("--overlap", type=int, default=None,
+                        help="frames neighbouring windows share, their logits cross-faded (default: 4)")
     parser.add_argument("--no-examples", action="store_true", help="do not offer the synthetic example videos")
-    parser.set_defaults(func=run)
+    # the page's Euler steps field sets the steps; the rest of SegmentOptions is the model's
+    parser.set_defaults(func=run, steps=None, mask_threshold=None, batch_size=1)
 
 
 def run(args) -> int:
     from flowrvs.errors import FlowRVSError
     from flowrvs.apps.web import build_app, serve, wait
-    from flowrvs.apps.commands.common import load_pipeline
+    from flowrvs.apps.commands.common import load_pipeline, segment_options
 
     if not 0 < args.port < 65536:
         raise FlowRVSError(f"--port must be between 1 and 65535, got {args.port}")
-    size = parse_size(args.size) if args.size else None
+    options = segment_options(args)  # validated once, before the model is loaded
     pipe = load_pipeline(args)
-    app = build_app(pipe, size=size, examples_dir=False if args.no_examples else None)
+    app = build_app(pipe, options=options, examples_dir=False if args.no_examples else None)
     url = serve(app, host=args.host, port=args.port)
     print(f"flowrvs web: model {args.model}; open {url} (Ctrl+C stops)", flush=True)
     wait(app)
