@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image
 
 from flowrvs.errors import FlowRVSError
 from flowrvs.eval.davis import MAX_PROPOSALS
