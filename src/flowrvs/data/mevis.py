@@ -37,10 +37,10 @@ def _read_json(path: Path, what: str):
     try:
         with open(path, "rb") as fh:
             return json.load(fh)
-    except FileNotFoundError:
-        raise FlowRVSError(f"missing MeViS {what} file {path}") from None
+    except FileNotFoundError as err:
+        raise FlowRVSError(f"missing MeViS {what} file {path}") from err
     except (OSError, ValueError) as err:
-        raise FlowRVSError(f"cannot read MeViS {what} file {path}: {err}") from None
+        raise FlowRVSError(f"cannot read MeViS {what} file {path}: {err}") from err
 
 
 class MeViSDataset(IndexedVideoDataset):
@@ -77,7 +77,7 @@ class MeViSDataset(IndexedVideoDataset):
                     for exp_id, e in exps.items()
                 ]
             except (KeyError, TypeError, ValueError, AttributeError) as err:
-                raise FlowRVSError(f"malformed entry for video {vid!r} in {self.meta_path}: {err!r}") from None
+                raise FlowRVSError(f"malformed entry for video {vid!r} in {self.meta_path}: {err!r}") from err
             self._frames[vid] = frames
         self._videos = sorted(self._frames)
         self.has_masks = self.mask_path.is_file()
@@ -106,10 +106,10 @@ class MeViSDataset(IndexedVideoDataset):
             try:
                 with Image.open(path) as img:
                     w, h = img.size
-            except FileNotFoundError:
-                raise FlowRVSError(f"missing frame {path}") from None
+            except FileNotFoundError as err:
+                raise FlowRVSError(f"missing frame {path}") from err
             except (OSError, ValueError) as err:
-                raise FlowRVSError(f"cannot read frame {path}: {err}") from None
+                raise FlowRVSError(f"cannot read frame {path}: {err}") from err
             self._shapes[video] = (h, w)
         return self._shapes[video]
 
@@ -132,10 +132,10 @@ class MeViSDataset(IndexedVideoDataset):
             try:
                 with Image.open(path) as img:
                     arr = np.asarray(img.convert("RGB"))
-            except FileNotFoundError:
-                raise FlowRVSError(f"missing frame {path}") from None
+            except FileNotFoundError as err:
+                raise FlowRVSError(f"missing frame {path}") from err
             except (OSError, ValueError) as err:
-                raise FlowRVSError(f"cannot read frame {path}: {err}") from None
+                raise FlowRVSError(f"cannot read frame {path}: {err}") from err
             if arrays and arr.shape != arrays[0].shape:
                 raise FlowRVSError(f"frame {path} is {arr.shape[1]}x{arr.shape[0]}, "
                                    f"the video's first is {arrays[0].shape[1]}x{arrays[0].shape[0]}")
@@ -198,8 +198,8 @@ class MeViSDataset(IndexedVideoDataset):
                 if rles[i] is not None:
                     try:
                         out[k] |= decode_rle(rles[i])
-                    except Exception as err:  # malformed RLE from a hand-edited or truncated file
-                        raise FlowRVSError(f"bad RLE for anno_id {anno} frame {i} in {self.mask_path}: {err}") from None
+                    except (TypeError, ValueError, KeyError) as err:  # malformed RLE from a hand-edited or truncated file
+                        raise FlowRVSError(f"bad RLE for anno_id {anno} frame {i} in {self.mask_path}: {err}") from err
         return out
 
     def load_clip(self, expression: Expression, indices: list[int] | None = None) -> Clip:

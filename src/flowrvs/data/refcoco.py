@@ -129,7 +129,7 @@ def decode_segmentation(seg, h: int, w: int, where: str = "") -> np.ndarray:
             warnings.filterwarnings("ignore", message=".*__array__ implementation.*", category=DeprecationWarning)
             m = _decode(seg, h, w)
     except (TypeError, ValueError, KeyError) as exc:
-        raise FlowRVSError(f"{where}: cannot decode segmentation: {exc}") from None
+        raise FlowRVSError(f"{where}: cannot decode segmentation: {exc}") from exc
     if m.shape != (h, w):
         raise FlowRVSError(f"{where}: segmentation is {m.shape[0]}x{m.shape[1]}, image is {h}x{w}")
     return m
@@ -278,8 +278,8 @@ class RefCOCODataset(ReferringVideoDataset):
     def _rec(self, video: str) -> dict:
         try:
             return self._videos[video]
-        except KeyError:
-            raise FlowRVSError(f"{video!r} is not a referred object of {self.dataset} {self.split}") from None
+        except KeyError as err:
+            raise FlowRVSError(f"{video!r} is not a referred object of {self.dataset} {self.split}") from err
 
     def _size(self, rec: dict) -> tuple[int, int]:
         if rec["h"] is None or rec["w"] is None:

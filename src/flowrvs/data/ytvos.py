@@ -49,7 +49,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise FlowRVSError(f"cannot read image {path}: {exc}") from None
+        raise FlowRVSError(f"cannot read image {path}: {exc}") from exc
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -61,7 +61,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
         with Image.open(path) as img:
             w, h = img.size
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise FlowRVSError(f"cannot read image {path}: {exc}") from None
+        raise FlowRVSError(f"cannot read image {path}: {exc}") from exc
     return int(h), int(w)
 
 
@@ -75,12 +75,12 @@ def read_index_png(path: str | Path) -> np.ndarray:
                     f"annotation {path} is a {img.mode!r} image; expected an indexed ('P') or grayscale PNG"
                 )
             return np.asarray(img)
-    except FlowRVSError:
+    except FlowRVSError as err:
         raise
-    except FileNotFoundError:
-        raise FlowRVSError(f"missing annotation: {path}") from None
+    except FileNotFoundError as err:
+        raise FlowRVSError(f"missing annotation: {path}") from err
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise FlowRVSError(f"cannot read annotation {path}: {exc}") from None
+        raise FlowRVSError(f"cannot read annotation {path}: {exc}") from exc
 
 
 def read_json(path: str | Path):
@@ -91,14 +91,14 @@ def read_json(path: str | Path):
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FlowRVSError(f"cannot parse JSON {path}: {exc}") from None
+        raise FlowRVSError(f"cannot parse JSON {path}: {exc}") from exc
 
 
 def _as_obj_id(value, where: str) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
-        raise FlowRVSError(f"{where}: obj_id {value!r} is not an integer") from None
+    except (TypeError, ValueError) as err:
+        raise FlowRVSError(f"{where}: obj_id {value!r} is not an integer") from err
 
 
 def stack_frames(arrays: list[np.ndarray], paths: list[Path]) -> np.ndarray:
