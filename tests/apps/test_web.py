@@ -257,3 +257,24 @@ def test_segment_upload_streams_windows_and_keeps_the_preview_frames_masks(tiny_
     for k, masks in enumerate(direct.masks):
         for t, name in enumerate(direct.frame_names):
             assert np.array_equal(decode_rle(index["prompts"][k]["masks"][name]), masks[t])
+
+
+def test_upload_limits_refuse_before_any_model_work(tmp_path):
+    """Issue 24: an upload over the byte, frame or pixel limit is refused in one line, the model untouched."""
+    from flowrvs.apps.web import UploadLimits, segment_upload
+    from flowrvs.io.encode import write_video
+
+    class NoModel:
+        def __getattr__(self, name):
+            raise AssertionError(f"the model was used ({name})")
+
+    path = tmp_path / "clip.mp4"
+    write_video(path, np.zeros((6, 32, 48, 3), dtype=np.uint8), fps=6)
+    cases = [(UploadLimits(max_upload_mb=1e-6), r"clip\.mp4 is 0 MB; this page takes uploads up to 1e-06 MB"),
+             (UploadLimits(max_frames=5), r"clip\.mp4 has 6 frames; this page takes up to 5"),
+             (UploadLimits(max_pixels=32 * 47), r"clip\.mp4 is 48x32; this page takes frames of up to 1504 pixels")]
+    for limits, message in cases:
+        with pytest.raises(FlowRVSError, match=message):
+            segment_upload(NoModel(), str(path), "a dog", 1, tmp_path / "results", limits=limits)
+    assert not (tmp_path / "results").exists()
+    UploadLimits().check_video("a minute of 1080p", 3600, 1080, 1920)  # the defaults admit it

@@ -413,10 +413,10 @@ def test_batches_of_several_sentences_per_video(tmp_path, synth_root, monkeypatc
         make_config(tmp_path / "x", synth_root, "flow", ["data.sentences_per_video=2", "optim.batch_size=4"])
 
 
-def test_latent_cache_precision_and_files_of_older_versions(tmp_path, synth_root):
+def test_latent_cache_precision_and_untrusted_files_of_older_versions(tmp_path, synth_root):
     from safetensors.torch import save_file
 
-    from flowrvs.training.latent_cache import LatentCache
+    from flowrvs.training.latent_cache import LatentCache, StaleCacheError
 
     base = ["optim.steps=1", "data.cache_latents=true", f"data.cache_dir={tmp_path / 'cache'}"]
     # the default keeps latents in bfloat16, on disk too
@@ -435,14 +435,20 @@ def test_latent_cache_precision_and_files_of_older_versions(tmp_path, synth_root
     bf16.unlink()
     train(make_config(tmp_path / "again", synth_root, "flow", base))
     assert sorted((tmp_path / "cache").iterdir()) == [f32]
-    # a file of an older version holds one mask latent per expression: equal ones are merged on load
+    # a file of an older version (one mask latent per expression, no digest) is not trusted: a
+    # run rebuilds it rather than reading what it cannot check
     old = {f"video.{v}.{k}": getattr(full, f"video_{k}")[v] for v in range(len(full.video_mean)) for k in ("mean", "std")}
     old.update({f"mask.{i}": full.mask[m].clone() for i, m in enumerate(full.mask_index)})
     meta = {key: json.dumps(getattr(full, key)) for key in ("sentence", "video", "group")}
     save_file(old, str(tmp_path / "old.safetensors"), metadata=meta)
-    merged = LatentCache.load(tmp_path / "old.safetensors", torch.bfloat16)
-    assert merged.mask_index == full.mask_index and len(merged.mask) == len(full.mask) < len(full)
-    assert merged.mask[0].dtype == torch.bfloat16
+    with pytest.raises(StaleCacheError, match="does not match its digest"):
+        LatentCache.load(tmp_path / "old.safetensors", torch.bfloat16)
+    # bytes flipped inside a cache file: the next run rebuilds and rewrites it
+    raw = bytearray(f32.read_bytes())
+    raw[-3] ^= 0x55
+    f32.write_bytes(bytes(raw))
+    train(make_config(tmp_path / "rebuilt", synth_root, "flow", base + ["data.cache_dtype=float32"]))
+    assert torch.equal(LatentCache.load(f32).mask[-1], full.mask[-1])
 
 
 def test_learning_rate_schedules():

@@ -37,6 +37,31 @@ PREVIEW_FRAMES = 6  # frames shown per sentence in the mask preview
 KEEP_RESULTS_S = 3600  # result folders older than this are removed when a new one is made
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    """What one visitor may ask of the page, checked before any frame is segmented.
+
+    The defaults admit a minute of 1080p at 60 fps: ``max_upload_mb`` bytes of upload (checked
+    before decoding), ``max_frames`` frames and ``max_pixels`` pixels a frame (checked on the
+    header and first frame).
+    """
+
+    max_upload_mb: float = 512.0
+    max_frames: int = 3600
+    max_pixels: int = 1920 * 1080
+
+    def check_file(self, path: Path) -> None:
+        size_mb = path.stat().st_size / 2**20
+        if size_mb > self.max_upload_mb:
+            raise FlowRVSError(f"{path.name} is {size_mb:.0f} MB; this page takes uploads up to {self.max_upload_mb:g} MB")
+
+    def check_video(self, name: str, num_frames: int, height: int, width: int) -> None:
+        if num_frames > self.max_frames:
+            raise FlowRVSError(f"{name} has {num_frames} frames; this page takes up to {self.max_frames}")
+        if height * width > self.max_pixels:
+            raise FlowRVSError(f"{name} is {width}x{height}; this page takes frames of up to {self.max_pixels} pixels")
+
+
 def default_steps(pipe) -> int:
     """The model's default number of Euler steps (``num_steps`` of its config; 1 when absent)."""
     config = getattr(pipe, "config", None)
@@ -179,7 +204,8 @@ def _stream_to_folder(stream, folder: Path, source: str, picks: list[int]) -> tu
 
 def segment_upload(pipe, video_path, sentences_text: str | None, steps, result_root: Path,
                    options: SegmentOptions | None = None,
-                   report: Callable[[float, str], None] | None = None) -> WebResult:
+                   report: Callable[[float, str], None] | None = None,
+                   limits: UploadLimits = UploadLimits()) -> WebResult:
     """Segment the sentences of ``sentences_text`` (one per line) in the video at ``video_path``.
 
     Streams the video through the pipeline window by window
@@ -187,8 +213,9 @@ def segment_upload(pipe, video_path, sentences_text: str | None, steps, result_r
     frames come, keeping only the few preview frames, so memory does not grow with the video's
     length; then zips its masks into ``masks.zip`` beside it. options: the page's settings
     (size, window, overlap; default the model's), ``steps`` replacing their Euler steps.
-    ``report(fraction, text)`` is told of progress. User mistakes raise :class:`FlowRVSError`
-    before any model work (a file that turns out truncated, while streaming).
+    ``report(fraction, text)`` is told of progress. limits: what one visitor may upload
+    (:class:`UploadLimits`). User mistakes raise :class:`FlowRVSError` before any model work (a
+    file that turns out truncated, while streaming).
     """
     from flowrvs.io.read import open_video
     from flowrvs.pipelines.streaming import stream_segmentation
@@ -200,11 +227,13 @@ def segment_upload(pipe, video_path, sentences_text: str | None, steps, result_r
         raise FlowRVSError(f"{Path(str(video_path)).name} is not a video; upload one of {' '.join(UPLOAD_TYPES)}")
     prompts = parse_sentences(sentences_text)
     options = replace(options or SegmentOptions(), num_inference_steps=parse_steps(steps))
+    limits.check_file(Path(str(video_path)))
     report(0.0, "reading the video")
     try:
         video = open_video(video_path)
     except FlowRVSError as err:
         raise _upload_error(err, video_path) from err
+    limits.check_video(Path(str(video_path)).name, video.num_frames, video.height, video.width)
     pipe.set_progress_bar_config(disable=True)
     stream = stream_segmentation(pipe, video, prompts, options)
     report(0.1, f"segmenting {len(prompts)} sentence(s) in {len(stream)} frames")
@@ -271,14 +300,15 @@ def _import_gradio():
 
 
 def build_app(pipe, *, options: SegmentOptions | None = None, examples_dir: Path | None = None,
-              result_root: Path | None = None, title: str = "flowrvs"):
+              result_root: Path | None = None, title: str = "flowrvs", limits: UploadLimits = UploadLimits()):
     """The page around a loaded :class:`~flowrvs.pipelines.pipeline_flowrvs.FlowRVSPipeline` (one request at a time).
 
     options: the page's settings (size, window, overlap, ...; default: the model's, 17-frame
     windows); the Euler steps field replaces their steps on each click.
     examples_dir: where the synthetic examples are generated (default :func:`default_cache_dir`;
     pass ``False`` for none). result_root: where each request's files go (default: a folder in
-    the system's temporary folder). Returns a ``gr.Blocks``; start it with :func:`serve`.
+    the system's temporary folder). limits: what one visitor may upload (:class:`UploadLimits`).
+    Returns a ``gr.Blocks``; start it with :func:`serve`.
     """
     gr = _import_gradio()
     result_root = Path(result_root or Path(tempfile.gettempdir()) / "flowrvs-web")
@@ -287,7 +317,7 @@ def build_app(pipe, *, options: SegmentOptions | None = None, examples_dir: Path
     def run(video, sentences, steps, progress=gr.Progress()):
         try:
             out = segment_upload(pipe, video, sentences, steps, result_root, options=options,
-                                 report=lambda f, text: progress(f, desc=text))
+                                 report=lambda f, text: progress(f, desc=text), limits=limits)
         except FlowRVSError as err:  # the user's doing: one line on the page (a bug keeps its traceback in the log)
             raise gr.Error(first_line(err), print_exception=False) from err
         status = f"{len(out.prompts)} sentence(s), {out.num_frames} frames."

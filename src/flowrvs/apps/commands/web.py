@@ -26,6 +26,12 @@ def register(sub) -> None:
                         help="frames per window of a long video, 4k+1 (default: 17); 0 = the whole video in one pass")
     parser.add_argument("--overlap", type=int, default=None,
                         help="frames neighbouring windows share, their logits cross-faded (default: 4)")
+    parser.add_argument("--max-upload-mb", type=float, default=512.0,
+                        help="largest upload a visitor may send, in MB (default 512: a minute of 1080p)")
+    parser.add_argument("--max-frames", type=int, default=3600,
+                        help="most frames of an uploaded video (default 3600: a minute at 60 fps)")
+    parser.add_argument("--max-pixels", type=int, default=1920 * 1080,
+                        help="most pixels of an uploaded video's frame (default 1920x1080)")
     parser.add_argument("--no-examples", action="store_true", help="do not offer the synthetic example videos")
     # the page's Euler steps field sets the steps; the rest of SegmentOptions is the model's
     parser.set_defaults(func=run, steps=None, mask_threshold=None, batch_size=1)
@@ -33,14 +39,22 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from flowrvs.errors import FlowRVSError
-    from flowrvs.apps.web import build_app, serve, wait
+    import sys
+
+    from flowrvs.apps.web import UploadLimits, build_app, serve, wait
     from flowrvs.apps.commands.common import load_pipeline, segment_options
 
     if not 0 < args.port < 65536:
         raise FlowRVSError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.max_upload_mb <= 0 or args.max_frames < 1 or args.max_pixels < 1:
+        raise FlowRVSError("--max-upload-mb, --max-frames and --max-pixels must be positive")
+    limits = UploadLimits(args.max_upload_mb, args.max_frames, args.max_pixels)
     options = segment_options(args)  # validated once, before the model is loaded
+    if args.host in ("0.0.0.0", "::", ""):
+        print(f"flowrvs web: warning: listening on every interface ({args.host or '*'}): anyone who can reach "
+              "this machine can use the page", file=sys.stderr)
     pipe = load_pipeline(args)
-    app = build_app(pipe, options=options, examples_dir=False if args.no_examples else None)
+    app = build_app(pipe, options=options, examples_dir=False if args.no_examples else None, limits=limits)
     url = serve(app, host=args.host, port=args.port)
     print(f"flowrvs web: model {args.model}; open {url} (Ctrl+C stops)", flush=True)
     wait(app)
