@@ -75,7 +75,7 @@ def read_index_png(path: str | Path) -> np.ndarray:
                     f"annotation {path} is a {img.mode!r} image; expected an indexed ('P') or grayscale PNG"
                 )
             return np.asarray(img)
-    except FlowRVSError as err:
+    except FlowRVSError:
         raise
     except FileNotFoundError as err:
         raise FlowRVSError(f"missing annotation: {path}") from err
