@@ -97,3 +97,22 @@ class IndexedVideoDataset(ReferringVideoDataset):
     def expressions(self, video: str) -> list[Expression]:
         self._check_video(video)
         return list(self._expressions[video])
+
+    def frame_indices(self, video: str, indices=None) -> list[int]:
+        """Frame numbers ``0 <= i < T`` of ``video`` at ``indices`` (all when None); a negative
+        index counts from the end. FlowRVSError for an unknown video or an index out of range."""
+        n = len(self.frame_names(video))
+        if indices is None:
+            return list(range(n))
+        out = []
+        for i in indices:
+            i = int(i)
+            if not -n <= i < n:
+                raise FlowRVSError(f"frame index {i} out of range for video {video!r} ({n} frames)")
+            out.append(i % n)
+        return out
+
+    def frame_names_at(self, video: str, indices=None) -> list[str]:
+        """The names of the frames :meth:`frame_indices` selects."""
+        selected = self.frame_indices(video, indices)  # checks the video first
+        return [self._frames[video][i] for i in selected]

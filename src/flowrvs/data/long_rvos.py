@@ -108,17 +108,6 @@ class LongRVOSDataset(IndexedVideoDataset):
     def mask_path(self, video: str, obj_id: str, frame: str) -> Path:
         return self.mask_dir / video / obj_id / f"{frame}.png"
 
-    def _names(self, video: str, indices) -> list[str]:
-        names = self.frame_names(video)
-        if indices is None:
-            return names
-        out = []
-        for i in indices:
-            if not 0 <= int(i) < len(names):
-                raise FlowRVSError(f"frame index {i} out of range for video {video!r} ({len(names)} frames)")
-            out.append(names[int(i)])
-        return out
-
     def frame_shape(self, video: str) -> tuple[int, int]:
         """``(H, W)`` of ``video`` from the header of its first JPEG (cached)."""
         if video not in self._shapes:
@@ -129,7 +118,7 @@ class LongRVOSDataset(IndexedVideoDataset):
         return self._shapes[video]
 
     def load_frames(self, video: str, indices: list[int] | None = None) -> np.ndarray:
-        paths = [self.frame_path(video, n) for n in self._names(video, indices)]
+        paths = [self.frame_path(video, n) for n in self.frame_names_at(video, indices)]
         return stack_frames([read_rgb(p) for p in paths], paths)
 
     def load_mask(self, expression: Expression, indices: list[int] | None = None) -> np.ndarray | None:
@@ -142,7 +131,7 @@ class LongRVOSDataset(IndexedVideoDataset):
         if not self.has_masks:
             return None
         video = expression.video
-        names = self._names(video, indices)
+        names = self.frame_names_at(video, indices)
         if expression.obj_ids and not (self.mask_dir / video).is_dir():
             raise FlowRVSError(f"missing annotation folder {self.mask_dir / video}")
         found: list[tuple[int, np.ndarray]] = []

@@ -113,21 +113,11 @@ class MeViSDataset(IndexedVideoDataset):
             self._shapes[video] = (h, w)
         return self._shapes[video]
 
-    def _indices(self, video: str, indices) -> list[int]:
-        n = len(self._frames[video])
-        if indices is None:
-            return list(range(n))
-        out = [int(i) for i in indices]
-        for i in out:
-            if not -n <= i < n:
-                raise FlowRVSError(f"frame index {i} out of range for video {video!r} with {n} frames")
-        return out
-
     def load_frames(self, video: str, indices: list[int] | None = None) -> np.ndarray:
         self._check_video(video)
         names = self._frames[video]
         arrays = []
-        for i in self._indices(video, indices):
+        for i in self.frame_indices(video, indices):
             path = self.frame_path(video, names[i])
             try:
                 with Image.open(path) as img:
@@ -169,7 +159,7 @@ class MeViSDataset(IndexedVideoDataset):
         video = expression.video
         self._check_video(video)
         n = len(self._frames[video])
-        idx = self._indices(video, indices)
+        idx = self.frame_indices(video, indices)
         masks = self.mask_dict
         per_anno = []
         for anno in expression.anno_ids:
@@ -204,7 +194,7 @@ class MeViSDataset(IndexedVideoDataset):
 
     def load_clip(self, expression: Expression, indices: list[int] | None = None) -> Clip:
         """Frames, union mask (None without masks) and sentence of ``expression`` as a :class:`Clip`."""
-        idx = self._indices(expression.video, indices)
+        idx = self.frame_indices(expression.video, indices)
         names = self._frames[expression.video]
         return Clip(
             frames=self.load_frames(expression.video, idx),

@@ -133,17 +133,9 @@ class ReVOSDataset(IndexedVideoDataset):
     def frame_path(self, video: str, frame: str) -> Path:
         return self.image_dir / video / f"{frame}.jpg"
 
-    def _indices(self, video: str, indices) -> list[int]:
-        n = len(self.frame_names(video))
-        out = list(range(n)) if indices is None else [int(i) for i in indices]
-        for i in out:
-            if not 0 <= i < n:
-                raise FlowRVSError(f"frame index {i} out of range for video {video!r} ({n} frames)")
-        return out
-
     def load_frames(self, video: str, indices: list[int] | None = None) -> np.ndarray:
         names = self.frame_names(video)
-        paths = [self.frame_path(video, names[i]) for i in self._indices(video, indices)]
+        paths = [self.frame_path(video, names[i]) for i in self.frame_indices(video, indices)]
         return stack_frames([read_rgb(p) for p in paths], paths)
 
     def _read(self, path: Path, what: str) -> dict:
@@ -189,12 +181,12 @@ class ReVOSDataset(IndexedVideoDataset):
         expressions); None when the split has no ``mask_dict.json``."""
         if not self.has_masks:
             return None
-        idx = self._indices(expression.video, indices)
+        idx = self.frame_indices(expression.video, indices)
         return self._union(expression.video, self._rle_lists(expression), idx, self.mask_path)
 
     def load_foreground(self, video: str, indices: list[int] | None = None) -> np.ndarray:
         """``(T, H, W)`` bool: every annotated object of ``video`` per frame (``mask_dict_foreground.json``)."""
-        idx = self._indices(video, indices)
+        idx = self.frame_indices(video, indices)
         if self._foreground is None:
             self._foreground = self._read(self.foreground_path, "foreground masks")
         entry = self._foreground.get(video)

@@ -162,18 +162,6 @@ class RefYouTubeVOSDataset(IndexedVideoDataset):
     def _where(self) -> str:
         return f"the {self.split} split of {self.root}"
 
-    def _names(self, video: str, indices) -> list[str]:
-        names = self.frame_names(video)
-        if indices is None:
-            return names
-        out = []
-        for i in indices:
-            i = int(i)
-            if not 0 <= i < len(names):
-                raise FlowRVSError(f"frame index {i} out of range for video {video} ({len(names)} frames)")
-            out.append(names[i])
-        return out
-
     def frame_path(self, video: str, name: str) -> Path:
         return self.image_dir / video / f"{name}{self.frame_ext}"
 
@@ -181,7 +169,7 @@ class RefYouTubeVOSDataset(IndexedVideoDataset):
         return self.mask_dir / video / f"{name}{self.mask_ext}"
 
     def load_frames(self, video: str, indices: list[int] | None = None) -> np.ndarray:
-        paths = [self.frame_path(video, n) for n in self._names(video, indices)]
+        paths = [self.frame_path(video, n) for n in self.frame_names_at(video, indices)]
         return stack_frames([read_rgb(p) for p in paths], paths)
 
     def load_mask(self, expression: Expression, indices: list[int] | None = None) -> np.ndarray | None:
@@ -191,7 +179,7 @@ class RefYouTubeVOSDataset(IndexedVideoDataset):
         if not expression.obj_ids:
             raise FlowRVSError(f"expression {expression.key} has no obj_id; cannot build its mask")
         ids = np.asarray(expression.obj_ids)
-        names = self._names(video, indices)
+        names = self.frame_names_at(video, indices)
         masks: list[np.ndarray | None] = []
         shape = None
         for n in names:

@@ -16,7 +16,6 @@ and the sets are averaged; see :func:`score_davis_split`.
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -30,7 +29,8 @@ from flowrvs.eval.davis import STAT_KEYS, average_sets, score_video, summarize
 from flowrvs.eval.layouts import davis_paint_order, davis_set_dir, davis_sets
 from flowrvs.eval.metrics import jf_summary, score_expression
 from flowrvs.eval.no_target import no_target_scores
-from flowrvs.eval.predictions import davis_index_frame, read_davis_result, read_prediction_mask, size_error
+from flowrvs.eval.predictions import (davis_index_frame, missing_error, missing_predictions, read_davis_result,
+                                      read_prediction_frames, scorable_expressions, size_error)
 from flowrvs.eval.score_long_benchmarks import score_long_rvos, score_revos
 from flowrvs.io.atomic import atomic_path, write_json
 
@@ -92,61 +92,12 @@ def _show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
-def _missing_error(missing: list[Path]) -> FlowRVSError:
-    first = missing[0]
-    folder = first.parent
-    what = f"prediction folder {folder}" if not folder.is_dir() else f"prediction {first}"
-    more = f" ({len(missing)} frames missing in all)" if len(missing) > 1 else ""
-    return FlowRVSError(f"missing {what}{more}; pass --allow-missing to score missing frames as empty")
 
 
-def _check_predictions(dataset: ReferringVideoDataset, expressions: list[Expression], pred_dir: Path,
-                       allow_missing: bool) -> int:
-    """Fail fast (before any scoring) on missing prediction folders/frames; return how many are missing."""
-    missing: list[Path] = []
-    for expr in expressions:
-        folder = pred_dir / expr.video / expr.exp_id
-        frames = dataset.frame_names(expr.video)
-        try:
-            present = set(os.listdir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            present = set()
-        missing.extend(folder / f"{name}.png" for name in frames if f"{name}.png" not in present)
-    if missing and not allow_missing:
-        raise _missing_error(missing)
-    return len(missing)
 
 
-def _read_expression(folder: Path, frames: list[str], shape: tuple, allow_missing: bool) -> np.ndarray:
-    """One expression's ``(T, H, W)`` bool predictions from ``folder/<frame>.png`` (missing: empty)."""
-    pred = np.zeros(shape, dtype=bool)
-    for t, name in enumerate(frames):
-        path = folder / f"{name}.png"
-        if allow_missing and not path.is_file():
-            continue  # counted by _check_predictions, scored as empty
-        mask = read_prediction_mask(path)
-        if mask.shape != shape[1:]:
-            raise size_error(path, mask.shape, shape[1:])
-        pred[t] = mask
-    return pred
 
 
-def _split_expressions(dataset: ReferringVideoDataset, pred_dir: Path, dataset_name: str) -> list[Expression]:
-    """The expressions to score, after checking the split has masks and their result keys are unique."""
-    split = getattr(dataset, "split", "?")
-    if not dataset.has_masks:
-        raise FlowRVSError(f"split {split} has no masks; submit to the server")
-    if not pred_dir.is_dir():
-        raise FlowRVSError(f"prediction folder {pred_dir} does not exist")
-    expressions = dataset.all_expressions()
-    if not expressions:
-        raise FlowRVSError(f"{dataset_name or 'dataset'} split {split} has no expressions")
-    keys: set[str] = set()
-    for expr in expressions:
-        if expr.key in keys:
-            raise FlowRVSError(f"two expressions share the result key {expr.key!r}")
-        keys.add(expr.key)
-    return expressions
 
 
 def score_split(dataset: ReferringVideoDataset, pred_dir, *, allow_missing: bool = False,
@@ -160,20 +111,23 @@ def score_split(dataset: ReferringVideoDataset, pred_dir, *, allow_missing: bool
     (``N-acc``, ``T-acc`` and the counts). ``progress=None``: a tqdm bar only on a terminal.
     """
     pred_dir = Path(pred_dir)
-    expressions = _split_expressions(dataset, pred_dir, dataset_name)
-    n_missing = _check_predictions(dataset, expressions, pred_dir, allow_missing)
+    expressions = scorable_expressions(dataset, pred_dir, dataset_name or "dataset",
+                                       "split {split} has no masks; submit to the server")
+    missing = missing_predictions(dataset, expressions, pred_dir)
+    if missing and not allow_missing:
+        raise missing_error(missing)
     per_expression: dict[str, dict] = {}
     pairs: list[tuple[bool, bool]] = []
     for expr in tqdm(expressions, desc="scoring", unit="expr", disable=not _show_progress(progress)):
         gt = dataset.load_mask(expr)
-        pred = _read_expression(pred_dir / expr.video / expr.exp_id, dataset.frame_names(expr.video), gt.shape,
-                                allow_missing)
+        pred = read_prediction_frames(pred_dir / expr.video / expr.exp_id, dataset.frame_names(expr.video),
+                                      gt.shape[1:], allow_missing)
         j, f = score_expression(pred, gt)
         per_expression[expr.key] = {"J": j, "F": f, "J&F": (j + f) / 2, "video": expr.video,
                                     "exp_id": expr.exp_id, "exp": expr.sentence}
         pairs.append((no_target and not expr.anno_ids, not pred.any()))
     summary = jf_summary([r["J"] for r in per_expression.values()], [r["F"] for r in per_expression.values()])
-    out = {**summary, "num_expressions": len(per_expression), "missing_frames": n_missing,
+    out = {**summary, "num_expressions": len(per_expression), "missing_frames": len(missing),
            "per_expression": per_expression}
     if any(empty_gt for empty_gt, _ in pairs):
         out["no_target"] = no_target_scores(pairs)
@@ -304,7 +258,7 @@ def score_davis_split(dataset, pred_dir, *, allow_missing: bool = False, progres
     missing = {i: [p for v in videos for p in folder.missing(i, v, dataset.frame_names(v))] for i, _, _ in sets}
     all_missing = [path for paths in missing.values() for path in paths]
     if all_missing and not allow_missing:
-        raise _missing_error(all_missing)
+        raise missing_error(all_missing)
     records: dict[int, dict[str, dict]] = {i: {} for i, _, _ in sets}
     for video in tqdm(videos, desc="scoring", unit="video", disable=not _show_progress(progress)):
         for i, per_object in _score_davis_video(dataset, folder, sets, video, allow_missing).items():

@@ -9,6 +9,7 @@ from the ground truth is an error (:func:`size_error`), never resized.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -18,7 +19,8 @@ from PIL import Image
 from flowrvs.errors import FlowRVSError
 from flowrvs.eval.davis import MAX_PROPOSALS
 
-__all__ = ["read_prediction_mask", "read_davis_result", "davis_index_frame", "size_error"]
+__all__ = ["read_prediction_mask", "read_davis_result", "davis_index_frame", "size_error", "scorable_expressions",
+           "missing_predictions", "missing_error", "read_prediction_frames"]
 
 _INDEX_MODES = ("P", "L", "I", "I;16", "I;16B", "I;16L")
 
@@ -90,4 +92,63 @@ def davis_index_frame(sources: Iterable[tuple[int, Path]], shape: tuple[int, int
 
 def size_error(path: Path, got: tuple, want: tuple) -> FlowRVSError:
     """The error of a prediction whose ``(H, W)`` ``got`` is not the ground truth's ``want``."""
-    return FlowRVSError(f"prediction {path} is {got[1]}x{got[0]} but the ground truth is {want[1]}x{want[0]} (WxH)")
+    return FlowRVSError(f"prediction {path} is {got[1]}x{got[0]}, the ground truth is {want[1]}x{want[0]} (WxH); "
+                        "predictions are never resized")
+
+
+def scorable_expressions(dataset, pred_dir: Path, name: str, no_masks: str) -> list:
+    """The split's expressions, after checking it has masks (else ``no_masks``, formatted with
+    ``split``), the prediction folder exists, and result keys (``<video>_<exp_id>``) are unique."""
+    split = getattr(dataset, "split", "?")
+    if not dataset.has_masks:
+        raise FlowRVSError(no_masks.format(name=name, split=split))
+    if not pred_dir.is_dir():
+        raise FlowRVSError(f"prediction folder {pred_dir} does not exist")
+    expressions = dataset.all_expressions()
+    if not expressions:
+        raise FlowRVSError(f"{name} split {split} has no expressions")
+    keys: set[str] = set()
+    for expr in expressions:
+        if expr.key in keys:
+            raise FlowRVSError(f"two expressions share the result key {expr.key!r}")
+        keys.add(expr.key)
+    return expressions
+
+
+def missing_predictions(dataset, expressions: Iterable, pred_dir: Path) -> list[Path]:
+    """Every ``<pred_dir>/<video>/<exp_id>/<frame>.png`` of ``expressions`` that is not on disk."""
+    missing: list[Path] = []
+    for expr in expressions:
+        folder = pred_dir / expr.video / expr.exp_id
+        try:
+            present = set(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            present = set()
+        missing.extend(folder / f"{n}.png" for n in dataset.frame_names(expr.video) if f"{n}.png" not in present)
+    return missing
+
+
+def missing_error(missing: list[Path]) -> FlowRVSError:
+    """One line naming the first missing prediction folder or PNGs and the way to score them as empty."""
+    hint = "pass --allow-missing to score missing frames as empty"
+    folder = missing[0].parent
+    if not folder.is_dir():
+        return FlowRVSError(f"missing prediction folder {folder} ({len(missing)} frames missing in all); {hint}")
+    shown = ", ".join(str(p) for p in missing[:3])
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    return FlowRVSError(f"{len(missing)} prediction PNGs missing: {shown}{more}; {hint}")
+
+
+def read_prediction_frames(folder: Path, names: list[str], shape: tuple[int, int], allow_missing: bool) -> np.ndarray:
+    """``(len(names), H, W)`` bool predictions ``folder/<name>.png`` at the ground truth's ``shape``
+    (a missing PNG is empty with ``allow_missing``, else an error)."""
+    out = np.zeros((len(names), *shape), dtype=bool)
+    for t, name in enumerate(names):
+        path = folder / f"{name}.png"
+        if allow_missing and not path.is_file():
+            continue
+        mask = read_prediction_mask(path)
+        if mask.shape != tuple(shape):
+            raise size_error(path, mask.shape, shape)
+        out[t] = mask
+    return out

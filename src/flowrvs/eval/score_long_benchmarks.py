@@ -24,19 +24,17 @@ type's mean and ``overall`` (the official scorer's rule); in ReVOS no-target exp
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from flowrvs.data.base import Expression
 from flowrvs.errors import FlowRVSError
 from flowrvs.eval import long_rvos_metrics, revos_metrics
 from flowrvs.eval.no_target import no_target_scores
 from flowrvs.eval.metrics import concat_frames
-from flowrvs.eval.predictions import read_prediction_mask
+from flowrvs.eval.predictions import missing_error, missing_predictions, read_prediction_frames, scorable_expressions
 
 __all__ = ["CHUNK", "score_long_rvos", "score_revos"]
 
@@ -44,54 +42,17 @@ __all__ = ["CHUNK", "score_long_rvos", "score_revos"]
 CHUNK = 32
 
 
-def _missing(dataset, expressions: list[Expression], pred_dir: Path) -> list[Path]:
-    """Every prediction PNG of ``expressions`` that is not on disk."""
-    missing: list[Path] = []
-    for expr in expressions:
-        folder = pred_dir / expr.video / expr.exp_id
-        try:
-            present = set(os.listdir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            present = set()
-        missing.extend(folder / f"{n}.png" for n in dataset.frame_names(expr.video) if f"{n}.png" not in present)
-    return missing
 
 
-def _prediction(folder: Path, names: list[str], shape: tuple[int, int], allow_missing: bool) -> np.ndarray:
-    """``(len(names), H, W)`` bool prediction of one chunk of frames."""
-    out = np.zeros((len(names), *shape), dtype=bool)
-    for t, name in enumerate(names):
-        path = folder / f"{name}.png"
-        if allow_missing and not path.is_file():
-            continue
-        mask = read_prediction_mask(path)
-        if mask.shape != shape:
-            raise FlowRVSError(f"prediction {path} is {mask.shape[1]}x{mask.shape[0]}, "
-                               f"the ground truth is {shape[1]}x{shape[0]}; predictions are never resized")
-        out[t] = mask
-    return out
 
 
 def _expressions(dataset, pred_dir: Path, allow_missing: bool, name: str) -> tuple[list[Expression], int]:
     """The split's expressions (checked: masks, unique keys, predictions present) and the missing count."""
-    split = getattr(dataset, "split", "?")
-    if not dataset.has_masks:
-        raise FlowRVSError(f"{name} split {split} has no ground-truth masks to score against")
-    if not pred_dir.is_dir():
-        raise FlowRVSError(f"prediction folder {pred_dir} does not exist")
-    expressions = dataset.all_expressions()
-    if not expressions:
-        raise FlowRVSError(f"{name} split {split} has no expressions")
-    keys = [e.key for e in expressions]
-    if len(set(keys)) != len(keys):
-        dup = next(k for k in keys if keys.count(k) > 1)
-        raise FlowRVSError(f"two expressions share the result key {dup!r}")
-    missing = _missing(dataset, expressions, pred_dir)
+    expressions = scorable_expressions(dataset, pred_dir, name,
+                                       "{name} split {split} has no ground-truth masks to score against")
+    missing = missing_predictions(dataset, expressions, pred_dir)
     if missing and not allow_missing:
-        shown = ", ".join(str(p) for p in missing[:3])
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise FlowRVSError(f"{len(missing)} prediction PNGs missing: {shown}{more} "
-                           "(--allow-missing scores them as empty)")
+        raise missing_error(missing)
     return expressions, len(missing)
 
 
@@ -113,8 +74,8 @@ def _walk(dataset, pred_dir, allow_missing: bool, progress: bool | None, name: s
         for start in range(0, len(names), CHUNK):
             idx = list(range(start, min(start + CHUNK, len(names))))
             gt = dataset.load_mask(expr, idx)
-            pred = _prediction(pred_dir / expr.video / expr.exp_id, names[start:idx[-1] + 1], gt.shape[1:],
-                               allow_missing)
+            pred = read_prediction_frames(pred_dir / expr.video / expr.exp_id, names[start:idx[-1] + 1], gt.shape[1:],
+                                          allow_missing)
             empty = empty and not pred.any()
             parts.append(chunk_scores(expr, idx, pred, gt))
         kind = dataset.kind(expr)
