@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -25,10 +24,6 @@ def _video(t: int, h: int, w: int) -> np.ndarray:
         sx = w * (0.75 - 0.5 * i / max(t - 1, 1))
         frames[i][(abs(yy - 2 * h / 3) < r) & (abs(xx - sx) < r)] = (30, 60, 220)
     return frames
-
-
-def _masks_hash(masks: list[np.ndarray]) -> str:
-    return hashlib.sha256(np.packbits(np.stack(masks)).tobytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +57,10 @@ def test_the_shipped_model_gives_the_masks_of_its_first_format(shipped):
     """
     landscape = shipped(_video(9, 96, 160), prompt=["the red circle", "the blue square"], return_logits=True)
     assert landscape.working_size == (96, 160)
-    assert _masks_hash(landscape.masks) == "ccd3eed54ebd12182dfc7ac1b1d2d9803b623335a3036d84bbfde4f7d3ccfc1f"
-    assert int(np.stack(landscape.masks).sum()) == 16691
-    assert [int(m[4].sum()) for m in landscape.masks] == [707, 946]
+    # pixel counts, not a hash: a logit within float32 rounding of the threshold flips on some
+    # CPUs (one pixel of 276480 on a Sapphire Rapids, 2026-12-03), which a hash cannot tolerate
+    assert abs(int(np.stack(landscape.masks).sum()) - 16691) <= 3
+    assert all(abs(int(m[4].sum()) - n) <= 2 for m, n in zip(landscape.masks, [707, 946]))
     np.testing.assert_allclose(
         landscape.logits[0][4, 32, ::16],
         [-16.323, -23.663, -22.803, -22.988, -14.498, 8.880, -20.835, -23.723, -23.720, -23.728], atol=2e-3)
@@ -74,8 +70,7 @@ def test_the_shipped_model_gives_the_masks_of_its_first_format(shipped):
     # a portrait video: the oriented rule turns the box (the public rule would give 96x48)
     portrait = shipped(_video(5, 160, 96), prompt="the red circle", return_logits=True)
     assert portrait.working_size == (160, 96)
-    assert _masks_hash(portrait.masks) == "e0dc520366b204a0bda8cdbda73e8d0dfed66c81c26107c8f0d096c8abddcb58"
-    assert int(portrait.masks[0].sum()) == 2744
+    assert abs(int(portrait.masks[0].sum()) - 2744) <= 2
     np.testing.assert_allclose(portrait.logits[0][2, 53, ::16], [-16.222, -22.125, -4.091, 8.811, -21.271, -23.688],
                                atol=2e-3)
 

@@ -63,8 +63,8 @@ def _unpickler_detail(err: Exception) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     for marker in ("Unsupported", "Unpickler error"):
         for line in lines:
-            if line.startswith(marker) and not line.endswith(":"):
-                return line
+            if marker in line and not line.endswith(":"):
+                return line[line.index(marker) :].split(". Please")[0]
     return lines[-1] if lines else type(err).__name__
 
 
