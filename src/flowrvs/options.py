@@ -3,8 +3,8 @@
 :class:`SegmentOptions` gathers what every way of segmenting a video takes (the ``segment``
 command, the pipeline's ``__call__``, :func:`flowrvs.pipelines.streaming.stream_segmentation`):
 Euler steps, the box frames are resized into, the mask threshold, the window plan of long
-videos and how many sentences share a model pass. ``None`` means "the model's setting" for the
-first three (``num_inference_steps``, ``size``, ``mask_threshold``).
+videos and how many sentences share a model pass. ``None`` means "the model's setting" for all
+but the batch size.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from flowrvs.errors import FlowRVSError
-from flowrvs.pipelines.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW, check_window
+from flowrvs.pipelines.windows import DEFAULT_OVERLAP, check_window
 
 
 def _whole_number(name: str, value, minimum: int) -> int:
@@ -29,17 +29,18 @@ class SegmentOptions:
     num_inference_steps: Euler steps, >= 1 (None: the model's, 1). size: ``(h, w)`` box the
     frames are resized into, both sides >= 16 (None: the model's, 480x832). mask_threshold:
     decoder logit above which a pixel is foreground, finite (None: the model's, 0). window:
-    frames per window of a long video, ``4k + 1``; ``None`` (0 is normalised to it) runs the
-    whole video in one pass, as the public code does. overlap: frames neighbouring windows
-    share, ``0 <= overlap <= (window - 1) / 2`` (0 without windows). batch_size: sentences
+    frames per window of a long video, ``4k + 1``; 0 runs the whole video in one pass, as the
+    public FlowRVS code does; ``None``: the method's plan (FlowRVS: 17-frame windows sharing 4;
+    REM: its clips). overlap: frames neighbouring windows share, ``0 <= overlap <= (window - 1)
+    / 2`` (None: 4 with windows, 0 without). batch_size: sentences
     per model pass, >= 1. Invalid values raise :class:`FlowRVSError` on construction.
     """
 
     num_inference_steps: int | None = None
     size: tuple[int, int] | None = None
     mask_threshold: float | None = None
-    window: int | None = DEFAULT_WINDOW
-    overlap: int = DEFAULT_OVERLAP
+    window: int | None = None
+    overlap: int | None = None
     batch_size: int = 1
 
     def __post_init__(self) -> None:
@@ -60,7 +61,12 @@ class SegmentOptions:
             if not math.isfinite(threshold):
                 raise FlowRVSError(f"mask_threshold must be a finite number, got {threshold}")
             object.__setattr__(self, "mask_threshold", threshold)
-        window = None if self.window == 0 and not isinstance(self.window, bool) else self.window
-        object.__setattr__(self, "window", window)
-        object.__setattr__(self, "overlap", check_window(window, self.overlap) if window is not None else 0)
+        if self.window is None:
+            if self.overlap is not None:
+                _whole_number("overlap", self.overlap, 0)
+        elif self.window == 0 and not isinstance(self.window, bool):
+            object.__setattr__(self, "window", 0)
+            object.__setattr__(self, "overlap", 0)
+        else:
+            object.__setattr__(self, "overlap", check_window(self.window, DEFAULT_OVERLAP if self.overlap is None else self.overlap))
         _whole_number("batch_size", self.batch_size, 1)

@@ -29,7 +29,7 @@ def test_tiny_gpu_benchmark_runs_on_cpu(tmp_path):
     assert (header["frames"], header["size"]) == (9, "32x48")
     assert (folder / "model_index.json").is_file()  # the folder was built by fullsize.py's builder
     assert figures["text_cold"]["sentences"] == 2
-    assert set(figures["one_sentence"]) == {"whole video (window=None)", "windowed (17:4, default)"}
+    assert set(figures["one_sentence"]) == {"whole video (window=0)", "windowed (17:4, default)"}
     assert all(r["wall_s"] > 0 and r["peak_gpu_bytes"] is None for r in figures["one_sentence"].values())
 
     tp = figures["throughput"]
@@ -41,4 +41,4 @@ def test_tiny_gpu_benchmark_runs_on_cpu(tmp_path):
     assert tp["masks_identical"] is True and tp["differing_pixels"] == 0
     assert all(0 < f < 1 for f in tp["foreground"])
 
-    assert "Masks identical: yes" in done.stdout and "| whole video (window=None) |" in done.stdout
+    assert "Masks identical: yes" in done.stdout and "| whole video (window=0) |" in done.stdout

@@ -55,7 +55,7 @@ def test_evaluate_and_score_long_benchmarks(model_dir, tmp_path, capsys, name, m
     assert "J&F" in line and extra in line
     check_predictions(root, name, out, values)
     record = json.loads((out / "evaluate.json").read_text())
-    assert record["dataset"] == name and (record["window"], record["overlap"]) == (17, 4)  # windows by default
+    assert record["dataset"] == name and (record["window"], record["overlap"]) == (None, None)  # the method's plan (FlowRVS: 17-frame windows)
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("J", "F", "J&F"):
         assert 0.0 <= metrics["overall"][key] <= 1.0

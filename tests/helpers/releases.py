@@ -81,3 +81,32 @@ def put_in_hub_cache(cache: Path, repo: str, files: dict[str, Path], commit: str
     (root / "refs").mkdir(parents=True, exist_ok=True)
     (root / "refs" / "main").write_text(commit)
     return snapshot
+
+
+def write_rem_checkpoint(path: Path, base: Path, seed: int = 3, drop: tuple[str, ...] = (), args=None,
+                         extra: dict | None = None) -> dict:
+    """A REM checkpoint as its training script saves one: ``{"model_state": {"backbone.dit.*",
+    "backbone.vae.*"}, "optimizer", "epoch", "iteration", "args": argparse.Namespace}``, over the
+    tiny Wan ``base`` (:func:`write_wan_base`). The DiT is the base's, perturbed; of the VAE only
+    the decoder's last conv, scaled up so that decoded mask pictures span [-1, 1] (a test with
+    all-empty masks could not fail). ``drop``: DiT keys left out (the base fills them).
+    Returns ``{"dit": state, "vae": state}``, the weights the converted model must hold."""
+    import argparse
+
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    dit = WanTransformer3DModel.from_pretrained(str(base / "transformer")).state_dict()
+    dit = {k: v + 0.02 * torch.randn_like(v) for k, v in dit.items()}
+    vae = AutoencoderKLWan.from_pretrained(str(base / "vae")).state_dict()
+    head = {"decoder.conv_out.weight": vae["decoder.conv_out.weight"] * 4,
+            "decoder.conv_out.bias": torch.full_like(vae["decoder.conv_out.bias"], 1.0)}
+    state = {**{f"backbone.dit.{k}": v for k, v in dit.items() if k not in drop},
+             **{f"backbone.vae.{k}": v for k, v in head.items()}, **(extra or {})}
+    optimizer = {"state": {0: {"step": torch.tensor(10.0), "exp_avg": torch.zeros(4)}},
+                 "param_groups": [{"lr": 1e-5, "betas": (0.9, 0.999), "params": [0]}]}
+    args = args if args is not None else argparse.Namespace(token_length=77, lr=1e-5, num_frames=17, output_dir="runs/rem")
+    torch.save({"model_state": state, "optimizer": optimizer, "epoch": 2, "iteration": 1000, "args": args}, path)
+    for k in drop:
+        dit[k] = WanTransformer3DModel.from_pretrained(str(base / "transformer")).state_dict()[k]
+    return {"dit": dit, "vae": {**vae, **head}}

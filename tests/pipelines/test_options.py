@@ -18,9 +18,10 @@ from flowrvs.pipelines.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 def test_defaults_and_whole_video():
     options = SegmentOptions()
     assert (options.num_inference_steps, options.size, options.mask_threshold) == (None, None, None)
-    assert (options.window, options.overlap, options.batch_size) == (DEFAULT_WINDOW, DEFAULT_OVERLAP, 1) == (17, 4, 1)
+    assert (options.window, options.overlap, options.batch_size) == (None, None, 1)  # the method's plan
+    assert SegmentOptions(window=DEFAULT_WINDOW).overlap == DEFAULT_OVERLAP == 4
     whole = SegmentOptions(window=0, overlap=3)
-    assert whole.window is None and whole.overlap == 0
+    assert whole.window == 0 and whole.overlap == 0
     assert SegmentOptions(size=[32, 48]).size == (32, 48)
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.window = 9
@@ -53,7 +54,7 @@ def test_the_flags_and_their_defaults():
     assert _parse() == SegmentOptions()
     assert _parse("--steps", "2", "--size", "32x48", "--mask-threshold", "-0.5", "--window", "9", "--overlap", "2",
                   "--batch-size", "3") == SegmentOptions(2, (32, 48), -0.5, 9, 2, 3)
-    assert _parse("--window", "0").window is None
+    assert _parse("--window", "0").window == 0
     with pytest.raises(FlowRVSError, match="--steps"):
         _parse("--steps", "0")
     with pytest.raises(FlowRVSError, match="--overlap"):

@@ -31,7 +31,7 @@ def get_dummy_components() -> dict:
 def get_dummy_inputs(num_frames: int = 6, **overrides) -> dict:
     video = np.random.default_rng(0).integers(0, 256, (num_frames, 40, 56, 3), dtype=np.uint8)
     return {"video": video, "prompt": ["a dog", "the red circle"], "size": (32, 48), "num_inference_steps": 2,
-            "return_logits": True, "window": None, **overrides}
+            "return_logits": True, "window": 0, **overrides}
 
 
 @pytest.fixture(scope="module")

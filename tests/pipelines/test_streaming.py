@@ -25,7 +25,7 @@ def _frames(t, h=32, w=48, seed=0):
 
 def test_windowed_equals_whole_video_when_it_fits_in_one_window(tiny_pipe):
     frames = _frames(13)
-    whole = tiny_pipe(frames, ["a dog", "the red circle"], size=(32, 48), return_logits=True, window=None)
+    whole = tiny_pipe(frames, ["a dog", "the red circle"], size=(32, 48), return_logits=True, window=0)
     windowed = tiny_pipe(frames, ["a dog", "the red circle"], size=(32, 48), return_logits=True, window=17, overlap=4)
     for a, b in zip(whole.logits, windowed.logits):
         assert np.array_equal(a, b)
@@ -38,7 +38,7 @@ def test_windows_are_cross_faded_over_their_overlap(tiny_pipe):
     out = tiny_pipe(frames, "a dog", size=(32, 48), return_logits=True, window=9, overlap=2)
     expected = np.zeros((25, 32, 48), np.float64)
     for win, weights in zip(plan, blend_weights(plan)):
-        alone = tiny_pipe(frames[win.start : win.stop], "a dog", size=(32, 48), return_logits=True, window=None)
+        alone = tiny_pipe(frames[win.start : win.stop], "a dog", size=(32, 48), return_logits=True, window=0)
         expected[win.start : win.stop] += weights.numpy()[:, None, None] * alone.logits[0]
     assert np.allclose(out.logits[0], expected, atol=1e-5)
 

@@ -303,8 +303,8 @@ def build_app(pipe, *, options: SegmentOptions | None = None, examples_dir: Path
               result_root: Path | None = None, title: str = "flowrvs", limits: UploadLimits = UploadLimits()):
     """The page around a loaded :class:`~flowrvs.pipelines.pipeline_flowrvs.FlowRVSPipeline` (one request at a time).
 
-    options: the page's settings (size, window, overlap, ...; default: the model's, 17-frame
-    windows); the Euler steps field replaces their steps on each click.
+    options: the page's settings (size, window, overlap, ...; default: the model's, and the
+    method's window plan); the Euler steps field replaces their steps on each click.
     examples_dir: where the synthetic examples are generated (default :func:`default_cache_dir`;
     pass ``False`` for none). result_root: where each request's files go (default: a folder in
     the system's temporary folder). limits: what one visitor may upload (:class:`UploadLimits`).

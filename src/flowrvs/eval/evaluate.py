@@ -14,7 +14,8 @@ and ReVOS ``predictions/<video>/<exp_id>/``, 0/255 and 0/1 PNGs, scored by
 (:func:`~flowrvs.pipelines.streaming.stream_segmentation`) of all its pending expressions, its
 frames written as they come through :class:`flowrvs.io.writer.SegmentationWriter`; by default
 whole videos (MeViS, Ref-YouTube-VOS, Ref-DAVIS17: the public evaluation, whose numbers are the
-published ones) or 17-frame windows (Long-RVOS, ReVOS): :func:`default_options`. The
+published ones; REM's clips for a REM model) or the method's window plan (Long-RVOS, ReVOS):
+:func:`default_options`. The
 Ref-YouTube-VOS valid split is the 202 official validation videos when the reader can tell them
 apart (test meta file present).
 
@@ -50,7 +51,6 @@ from flowrvs.eval.layouts import Layout, write_davis_official, write_submission_
 from flowrvs.io.read import DEFAULT_FPS, VideoStream
 from flowrvs.options import SegmentOptions
 from flowrvs.pipelines.streaming import stream_segmentation
-from flowrvs.pipelines.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from flowrvs.runtime.distributed import Process, barrier
 from flowrvs.runtime.records import check_run_record
 
@@ -135,12 +135,15 @@ def _segment_video(pipe, dataset: ReferringVideoDataset, layout: Layout, video: 
             writer.add(item.name, None, item.masks)
 
 
-def default_options(dataset_name: str) -> SegmentOptions:
+def default_options(dataset_name: str, benchmark_window: int | None = 0) -> SegmentOptions:
     """The model's settings with the benchmark's window plan: :data:`WINDOWED` benchmarks in
-    windows of ``DEFAULT_WINDOW`` (17) frames sharing ``DEFAULT_OVERLAP`` (4), the others whole."""
+    the method's own plan (FlowRVS: windows of ``DEFAULT_WINDOW`` (17) frames sharing
+    ``DEFAULT_OVERLAP`` (4); REM: its clips), the others in the plan the method's published
+    numbers come from (``benchmark_window``, the pipeline class's: FlowRVS 0, whole videos;
+    REM None, its clips)."""
     if dataset_name in WINDOWED:
-        return SegmentOptions(window=DEFAULT_WINDOW, overlap=DEFAULT_OVERLAP)
-    return SegmentOptions(window=None)
+        return SegmentOptions()
+    return SegmentOptions(window=benchmark_window)
 
 
 def score_predictions(dataset_name: str, dataset: ReferringVideoDataset, layout: Layout,
@@ -172,9 +175,9 @@ def dataset_video(dataset: ReferringVideoDataset, video: str) -> VideoStream:
 
 def _run_record(dataset_name: str, root, split: str, model: str, model_files: str | None,
                 options: SegmentOptions) -> dict:
-    windows = {} if options.window is None else {"window": options.window, "overlap": options.overlap}
     return {
-        **windows,  # absent: whole videos (older runs)
+        "window": options.window,  # None: the method's plan
+        "overlap": options.overlap,
         "dataset": dataset_name,
         "split": split,
         "root": str(Path(root).resolve()),

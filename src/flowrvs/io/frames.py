@@ -18,7 +18,7 @@ from flowrvs.errors import FlowRVSError
 
 MULTIPLE = 16
 RESIZE_CHUNK = 32  # frames resized at a time, to bound the float32 peak
-RESIZE_RULES = ("public", "oriented")
+RESIZE_RULES = ("public", "oriented", "exact")
 WORKING_BOX = (480, 832)  # (height, width) box the public FlowRVS inference resizes frames into
 
 
@@ -33,7 +33,8 @@ def fit_size(
     """The ``(H', W')`` a ``h x w`` frame is resized to so that it fits inside ``box``.
 
     ``rule="public"`` (:func:`public_fit_size`): the public FlowRVS rule, the box as given,
-    sides floored. ``rule="oriented"``: the box ``(BH, BW)`` is turned to the frame's orientation (a portrait frame,
+    sides floored. ``rule="exact"``: the box itself, sides floored to multiples (aspect not
+    kept; REM's square 512x512). ``rule="oriented"``: the box ``(BH, BW)`` is turned to the frame's orientation (a portrait frame,
     ``h > w``, uses ``(max, min)`` of the box, a landscape one ``(min, max)``; a square frame
     uses the box as given). The frame is scaled by ``s = min(BH / h, BW / w)`` keeping its
     aspect ratio (``upscale=False`` caps ``s`` at 1), each side is rounded to the nearest
@@ -42,6 +43,9 @@ def fit_size(
     """
     if rule == "public":
         return public_fit_size(h, w, box, multiple)
+    if rule == "exact":
+        _, _, bh, bw = _checked_fit(h, w, box, multiple)
+        return bh // multiple * multiple, bw // multiple * multiple
     if rule != "oriented":
         raise FlowRVSError(f"unknown resize rule {rule!r}; choose one of {', '.join(RESIZE_RULES)}")
     h, w, bh, bw = _checked_fit(h, w, box, multiple)
@@ -90,16 +94,17 @@ def resize_frames_pil(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames])
 
 
-def padded_length(num_frames: int) -> int:
-    """Smallest ``4k + 1 >= num_frames``."""
-    return 4 * math.ceil((num_frames - 1) / 4) + 1
+def padded_length(num_frames: int, min_frames: int = 1) -> int:
+    """Smallest ``4k + 1 >= max(num_frames, min_frames)``."""
+    return 4 * math.ceil((max(num_frames, min_frames) - 1) / 4) + 1
 
 
-def frames_to_tensor(frames: np.ndarray, size: tuple[int, int], resample: str = "torch") -> torch.Tensor:
+def frames_to_tensor(frames: np.ndarray, size: tuple[int, int], resample: str = "torch",
+                     min_frames: int = 1) -> torch.Tensor:
     """``(T, H, W, 3)`` uint8 frames -> ``(1, 3, T', h, w)`` float32 in [-1, 1].
 
-    Resized to ``size = (h, w)`` and padded to ``T' = 4k + 1`` frames with copies of the last
-    frame. ``resample="torch"``: bilinear, antialiased, on float pixels (training);
+    Resized to ``size = (h, w)`` and padded to ``T' = 4k + 1 >= min_frames`` frames with copies
+    of the last frame. ``resample="torch"``: bilinear, antialiased, on float pixels (training);
     ``"pil"``: PIL's bilinear on 8-bit pixels, then ``(x / 255 - 0.5) / 0.5`` (the public inference).
     """
     if resample not in ("torch", "pil"):
@@ -117,7 +122,7 @@ def frames_to_tensor(frames: np.ndarray, size: tuple[int, int], resample: str = 
             chunk = F.interpolate(chunk, size=size, mode="bilinear", antialias=True, align_corners=False)
         chunks.append(chunk.clamp_(0, 255).div_(127.5).sub_(1))
     video = torch.cat(chunks)
-    pad = padded_length(num_frames) - num_frames
+    pad = padded_length(num_frames, min_frames) - num_frames
     if pad:
         video = torch.cat([video, video[-1:].expand(pad, -1, -1, -1)])
     return video.permute(1, 0, 2, 3).unsqueeze(0)

@@ -38,3 +38,15 @@ def check_name(name: str, source: str | Path, what: str = "name") -> str:
     if problem is not None:
         raise FlowRVSError(f"{source}: bad {what} {name!r}: {problem} (a name must be one path component)")
     return name
+
+
+def check_relative_path(path: str, source: str | Path, what: str = "file name") -> str:
+    """``path`` unchanged when it is ``/``-separated safe components (a file inside a repository
+    or an archive), else FlowRVSError naming ``source``."""
+    if not isinstance(path, str) or not path:
+        raise FlowRVSError(f"{source}: bad {what} {path!r}: empty or not a string")
+    for part in path.split("/"):
+        problem = name_problem(part)
+        if problem is not None:
+            raise FlowRVSError(f"{source}: bad {what} {path!r}: a component {problem}")
+    return path

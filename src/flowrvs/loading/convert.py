@@ -1,4 +1,4 @@
-"""The public FlowRVS release, converted into a model folder.
+"""The public FlowRVS and REM releases, converted into model folders.
 
 The public release is three things:
 
@@ -13,12 +13,20 @@ The public release is three things:
 :func:`convert_release` turns them into a model folder (:mod:`flowrvs.loading.model_folder`)
 for :meth:`flowrvs.pipelines.pipeline_flowrvs.FlowRVSPipeline.from_pretrained`; the weight files
 are read and checked by :mod:`flowrvs.loading.state_dicts`.
+
+REM's release is one ``torch.save`` of ``{"model_state": sd, "optimizer": ..., "epoch": ...,
+"iteration": ..., "args": argparse.Namespace}`` over the stock ``Wan2.1-T2V-14B-Diffusers``:
+``sd`` holds ``backbone.dit.<DiT key>`` and ``backbone.vae.<VAE key>`` tensors, which replace
+the base's (the base fills whatever the checkpoint lacks). :func:`convert_rem` reads it
+weights-only with ``argparse.Namespace`` as its one allowed class, its tensors mapped from
+the file (the optimizer state is never read), and writes a ``REMPipeline`` model folder.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
@@ -33,6 +41,8 @@ from flowrvs.models.defaults import TEXT_LEN, TEXT_LENS
 
 DIT_PREFIXES = ("module.",)
 VAE_PREFIX = "vae."
+REM_DIT_PREFIX = "backbone.dit."
+REM_VAE_PREFIX = "backbone.vae."
 
 
 def dit_state_dict(obj, path="checkpoint") -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
@@ -126,8 +136,12 @@ def convert_vae(wan_dir: Path, vae_path: Path) -> AutoencoderKLWan:
 
 def _tokenizer_class(folder: Path) -> str:
     """The transformers class that loads the tokenizer in ``folder`` (named in ``model_index.json``)."""
+    return type(_load_tokenizer(folder)).__name__
+
+
+def _load_tokenizer(folder: Path):
     try:
-        return type(AutoTokenizer.from_pretrained(str(folder))).__name__
+        return AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError) as err:  # transformers: a bad file (OSError), no tokenizer it can build (ValueError)
         raise FlowRVSError(f"cannot load the tokenizer in {folder}: {first_line(err)}") from err
 
@@ -157,4 +171,80 @@ def convert_release(
         link_or_copy_tree(wan_dir / "text_encoder", tmp / "text_encoder")
         link_or_copy_tree(wan_dir / "tokenizer", tmp / "tokenizer")
         write_model_index(tmp, config, tokenizer_class)
+    return Path(out_dir)
+
+
+# ---- REM ---------------------------------------------------------------------------------
+def rem_state_dicts(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``(dit_state, vae_state)`` of a REM checkpoint (prefixes stripped; tensors mapped from the file)."""
+    import argparse
+
+    obj = load_weights_file(path, safe_globals=(argparse.Namespace,), mmap=True)
+    state = obj.get("model_state") if isinstance(obj, dict) else None
+    if not isinstance(state, dict):
+        raise FlowRVSError(f"checkpoint {path} has no model_state: not a REM checkpoint")
+    state = tensor_dict(state, path)
+    dit = {k[len(REM_DIT_PREFIX) :]: v for k, v in state.items() if k.startswith(REM_DIT_PREFIX)}
+    vae = {k[len(REM_VAE_PREFIX) :]: v for k, v in state.items() if k.startswith(REM_VAE_PREFIX)}
+    if not dit:
+        raise FlowRVSError(f"checkpoint {path} has no {REM_DIT_PREFIX}* tensors: not a REM checkpoint")
+    return dit, vae
+
+
+def _base_tensors(folder: Path, names: set[str]) -> dict[str, torch.Tensor]:
+    """The tensors ``names`` of a diffusers component folder's safetensors files, read one by one."""
+    from safetensors import safe_open
+
+    if not names:
+        return {}
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FlowRVSError(f"{folder} has no safetensors weights to fill the tensors the checkpoint lacks")
+    out: dict[str, torch.Tensor] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:
+            for name in names.intersection(f.keys()):
+                out[name] = f.get_tensor(name)
+    return out
+
+
+def _rem_component(cls, folder: Path, tuned: dict[str, torch.Tensor], what: str,
+                   base_weights: Callable[[Path], Path] | None = None):
+    """A stock component of the base (``folder``: its config and weights) with the checkpoint's
+    tensors ``tuned`` in place of the base's; checked tensor by tensor. ``base_weights(folder)``
+    gives the folder of the base's weights, asked only when the checkpoint lacks some tensor."""
+    with torch.device("meta"):
+        model = cls.from_config(_read_config(folder))
+    expected = set(model.state_dict())
+    extra = sorted(set(tuned) - expected)
+    if extra:
+        raise FlowRVSError(f"{what} has {len(extra)} tensor(s) the stock {cls.__name__} lacks, first {extra[0]}")
+    lacking = expected - set(tuned)
+    if lacking and base_weights is not None:
+        folder = base_weights(folder)
+    state = {**_base_tensors(folder, lacking), **tuned}
+    return load_checked(model, state, what, assign=True)
+
+
+def convert_rem(wan_dir: str | Path, checkpoint: str | Path, out_dir: str | Path,
+                base_weights: Callable[[Path], Path] | None = None) -> Path:
+    """Write a ``REMPipeline`` model folder from the stock Wan 2.1 T2V diffusers folder and a
+    REM checkpoint (atomically); its settings are REM's public inference. ``base_weights``: see
+    :func:`_rem_component` (the hub route downloads the base's DiT weights only when needed)."""
+    from flowrvs.pipelines.pipeline_rem import REMPipeline
+
+    wan_dir, checkpoint = Path(wan_dir), Path(checkpoint)
+    missing = [p + "/" for p in MODEL_PARTS if not (wan_dir / p).is_dir()]
+    if missing:
+        raise FlowRVSError(f"Wan folder {wan_dir} is missing {', '.join(missing)}")
+    dit_state, vae_state = rem_state_dicts(checkpoint)
+    transformer = _rem_component(WanTransformer3DModel, wan_dir / "transformer", dit_state,
+                                 f"checkpoint {checkpoint} (DiT)", base_weights)
+    if transformer.config.in_channels != (transformer.config.out_channels or transformer.config.in_channels):
+        raise FlowRVSError(f"checkpoint {checkpoint}: REM's DiT is the stock one, without video injection")
+    vae = _rem_component(AutoencoderKLWan, wan_dir / "vae", vae_state, f"checkpoint {checkpoint} (VAE)", base_weights)
+    tokenizer = _load_tokenizer(wan_dir / "tokenizer")
+    pipe = REMPipeline(transformer=transformer, vae=vae, text_encoder=None, tokenizer=tokenizer)
+    pipe._text_encoder_source = wan_dir / "text_encoder"
+    pipe.save_pretrained(out_dir)
     return Path(out_dir)

@@ -8,8 +8,14 @@ tokenizer (not its DiT weights, which the release replaces), converts them once
 (:func:`flowrvs.loading.convert.convert_release`) into a model folder under
 :func:`flowrvs.runtime.cache.cache_root` keyed by the files' revisions, and loads that folder
 afterwards.
-A repository that holds a flowrvs model folder (``model_index.json`` of a ``FlowRVSPipeline``)
-is downloaded and used as it is.
+``anuragba/refereverything`` holds REM's checkpoints; its base is
+``Wan-AI/Wan2.1-T2V-14B-Diffusers``. Resolving it lists the repository's files (the cached
+snapshot's, offline) and takes its one Wan checkpoint (a ``.pth`` whose name mentions Wan;
+``dit_file`` names another), downloads the base's configs, VAE, text encoder and tokenizer
+(its DiT weights only if the checkpoint lacks some DiT tensor) and converts once
+(:func:`flowrvs.loading.convert.convert_rem`) into a cached ``REMPipeline`` folder.
+A repository that holds a flowrvs model folder (``model_index.json`` of a ``FlowRVSPipeline``
+or ``REMPipeline``) is downloaded and used as it is.
 
 Everything goes through ``huggingface_hub``: ``HF_HUB_OFFLINE=1`` (or no network) with the
 files in the cache works without a network call; without them the error names the repository,
@@ -38,7 +44,7 @@ from huggingface_hub.errors import (
 )
 
 from flowrvs.errors import FlowRVSError, first_line
-from flowrvs.loading.convert import convert_release
+from flowrvs.loading.convert import convert_release, convert_rem
 from flowrvs.loading.model_folder import INDEX_FILE, MODEL_PARTS
 from flowrvs.models.defaults import TEXT_LEN
 from flowrvs.runtime.cache import cache_root
@@ -50,6 +56,8 @@ DIT_FILES = ("FlowRVS_dit_mevis.pth", "mevis_dit.pth")
 VAE_FILE = "tuned_vae.pth"
 BASE_REPO = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 BASE_PATTERNS = ["model_index.json", "transformer/config.json", "vae/*", "text_encoder/*", "tokenizer/*"]
+REM_REPO = "anuragba/refereverything"
+REM_BASE_REPO = "Wan-AI/Wan2.1-T2V-14B-Diffusers"
 CONVERSION_VERSION = "1"  # bump when the conversion's output changes for the same inputs
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 # what huggingface_hub raises when it cannot give a file: an HTTP error (no such repository,
@@ -109,7 +117,9 @@ def _flowrvs_folder_repo(repo: str) -> Path | None:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError):  # a model_index.json of something else
         return None
-    if not isinstance(index, dict) or index.get("_class_name") != "FlowRVSPipeline":
+    from flowrvs.pipelines.registry import PIPELINE_CLASS_NAMES
+
+    if not isinstance(index, dict) or index.get("_class_name") not in PIPELINE_CLASS_NAMES:
         return None
     try:
         return Path(snapshot_download(repo, local_files_only=not hub_reachable()))
@@ -181,6 +191,8 @@ def resolve_hub_model(
         folder = _flowrvs_folder_repo(repo)
         if folder is not None:
             return folder
+    if repo == REM_REPO:
+        return _resolve_rem(repo, dit_file, base or REM_BASE_REPO)
     base = base or BASE_REPO
     dit_names = (dit_file,) if dit_file else DIT_FILES
     dit, vae, base_dir = _release_files(repo, dit_names, base)
@@ -190,3 +202,62 @@ def resolve_hub_model(
         return out
     logger.warning("flowrvs: converting %s (%s, %s, base %s) once into %s", repo, dit.name, VAE_FILE, base, out)
     return convert_release(base_dir, dit, vae, out, mask_latent_normalized=mask_latent_normalized, text_len=text_len)
+
+
+# ---- REM ---------------------------------------------------------------------------------
+def _repo_files(repo: str) -> list[str]:
+    """The files of ``repo``: listed by the hub, or (offline) those of its cached snapshot."""
+    from huggingface_hub import HfApi
+
+    if hub_reachable():
+        return list(HfApi().list_repo_files(repo))
+    snapshot = Path(snapshot_download(repo, local_files_only=True))
+    return sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
+
+
+def _rem_checkpoint_name(repo: str, dit_file: str | None, base: str) -> str:
+    """The REM checkpoint to convert: ``dit_file``, else the repository's one Wan ``.pth``."""
+    if dit_file:
+        return dit_file
+    try:
+        files = _repo_files(repo)
+    except HUB_ERRORS as err:
+        hint = (f"download a checkpoint of {repo} and the diffusers folder {base}, then run `flowrvs convert "
+                "--method rem --wan BASE_DIR --dit CHECKPOINT.pth --out MODEL` and pass --model MODEL")
+        if _unreachable(err):
+            raise FlowRVSError(f"{repo} is not in the Hugging Face cache and the hub cannot be reached (offline): {hint}") from err
+        raise FlowRVSError(f"cannot list the files of {repo}: {first_line(err)}; {hint}") from err
+    wan = [f for f in files if f.endswith(".pth") and "wan" in Path(f).name.lower()]
+    if len(wan) != 1:
+        found = ", ".join(wan) if wan else "none"
+        raise FlowRVSError(f"{repo} holds {len(wan)} Wan checkpoint(s) ({found}); name one with --dit-file")
+    return wan[0]
+
+
+def _resolve_rem(repo: str, dit_file: str | None, base: str) -> Path:
+    """A cached ``REMPipeline`` folder converted once from ``repo``'s checkpoint over ``base``."""
+    from flowrvs.io.names import check_relative_path
+
+    name = check_relative_path(_rem_checkpoint_name(repo, dit_file, base), f"a file of {repo}")
+    try:
+        checkpoint = _download(repo, name)
+        base_dir = Path(snapshot_download(base, allow_patterns=BASE_PATTERNS, local_files_only=not hub_reachable()))
+    except HUB_ERRORS as err:
+        where = "is not in the Hugging Face cache and the hub cannot be reached (offline)" if _unreachable(err) else \
+            f"cannot be fetched ({first_line(err)})"
+        raise FlowRVSError(f"{repo}'s {name} over {base} {where}; or run `flowrvs convert --method rem` on local copies") from err
+    key = hashlib.sha1("\0".join([name, checkpoint.resolve().name, base_dir.name, "rem", CONVERSION_VERSION]).encode())
+    out = cache_root() / "models" / f"{repo.replace('/', '--')}--{key.hexdigest()[:16]}"
+    if (out / INDEX_FILE).is_file():
+        return out
+
+    def base_weights(part_dir: Path) -> Path:
+        try:
+            folder = snapshot_download(base, allow_patterns=[f"{part_dir.name}/*"], local_files_only=not hub_reachable())
+        except HUB_ERRORS as err:
+            raise FlowRVSError(f"the checkpoint lacks some {part_dir.name} tensors and {base}'s weights cannot be "
+                               f"fetched: {first_line(err)}") from err
+        return Path(folder) / part_dir.name
+
+    logger.warning("flowrvs: converting %s (%s, base %s) once into %s", repo, name, base, out)
+    return convert_rem(base_dir, checkpoint, out, base_weights=base_weights)

@@ -18,8 +18,14 @@ from safetensors.torch import load_file
 from flowrvs.errors import FlowRVSError, first_line
 
 
-def load_weights_file(path: str | Path) -> object:
-    """Load a ``.safetensors`` file or a weights-only ``.pth``/``.pt``/``.bin`` checkpoint on the CPU."""
+def load_weights_file(path: str | Path, safe_globals: tuple[type, ...] = (), mmap: bool = False) -> object:
+    """Load a ``.safetensors`` file or a weights-only ``.pth``/``.pt``/``.bin`` checkpoint on the CPU.
+
+    safe_globals: the classes (and only those) the unpickler may build besides tensors and
+    plain containers (REM's checkpoint holds an ``argparse.Namespace``). mmap: map the tensors'
+    storage from the file instead of reading it (what is never touched, an optimizer's state,
+    is never read); a checkpoint in torch's older, non-zip format is read whole.
+    """
     path = Path(path)
     if not path.is_file():
         raise FlowRVSError(f"checkpoint {path} does not exist")
@@ -29,7 +35,8 @@ def load_weights_file(path: str | Path) -> object:
         except SafetensorError as err:
             raise FlowRVSError(f"checkpoint {path} is not a readable safetensors file ({err})") from err
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return _torch_load(path, mmap)
     except pickle.UnpicklingError as err:
         raise FlowRVSError(
             f"checkpoint {path} cannot be loaded as weights only: it is corrupt or holds objects other than "
@@ -41,6 +48,14 @@ def load_weights_file(path: str | Path) -> object:
         if "PytorchStreamReader" not in str(err):  # torch's word for a damaged zip archive
             raise
         raise FlowRVSError(f"checkpoint {path} cannot be loaded: {first_line(err)}") from err
+
+
+def _torch_load(path: Path, mmap: bool) -> object:
+    if mmap:
+        import zipfile
+
+        mmap = zipfile.is_zipfile(path)  # torch maps only its zip format
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def _unpickler_detail(err: Exception) -> str:

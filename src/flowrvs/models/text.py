@@ -66,13 +66,16 @@ class PromptEncoder:
 
     ``tokenizer``: a transformers tokenizer (umT5's, or a small word-level one for tiny
     models); ``text_encoder``: a transformers ``UMT5EncoderModel``. The cache holds embeddings
-    on the CPU keyed by the cleaned prompt; :meth:`clear_cache` empties it.
+    on the CPU keyed by the cleaned prompt; :meth:`clear_cache` empties it. ``max_length``:
+    tokens the encoder sees (default ``text_len``); a prompt encoded to more than ``text_len``
+    tokens keeps its first ``text_len`` embeddings, with one warning (REM: 512 and 77).
     """
 
-    def __init__(self, tokenizer, text_encoder, text_len: int):
+    def __init__(self, tokenizer, text_encoder, text_len: int, max_length: int | None = None):
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         self.text_len = text_len
+        self.max_length = text_len if max_length is None else max_length
         self._cache: dict[str, torch.Tensor] = {}
 
     def clear_cache(self) -> None:
@@ -84,7 +87,7 @@ class PromptEncoder:
             prompts,
             padding="longest",
             truncation=True,
-            max_length=self.text_len,
+            max_length=self.max_length,
             add_special_tokens=True,
             return_attention_mask=True,
             return_tensors="pt",
@@ -93,7 +96,10 @@ class PromptEncoder:
         ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
         hidden = self.text_encoder(ids, attention_mask=mask).last_hidden_state
         lengths = mask.sum(dim=1).tolist()
-        return [hidden[i, :n] for i, n in enumerate(lengths)]
+        for prompt, n in zip(prompts, lengths):
+            if n > self.text_len:
+                logger.warning("the prompt %r has %d tokens; the model takes the first %d", prompt[:60], n, self.text_len)
+        return [hidden[i, : min(n, self.text_len)] for i, n in enumerate(lengths)]
 
     def _pad(self, embeds: list[torch.Tensor]) -> torch.Tensor:
         return pad_embeddings(embeds, self.text_len)
@@ -222,6 +228,7 @@ def encode_sentences(
     device=None,
     dtype: torch.dtype | None = None,
     batch_size: int = 8,
+    max_length: int | None = None,
 ) -> torch.Tensor:
     """Embeddings ``(B, text_len, D)`` of ``sentences``, loading the text encoder only on a miss.
 
@@ -229,7 +236,8 @@ def encode_sentences(
     once, only when some cleaned sentence is not in ``cache``, and both are dropped (and the
     memory returned to the OS) before this returns, so the caller must not keep references.
     cache: ``None`` encodes every time. model: the cache key of the encoder (weights and dtype).
-    device/dtype: of the result (default: CPU, the cached dtype).
+    device/dtype: of the result (default: CPU, the cached dtype). max_length: as
+    :class:`PromptEncoder` (part of ``model``, the cache key, when it is not ``text_len``).
     """
     from flowrvs.runtime.memory import release_memory
 
@@ -240,7 +248,7 @@ def encode_sentences(
         tokenizer, encoder = load_encoder()
         prompt_encoder = None
         try:
-            prompt_encoder = PromptEncoder(tokenizer, encoder, text_len)
+            prompt_encoder = PromptEncoder(tokenizer, encoder, text_len, max_length=max_length)
             with torch.no_grad():
                 for start in range(0, len(missing), batch_size):
                     chunk = missing[start : start + batch_size]

@@ -38,7 +38,7 @@ from flowrvs.models.vae import decode_mask_logits, encode_video
 from flowrvs.options import SegmentOptions
 from flowrvs.pipelines.pipeline_output import FlowRVSPipelineOutput
 from flowrvs.pipelines.streaming import StepCallback, stream_segmentation
-from flowrvs.pipelines.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW
+from flowrvs.pipelines.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW, Window, plan_windows
 
 OUTPUT_TYPES = ("np", "pt", "pil")
 
@@ -77,6 +77,12 @@ class FlowRVSPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->transformer->vae"
     _optional_components = ["scheduler"]
     _callback_tensor_inputs = ["latents"]
+    # facts of the method, not settings: the tokenizer's max_length (None: text_len), the
+    # fewest frames one pass is run on (shorter windows are padded with their last frame),
+    # and the window plan its published benchmark numbers come from (0: whole videos)
+    tokenizer_max_length: int | None = None
+    min_frames: int = 1
+    benchmark_window: int | None = 0
 
     def __init__(
         self,
@@ -143,7 +149,8 @@ class FlowRVSPipeline(DiffusionPipeline):
     def prompt_encoder(self) -> PromptEncoder:
         """Embeds prompts; each distinct prompt is encoded once per pipeline."""
         if self._prompt_encoder is None or self._prompt_encoder.text_encoder is not self.text_encoder:
-            self._prompt_encoder = PromptEncoder(self.tokenizer, self.text_encoder, self.config.text_len)
+            self._prompt_encoder = PromptEncoder(self.tokenizer, self.text_encoder, self.config.text_len,
+                                                 max_length=self.tokenizer_max_length)
         return self._prompt_encoder
 
     # ---- loading and saving ----------------------------------------------------------
@@ -159,6 +166,10 @@ class FlowRVSPipeline(DiffusionPipeline):
     ) -> "FlowRVSPipeline":
         """Load a model folder, a shipped model by name (``tiny-synthetic``) or a hub id, on the CPU.
 
+        The pipeline class is the folder's (``_class_name`` of its ``model_index.json``), so
+        ``FlowRVSPipeline.from_pretrained`` of a REM folder gives a
+        :class:`~flowrvs.pipelines.pipeline_rem.REMPipeline`.
+
         ``xmz111/FlowRVS`` (the public release) is downloaded and converted once into a cached
         model folder (:func:`flowrvs.loading.resolve.resolve_model_dir`; ``dit_file`` and
         ``base`` pick other files). torch_dtype: as diffusers takes it (one dtype, or one per
@@ -169,14 +180,20 @@ class FlowRVSPipeline(DiffusionPipeline):
         (``$FLOWRVS_CACHE/embeddings``), its weights read layer by layer from their files, and
         dropped right after, so it never sits beside the DiT and the VAE.
         """
+        from flowrvs.pipelines.registry import folder_pipeline_class
+
         path = resolve_model_dir(pretrained_model_name_or_path, dit_file=dit_file, base=base)
+        pipeline_class = folder_pipeline_class(path)
+        if not issubclass(pipeline_class, cls):
+            raise FlowRVSError(f"model {path} holds a {pipeline_class.__name__}, not a {cls.__name__}: "
+                               f"load it with {pipeline_class.__name__}.from_pretrained")
         kwargs.setdefault("low_cpu_mem_usage", True)
         if not keep_text_encoder:
             kwargs["text_encoder"] = None
         if torch_dtype is not None:
             kwargs["dtype"] = torch_dtype  # diffusers' current name for it
         try:
-            pipe = super().from_pretrained(str(path), **kwargs)
+            pipe = super(FlowRVSPipeline, pipeline_class).from_pretrained(str(path), **kwargs)
         except (OSError, ValueError) as err:  # unreadable or damaged weight and config files
             raise FlowRVSError(f"cannot load the model in {path}: {first_line(err)}") from err
         pipe._text_encoder_source = path / "text_encoder"
@@ -212,7 +229,9 @@ class FlowRVSPipeline(DiffusionPipeline):
     def _text_encoder_key(self) -> str:
         """Names the text encoder's weights and compute dtype in the embedding cache (hashed once)."""
         if self._text_key is None:
-            self._text_key = f"{model_fingerprint(self._text_encoder_source)}-{str(self._compute_dtype('text_encoder'))[6:]}"
+            limit = "" if self.tokenizer_max_length is None else f"-max{self.tokenizer_max_length}"
+            self._text_key = (f"{model_fingerprint(self._text_encoder_source)}-"
+                              f"{str(self._compute_dtype('text_encoder'))[6:]}{limit}")
         return self._text_key
 
     def _load_text_encoder(self):
@@ -249,7 +268,18 @@ class FlowRVSPipeline(DiffusionPipeline):
         from flowrvs.models.text import EmbeddingCache, encode_sentences
 
         return encode_sentences(prompts, self._load_text_encoder, EmbeddingCache.default(), self.config.text_len,
-                                self._text_encoder_key(), device=device, dtype=dtype, batch_size=1)
+                                self._text_encoder_key(), device=device, dtype=dtype, batch_size=1,
+                                max_length=self.tokenizer_max_length)
+
+    def plan_windows(self, num_frames: int, window: int | None = None, overlap: int | None = None) -> list[Window]:
+        """The windows a video of ``num_frames`` frames runs in (:mod:`flowrvs.pipelines.windows`).
+
+        window: ``None`` is this method's own plan (``DEFAULT_WINDOW`` frames sharing
+        ``DEFAULT_OVERLAP``, or ``overlap``), 0 the whole video in one pass, else windows of that
+        many frames sharing ``overlap`` (default ``DEFAULT_OVERLAP``).
+        """
+        overlap = DEFAULT_OVERLAP if overlap is None else overlap
+        return plan_windows(num_frames, DEFAULT_WINDOW if window is None else window, overlap)
 
     @torch.no_grad()
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
@@ -311,9 +341,10 @@ class FlowRVSPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def decode(self, z_mask: torch.Tensor) -> torch.Tensor:
-        """Mask latents ``(B, 16, T', h, w)`` -> logits ``(B, 4T'-3, 8h, 8w)`` (clamped to
-        [-1, 1] when ``clamp_logits``)."""
-        logits = decode_mask_logits(self.vae, z_mask, self.config.mask_latent_normalized)
+        """Mask latents ``(B, 16, T', h, w)`` -> decoder output ``(B, C, 4T'-3, 8h, 8w)``, whose
+        mean over the ``C`` channels is the mask logit (C = 1 here; clamped to [-1, 1] when
+        ``clamp_logits``)."""
+        logits = decode_mask_logits(self.vae, z_mask, self.config.mask_latent_normalized).unsqueeze(1)
         return logits.clamp(-1.0, 1.0) if self.config.clamp_logits else logits
 
     # ---- the whole thing -------------------------------------------------------------
@@ -325,8 +356,8 @@ class FlowRVSPipeline(DiffusionPipeline):
         num_inference_steps: int | None = None,
         size: tuple[int, int] | None = None,
         mask_threshold: float | None = None,
-        window: int | None = DEFAULT_WINDOW,
-        overlap: int = DEFAULT_OVERLAP,
+        window: int | None = None,
+        overlap: int | None = None,
         batch_size: int = 1,
         generator: torch.Generator | None = None,
         return_logits: bool = False,
@@ -340,8 +371,8 @@ class FlowRVSPipeline(DiffusionPipeline):
         video: a path (video file, GIF, image or folder of frames), a ``(T, H, W, 3)`` uint8
         array, or a list of PIL images. prompt: one sentence or a list. num_inference_steps,
         size, mask_threshold, window, overlap, batch_size: see
-        :class:`flowrvs.options.SegmentOptions` (``None``: the model's settings; ``window=None``
-        runs the whole video in one pass, as the public code does). return_logits: also return
+        :class:`flowrvs.options.SegmentOptions` (``None``: the model's settings and window plan;
+        ``window=0`` runs the whole video in one pass, as the public FlowRVS code does). return_logits: also return
         the decoder's logits. output_type: ``"np"``, ``"pt"`` or ``"pil"`` (see
         :class:`FlowRVSPipelineOutput`). return_dict: ``False`` returns ``(masks, logits)``.
         callback_on_step_end: called after every Euler step as in diffusers. The progress bar

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from flowrvs.io.frames import fit_size, frames_to_tensor
 from flowrvs.io.read import open_video
 from flowrvs.options import SegmentOptions
-from flowrvs.pipelines.windows import LogitBlender, Window, iter_windows, plan_windows
+from flowrvs.pipelines.windows import LogitBlender, Window, iter_windows
 
 StepCallback = Callable[[Any, int, torch.Tensor, dict], dict]
 
@@ -93,9 +93,10 @@ class SegmentationStream:
             pipe.maybe_free_model_hooks()
 
     def _window_logits(self, window: Window, frames: np.ndarray, batches: list[range], bar) -> torch.Tensor:
-        """``(K, len(window), h, w)`` float32 logits of one window at the working size."""
+        """``(K * C, len(window), h, w)`` float32 decoder outputs of one window at the working
+        size (C decoder channels per sentence, sentence-major)."""
         pipe, run = self.pipe, self._run
-        tensor = frames_to_tensor(frames, self.working_size, resample="pil")
+        tensor = frames_to_tensor(frames, self.working_size, resample="pil", min_frames=pipe.min_frames)
         z_video = pipe.encode_video(tensor.to(pipe.vae.dtype))
         del tensor
         logits = []
@@ -103,17 +104,22 @@ class SegmentationStream:
             z_mask = pipe.sample(z_video, run.text_embeds[rows.start : rows.stop], run.num_steps, run.generator,
                                  callback_on_step_end=run.callback, callback_on_step_end_tensor_inputs=run.callback_inputs,
                                  on_step=bar.update)
-            logits.append(pipe.decode(z_mask).float()[:, : len(window)])
+            decoded = pipe.decode(z_mask).float()[:, :, : len(window)]
+            logits.append(decoded.flatten(0, 1))
             bar.update()
         return torch.cat(logits)
 
     def _finish(self, finished, frames: np.ndarray, offset: int) -> Iterator[SegmentedFrame]:
-        """Resize the final frames' logits to the input size (bilinear) and threshold them."""
-        stacked = torch.stack([logits for _, logits in finished], dim=1)  # (K, n, h, w)
-        k, n = stacked.shape[:2]
+        """Resize the final frames' decoder outputs to the input size (bilinear), average each
+        sentence's channels into its logits and threshold them."""
+        stacked = torch.stack([logits for _, logits in finished], dim=1)  # (K * C, n, h, w)
+        kc, n = stacked.shape[:2]
         if tuple(stacked.shape[-2:]) != (self.height, self.width):
-            stacked = F.interpolate(stacked.reshape(k * n, 1, *stacked.shape[-2:]), size=(self.height, self.width),
-                                    mode="bilinear", align_corners=False).reshape(k, n, self.height, self.width)
+            stacked = F.interpolate(stacked.reshape(kc * n, 1, *stacked.shape[-2:]), size=(self.height, self.width),
+                                    mode="bilinear", align_corners=False).reshape(kc, n, self.height, self.width)
+        k = len(self.prompts)
+        if kc != k:  # several decoder channels (REM's picture of the mask): their mean, after the resize
+            stacked = stacked.reshape(k, kc // k, n, self.height, self.width).mean(dim=1)
         masks = (stacked > self._run.threshold).cpu().numpy()
         values = stacked.cpu().numpy() if self._run.return_logits else None
         for j, (index, _) in enumerate(finished):
@@ -137,14 +143,14 @@ def stream_segmentation(
 
     video: what :func:`flowrvs.io.read.open_video` takes (a path, a ``(T, H, W, 3)`` uint8
     array, a list of PIL images, an opened stream). prompt: one sentence or a list. options:
-    :class:`SegmentOptions` (default: the model's settings, 17-frame windows). Bad input and
+    :class:`SegmentOptions` (default: the model's settings and window plan). Bad input and
     the prompts' embeddings are dealt with here, before anything is iterated. The callback
     is called after every Euler step of every window and sentence batch (see the pipeline).
     """
     options = options or SegmentOptions()
     prompts = pipe.check_inputs(prompt, callback_on_step_end_tensor_inputs)
     frames = open_video(video)
-    plan = plan_windows(frames.num_frames, options.window, options.overlap)
+    plan = pipe.plan_windows(frames.num_frames, options.window, options.overlap)
     box = options.size or tuple(pipe.config.size)
     working_size = fit_size(frames.height, frames.width, box, rule=pipe.config.resize_rule)
     run = _Run(

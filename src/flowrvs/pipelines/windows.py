@@ -17,6 +17,10 @@ the last one ends on the last frame, moved back towards full length as far as it
 without reaching into the window before its neighbour, so no frame is ever covered by three
 windows. ``window=None`` (or 0) is one window over the whole video:
 exactly what whole-video inference does.
+
+REM's clips (:func:`plan_clips`) are a second kind of plan: non-overlapping clips of one
+length from frame 0, and a tail clip re-run on the last full length of frames whose leading
+``context`` frames (already covered) get weight 0, so only its new frames count.
 """
 
 from __future__ import annotations
@@ -34,15 +38,22 @@ from flowrvs.errors import FlowRVSError
 # 25% more compute. 17 frames is also the public code's training clip.
 DEFAULT_WINDOW = 17
 DEFAULT_OVERLAP = 4
+# REM's clip lengths, longest first: a video runs in clips of the longest that fits it
+REM_CLIP_LENGTHS = (73, 61, 49, 37, 25, 17, 9)
 
 
 @dataclass(frozen=True)
 class Window:
-    """Frames ``[start, stop)`` of the video, the ``index``-th window of its plan."""
+    """Frames ``[start, stop)`` of the video, the ``index``-th window of its plan.
+
+    context: leading frames the window is run on for context only (already owned by the
+    window before it); their logits get weight 0 in the blend.
+    """
 
     index: int
     start: int
     stop: int
+    context: int = 0
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -101,18 +112,45 @@ def plan_windows(num_frames: int, window: int | None = None, overlap: int = 0) -
     return [Window(i, s, min(s + window, num_frames)) for i, s in enumerate(starts)]
 
 
+def plan_clips(num_frames: int, lengths: Sequence[int] = REM_CLIP_LENGTHS) -> list[Window]:
+    """REM's clips of ``num_frames`` frames.
+
+    The clip length ``L`` is the longest of ``lengths`` that is ``<= num_frames`` (the shortest
+    when none is: the single window is then padded up to it, see the pipeline's
+    ``min_frames``). Clips ``[0, L), [L, 2L), ...`` while they fit; a remainder of ``r`` frames
+    is a tail clip of the last ``L`` frames with ``context = L - r``, so only its last ``r``
+    frames are kept.
+    """
+    num_frames = _check_int("num_frames", num_frames, 1)
+    fitting = [n for n in lengths if n <= num_frames]
+    if not fitting:
+        return [Window(0, 0, num_frames)]
+    length = max(fitting)
+    plan = [Window(i, s, s + length) for i, s in enumerate(range(0, num_frames - length + 1, length))]
+    remainder = num_frames - plan[-1].stop
+    if remainder:
+        plan.append(Window(len(plan), num_frames - length, num_frames, context=length - remainder))
+    return plan
+
+
 def blend_weights(plan: list[Window]) -> list[torch.Tensor]:
-    """Per window, the ``(len(window),)`` float32 weights in ``(0, 1]`` of its frames in the blend.
+    """Per window, the ``(len(window),)`` float32 weights in ``[0, 1]`` of its frames in the blend.
 
     1 where no other window covers a frame; a linear cross-fade where two neighbours share
-    frames (see the module docstring). Summed over the windows that cover it, every frame's
-    weight is 1.
+    frames (see the module docstring); where the later window holds the shared frames as
+    ``context``, 0 for it and 1 for the earlier one. Summed over the windows that cover it,
+    every frame's weight is 1.
     """
     weights = [torch.ones(len(w)) for w in plan]
     for i in range(len(plan) - 1):
         a, b = plan[i], plan[i + 1]
         shared = a.stop - b.start
         if shared <= 0:
+            continue
+        if b.context:
+            if b.context != shared:
+                raise ValueError(f"window {b.index} has {b.context} context frames but shares {shared} with window {a.index}")
+            weights[i + 1][:shared] = 0.0
             continue
         ramp = torch.arange(1, shared + 1, dtype=torch.float32) / (shared + 1)
         weights[i + 1][:shared] *= ramp

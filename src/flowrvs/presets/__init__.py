@@ -77,12 +77,14 @@ def build_transformer(name: str, dvi: bool = True, device: str | torch.device | 
         return WanTransformer3DModel.from_config(config)
 
 
-def build_vae(name: str, device: str | torch.device | None = None):
-    """A random-weight Wan VAE of the preset with a 1-channel (mask) decoder head."""
+def build_vae(name: str, device: str | torch.device | None = None, mask_decoder: bool = True):
+    """A random-weight Wan VAE of the preset with a 1-channel (mask) decoder head, or with the
+    stock 3-channel one (``mask_decoder=False``: REM decodes pictures of masks)."""
     from diffusers import AutoencoderKLWan
 
     config = preset_config(name, "vae")
-    config["out_channels"] = 1
+    if mask_decoder:
+        config["out_channels"] = 1
     with torch.device(device or "cpu"):
         return AutoencoderKLWan.from_config(config)
 
@@ -98,22 +100,32 @@ def build_text_encoder(name: str, vocab_size: int | None = None, device: str | t
         return UMT5EncoderModel(UMT5Config(**config))
 
 
-def build_pipeline(name: str = "tiny", dvi: bool = True, seed: int = 0, words: list[str] | None = None, **config):
-    """A :class:`~flowrvs.pipelines.pipeline_flowrvs.FlowRVSPipeline` of the preset with random weights.
+METHODS = ("flowrvs", "rem")
+
+
+def build_pipeline(name: str = "tiny", dvi: bool = True, seed: int = 0, words: list[str] | None = None,
+                   method: str = "flowrvs", **config):
+    """A pipeline of the preset with random weights: a
+    :class:`~flowrvs.pipelines.pipeline_flowrvs.FlowRVSPipeline` (``method="flowrvs"``, with the
+    preset's ``pipeline.json`` settings), or a :class:`~flowrvs.pipelines.pipeline_rem.REMPipeline`
+    (``"rem"``: the stock DiT and 3-channel VAE decoder, REM's settings; ``dvi`` is ignored).
 
     Only ``tiny`` (and presets with a ``vocab.txt``) can be built whole: the real umT5
     tokenizer cannot be made offline. ``words`` replaces the preset vocabulary; ``config``
-    overrides ``pipeline.json`` entries.
+    overrides the settings.
     """
-    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
-
+    if method not in METHODS:
+        raise FlowRVSError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
     words = words or preset_vocabulary(name)
     torch.manual_seed(seed)
     tokenizer = build_word_tokenizer(words)
-    return FlowRVSPipeline(
-        transformer=build_transformer(name, dvi=dvi),
-        vae=build_vae(name),
-        text_encoder=build_text_encoder(name, vocab_size=len(tokenizer)),
-        tokenizer=tokenizer,
-        **{**preset_config(name, "pipeline"), **config},
-    )
+    rem = method == "rem"
+    parts = dict(transformer=build_transformer(name, dvi=dvi and not rem), vae=build_vae(name, mask_decoder=not rem),
+                 text_encoder=build_text_encoder(name, vocab_size=len(tokenizer)), tokenizer=tokenizer)
+    if rem:
+        from flowrvs.pipelines.pipeline_rem import REMPipeline
+
+        return REMPipeline(**parts, **config)
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+
+    return FlowRVSPipeline(**parts, **{**preset_config(name, "pipeline"), **config})

@@ -57,8 +57,8 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-threshold", type=float, default=None,
                         help="mask decoder logit above which a pixel is foreground (default: the model's)")
     parser.add_argument("--window", type=int, default=None,
-                        help="frames per window of a long video, 4k+1 (default: flowrvs.pipelines.windows.DEFAULT_WINDOW, 17); "
-                             "0 = the whole video in one pass, as the public code")
+                        help="frames per window of a long video, 4k+1 (default: the method's plan, 17-frame windows for "
+                             "FlowRVS, its clips for REM); 0 = the whole video in one pass, as the public FlowRVS code")
     parser.add_argument("--overlap", type=int, default=None,
                         help="frames neighbouring windows share, their logits cross-faded (default: 4)")
     parser.add_argument("--batch-size", type=int, default=1, help="prompts per DiT pass")

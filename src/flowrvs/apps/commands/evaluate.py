@@ -4,9 +4,9 @@ Runs the model over a split (one streamed segmentation per video, options from
 :func:`~flowrvs.apps.commands.common.add_segment_options`), writes the predictions in the layout
 of the dataset's official scorer/server (and ``OUT/submission.zip`` for MeViS and
 Ref-YouTube-VOS), scores a split that has masks into ``OUT/metrics.json`` (the format of
-``flowrvs score``) and prints its summary line. ``--window`` defaults to whole videos for
-mevis/ytvos/davis (the public evaluation; published numbers come from it) and to 17-frame
-windows (overlap 4) for long-rvos/revos.
+``flowrvs score``) and prints its summary line. ``--window`` defaults to the plan the
+method's published numbers come from for mevis/ytvos/davis (FlowRVS: whole videos; REM: its
+clips) and to the method's own plan for long-rvos/revos (FlowRVS: 17-frame windows, overlap 4).
 Resumable: run it again with the same ``--out`` and finished expressions are skipped. Under
 ``torchrun --nproc_per_node N`` the videos are shared out among the processes. Layouts: see
 :mod:`flowrvs.eval.layouts`.
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from flowrvs.apps.commands.common import add_model_args, add_segment_options
 
-WINDOW_HELP = ("frames per window, 4k+1; 0 = the whole video in one pass (default: whole videos for "
-               "mevis, ytvos and davis, as the public evaluation, whose published numbers come from it; "
-               "17 with --overlap 4 for long-rvos and revos)")
+WINDOW_HELP = ("frames per window, 4k+1; 0 = the whole video in one pass (default for mevis, ytvos and davis: "
+               "the plan the method's published numbers come from, whole videos for FlowRVS, its clips for REM; "
+               "for long-rvos and revos the method's own plan, 17 with --overlap 4 for FlowRVS)")
 
 
 def register(subparsers) -> None:
@@ -63,10 +63,12 @@ def run(args: argparse.Namespace) -> int:
     from flowrvs.loading.resolve import resolve_model_dir
     from flowrvs.runtime import distributed
 
-    if args.window is None and args.dataset not in WINDOWED:
-        args.window = 0  # whole videos: the public evaluation
-    options = segment_options(args)  # validated once, before any work
+    from flowrvs.pipelines.registry import folder_pipeline_class
+
     model_dir = resolve_model_dir(args.model, **hub_options(args))  # fails fast on a bad model before any work
+    if args.window is None and args.dataset not in WINDOWED:
+        args.window = folder_pipeline_class(model_dir).benchmark_window  # the plan of the published numbers
+    options = segment_options(args)  # validated once, before any work
     process = distributed.from_environment()
     prefix = f"[rank {process.rank}/{process.world_size}] " if process.distributed else ""
 

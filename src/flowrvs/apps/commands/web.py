@@ -23,7 +23,7 @@ def register(sub) -> None:
                         help="keep parts on the CPU and move each to the GPU only while it runs")
     parser.add_argument("--size", default=None, help="HxW box frames are resized into (default: the model's)")
     parser.add_argument("--window", type=int, default=None,
-                        help="frames per window of a long video, 4k+1 (default: 17); 0 = the whole video in one pass")
+                        help="frames per window of a long video, 4k+1 (default: the method's plan, 17 for FlowRVS, its clips for REM); 0 = the whole video in one pass")
     parser.add_argument("--overlap", type=int, default=None,
                         help="frames neighbouring windows share, their logits cross-faded (default: 4)")
     parser.add_argument("--max-upload-mb", type=float, default=512.0,
