@@ -42,10 +42,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from flowrvs.io.frames import padded_length
-from flowrvs.presets import build_text_encoder, build_transformer, build_vae, preset_config
+from flowrvs.pipelines.pipeline_rem import REMPipeline
+from flowrvs.pipelines.windows import REM_CLIP_LENGTHS, plan_clips
+from flowrvs.presets import METHODS, build_text_encoder, build_transformer, build_vae, preset_config
 from flowrvs.runtime.precision import PartPrecision, apply_part_precision
 
-METHODS = ("flowrvs", "rem")
 DEFAULT_PRESET = {"flowrvs": "wan2.1-1.3b", "rem": "wan2.1-14b"}
 
 
@@ -151,11 +152,6 @@ def rem_settings() -> dict:
     """REM's inference plan as flowrvs defines it: ``size`` ``(H, W)`` and ``text_len`` (the
     defaults of :class:`~flowrvs.pipelines.pipeline_rem.REMPipeline`), ``clip_lengths``
     (:data:`~flowrvs.pipelines.windows.REM_CLIP_LENGTHS`, longest first)."""
-    try:
-        from flowrvs.pipelines.pipeline_rem import REMPipeline
-        from flowrvs.pipelines.windows import REM_CLIP_LENGTHS
-    except ImportError as err:
-        raise SystemExit(f"--method rem needs flowrvs.pipelines.pipeline_rem (issue 22): {err}") from err
     defaults = inspect.signature(REMPipeline.__init__).parameters
     return {"size": tuple(int(n) for n in defaults["size"].default), "text_len": int(defaults["text_len"].default),
             "clip_lengths": tuple(int(n) for n in REM_CLIP_LENGTHS)}
@@ -165,26 +161,16 @@ def rem_clips(frames: int) -> tuple[int, list[tuple[int, int, int]]]:
     """``(clip length, [(start, stop, context), ...])`` of a ``frames``-frame video in REM's clips.
 
     A video shorter than the shortest clip length is one clip padded up to it (as the pipeline does)."""
-    from flowrvs.pipelines.windows import plan_clips
-
     clips = plan_clips(frames, rem_settings()["clip_lengths"])
     length = max(len(clips[0]), min(rem_settings()["clip_lengths"]))
     return length, [(c.start, c.stop, c.context) for c in clips]
-
-
-def build_stock_vae(preset: str, device: str | torch.device | None = None):
-    """The preset's Wan VAE with its stock 3-channel decoder (REM decodes a picture of the mask)."""
-    from diffusers import AutoencoderKLWan
-
-    with torch.device(device or "cpu"):
-        return AutoencoderKLWan.from_config(preset_config(preset, "vae"))
 
 
 def build_rem_parts(preset: str, precision: PartPrecision | None = None, device="meta") -> dict[str, torch.nn.Module]:
     """REM's model: ``text encoder`` (umT5), ``vae`` (stock, 3-channel decoder) and ``dit`` (stock,
     16 input channels), on ``device`` (``meta``: nothing allocated); ``precision`` applied to each
     as :func:`flowrvs.runtime.precision.apply_part_precision` does (the fp32 modules of the Wan DiT kept)."""
-    parts = {"text encoder": build_text_encoder(preset, device=device), "vae": build_stock_vae(preset, device=device),
+    parts = {"text encoder": build_text_encoder(preset, device=device), "vae": build_vae(preset, device=device, mask_decoder=False),
              "dit": build_transformer(preset, dvi=False, device=device)}
     if precision is not None:
         for module in parts.values():

@@ -53,7 +53,6 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
-METHODS = ("flowrvs", "rem")
 DEFAULT_PRESET = {"flowrvs": "wan2.1-1.3b", "rem": "wan2.1-14b"}
 PARTS = ("text", "vae-encode", "dit", "vae-decode")
 EXTRA_PARTS = ("text-loaded",)  # umT5 loaded whole (stock from_pretrained) instead of streamed
@@ -420,7 +419,7 @@ def rem_activations(cost, preset: str, clip: int, size: tuple[int, int], tokens:
     parts = {p.part: p for p in cost.rem_part_costs(preset, clip, *size, tokens, dtype=dtype)}
     text, encode, dit, decode = parts.values()
     item = torch.tensor([], dtype=dtype).element_size()
-    vae = cost.build_stock_vae(preset, device="meta")
+    vae = cost.build_vae(preset, device="meta", mask_decoder=False)
     latent = math.prod(cost.latent_shape(vae, clip, *size)) * item
     embeds = cost.rem_settings()["text_len"] * cost.preset_config(preset, "text_encoder")["d_model"] * item
     return {"text": text.activation_bytes + 8 * tokens,
@@ -469,7 +468,7 @@ def rem_figures(preset: str, frames: int, size: tuple[int, int], tokens: int) ->
     cost = load_cost()
     settings = cost.rem_settings()
     clip, clips = cost.rem_clips(frames)
-    vae = cost.build_stock_vae(preset, device="meta")
+    vae = cost.build_vae(preset, device="meta", mask_decoder=False)
     latent = cost.latent_shape(vae, clip, *size)
     patch = cost.preset_config(preset, "transformer")["patch_size"]
     video_tokens = math.prod(n // p for n, p in zip(latent[2:], patch))
@@ -587,6 +586,8 @@ def rem_main(args, argv: list[str] | None, parser: argparse.ArgumentParser) -> i
 
 
 def main(argv: list[str] | None = None) -> int:
+    from flowrvs.presets import METHODS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=METHODS, default="flowrvs",
                         help="flowrvs: build a random-weight folder and time each part; rem: REM's 14B layout on "

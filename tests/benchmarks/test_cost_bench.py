@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from flowrvs.presets import build_transformer, preset_config
+from flowrvs.presets import build_transformer, build_vae, preset_config
 from helpers.benchmarks import import_benchmark
 
 cost = import_benchmark("cost")
@@ -97,8 +97,7 @@ def test_command_line(capsys):
 
 @pytest.fixture()
 def rem_settings():
-    """REM's settings as the package defines them (the tests skip until REM is in the package)."""
-    pytest.importorskip("flowrvs.pipelines.pipeline_rem")
+    """REM's settings as the package defines them."""
     return cost.rem_settings()
 
 
@@ -108,7 +107,7 @@ def test_rem_counts_the_stock_model_on_one_clip(rem_settings):
     parts = {p["part"]: p for p in row["parts"]}
     assert list(parts) == ["text encoder", "VAE encoder", "DiT pass (t=0)", "mask decoder (3-channel)"]
     assert parts["DiT pass (t=0)"]["params"] == sum(p.numel() for p in build_transformer("tiny", dvi=False, device="meta").parameters())
-    stock = cost.build_stock_vae("tiny", device="meta")
+    stock = build_vae("tiny", device="meta", mask_decoder=False)
     assert stock.decoder.conv_out.out_channels == 3
     assert parts["mask decoder (3-channel)"]["params"] == sum(p.numel() for p in stock.decoder.parameters())
     assert row["text_len"] == rem_settings["text_len"] and row["clip_frames"] == 9 and row["steps"] == 1

@@ -81,12 +81,7 @@ def test_shards_by_size_bound_memory(bench, tmp_path):
     model.load_state_dict(loaded)  # every tensor, the right shapes
 
 
-@pytest.fixture()
-def rem_ready():
-    pytest.importorskip("flowrvs.pipelines.pipeline_rem")  # until REM is in the package
-
-
-def test_rem_layout_plan_and_memory_on_meta(bench, rem_ready, tmp_path, capsys):
+def test_rem_layout_plan_and_memory_on_meta(bench, tmp_path, capsys):
     """``--method rem`` at tiny size: counted parameters, REM's plan, and every memory plan's peak
     the largest of its stages, each stage the weights it holds plus the part's activations."""
     out = tmp_path / "rem.json"
