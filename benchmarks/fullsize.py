@@ -48,6 +48,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
+from typing import Iterable
 
 import torch
 
@@ -354,7 +356,7 @@ MEMORY_PLANS = {  # name -> (precision plan, what the device holds)
 }
 
 
-def load_cost():
+def load_cost() -> ModuleType:
     """``benchmarks/cost.py`` as a module (REM's meta parts and its activation tracker)."""
     import importlib.util
 
@@ -366,7 +368,7 @@ def load_cost():
     return sys.modules[name]
 
 
-def rem_precisions() -> dict:
+def rem_precisions() -> dict[str, object]:
     """The precision plans the estimates assume: what :func:`~flowrvs.runtime.precision.choose_precision`
     gives on CUDA with bf16 (``cuda-bf16``) and on a CPU without native bf16 (``cpu-layerwise``)."""
     from flowrvs.runtime.precision import PartPrecision, PrecisionPlan
@@ -378,11 +380,12 @@ def rem_precisions() -> dict:
                                            "CPU without native bf16: float32 compute, large weights stored in bfloat16")}
 
 
-def _bytes(tensors) -> int:
+def _bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of ``tensors``."""
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def rem_weights(cost, preset: str, plan) -> dict[str, int]:
+def rem_weights(cost: ModuleType, preset: str, plan) -> dict[str, int]:
     """Bytes of REM's weights under ``plan`` (a ``PrecisionPlan``), from the meta model in the plan's dtypes.
 
     ``text``/``vae``/``dit``: each part whole; ``text_layer``: the largest umT5 layer in its compute
@@ -411,7 +414,7 @@ def rem_weights(cost, preset: str, plan) -> dict[str, int]:
     }
 
 
-def rem_activations(cost, preset: str, clip: int, size: tuple[int, int], tokens: int, dtype: torch.dtype) -> dict[str, int]:
+def rem_activations(cost: ModuleType, preset: str, clip: int, size: tuple[int, int], tokens: int, dtype: torch.dtype) -> dict[str, int]:
     """Per stage, the peak bytes of activations (tracked on meta) plus the stage's inputs, all in ``dtype``.
 
     Inputs: token ids ``(1, tokens)`` int64; video ``(1, 3, clip, H, W)``; latent ``(1, 16, T', H/8, W/8)``
@@ -438,7 +441,7 @@ def _held(plan_name: str, stage: str, w: dict[str, int]) -> int:
     return {"text": w["text_layer"], "vae-encode": w["vae"], "dit": dit + w["dit_cast"], "vae-decode": w["vae"]}[stage]
 
 
-def rem_memory(cost, preset: str, clip: int, size: tuple[int, int], tokens: int) -> list[dict]:
+def rem_memory(cost: ModuleType, preset: str, clip: int, size: tuple[int, int], tokens: int) -> list[dict]:
     """Each of :data:`MEMORY_PLANS`: bytes per stage (weights held + activations and inputs) and the peak."""
     precisions, weights, activations, rows = rem_precisions(), {}, {}, []
     for name, (key, holds) in MEMORY_PLANS.items():
@@ -457,7 +460,7 @@ def rem_memory(cost, preset: str, clip: int, size: tuple[int, int], tokens: int)
     return rows
 
 
-def rem_parameters(cost, preset: str) -> dict[str, int]:
+def rem_parameters(cost: ModuleType, preset: str) -> dict[str, int]:
     """Parameters of REM's parts built on meta (``dit``, ``vae``, ``text encoder``) and their ``total``."""
     counts = {name: sum(p.numel() for p in m.parameters()) for name, m in cost.build_rem_parts(preset).items()}
     return {**counts, "total": sum(counts.values())}
