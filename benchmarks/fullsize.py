@@ -18,6 +18,18 @@
    version, date and command; ``--json`` writes the figures too.
 
 Weights are random: time and memory do not depend on their values.
+
+``--method rem`` (REM, ReferEverything, on the stock Wan2.1-T2V-14B) builds nothing on disk and
+runs nothing at full size: it builds the 14B layout on ``meta`` (the DiT with 16 input channels,
+the stock 3-channel VAE decoder, umT5), prints its parameters and REM's inference plan for a
+``--frames`` video (default one 73-frame clip, frames at 512x512, 77 text tokens, one DiT pass at
+timestep 0 per clip), and *estimates* each memory plan's peak for one clip: the bytes of the
+weights the plan holds (the meta model in the plan's dtypes) plus the part's activation and input
+peak (tracked on ``meta`` by ``benchmarks/cost.py``). Not measured: CUDA context, allocator
+fragmentation, kernel workspaces.
+
+    python benchmarks/fullsize.py --method rem                      # the 14B layout on meta, ~1 min
+    python benchmarks/fullsize.py --method rem --preset tiny --frames 9 --size 32x32   # seconds
 """
 
 from __future__ import annotations
@@ -36,11 +48,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
+from typing import Iterable
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
+DEFAULT_PRESET = {"flowrvs": "wan2.1-1.3b", "rem": "wan2.1-14b"}
 PARTS = ("text", "vae-encode", "dit", "vae-decode")
 EXTRA_PARTS = ("text-loaded",)  # umT5 loaded whole (stock from_pretrained) instead of streamed
 SENTENCE = "the person in the red jacket walking to the left"
@@ -328,6 +343,176 @@ def run_segment(args, work: Path) -> dict:
     return {**result, "masks": len(sorted((work / "out").rglob("*.png")))}
 
 
+# ---- REM: the 14B layout on meta, its parameters and the memory plans' peaks ---------------
+STAGE_PART = {"text": "text_encoder", "vae-encode": "vae", "dit": "transformer", "vae-decode": "vae"}
+MEMORY_PLANS = {  # name -> (precision plan, what the device holds)
+    "resident": ("cuda-bf16", "every part resident, umT5 whole (keep_text_encoder)"),
+    "default": ("cuda-bf16", "DiT and VAE resident, umT5 streamed one layer at a time (flowrvs on CUDA)"),
+    "cpu-offload": ("cuda-bf16", "only the running part on the device (--cpu-offload), umT5 streamed"),
+    "group-offload": ("cuda-bf16", "DiT: its non-block weights and one block (enable_group_offload, block_level, "
+                                   "1 block a group, no stream); VAE whole; umT5 streamed"),
+    "layerwise": ("cpu-layerwise", "host memory of a CPU without native bf16: DiT stored bf16 and cast to fp32 "
+                                   "one layer at a time, VAE fp32, umT5 streamed in fp32"),
+}
+
+
+def load_cost() -> ModuleType:
+    """``benchmarks/cost.py`` as a module (REM's meta parts and its activation tracker)."""
+    import importlib.util
+
+    name = "flowrvs_bench_cost"
+    if name not in sys.modules:  # registered before it runs: its dataclasses look their module up
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "cost.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def rem_precisions() -> dict[str, object]:
+    """The precision plans the estimates assume: what :func:`~flowrvs.runtime.precision.choose_precision`
+    gives on CUDA with bf16 (``cuda-bf16``) and on a CPU without native bf16 (``cpu-layerwise``)."""
+    from flowrvs.runtime.precision import PartPrecision, PrecisionPlan
+
+    bf16, fp32 = PartPrecision(torch.bfloat16, torch.bfloat16), PartPrecision(torch.float32, torch.float32)
+    big = PartPrecision(torch.bfloat16, torch.float32)
+    return {"cuda-bf16": PrecisionPlan(torch.device("cuda"), bf16, bf16, bf16, "auto", "CUDA: bfloat16 everywhere"),
+            "cpu-layerwise": PrecisionPlan(torch.device("cpu"), big, fp32, big, "auto",
+                                           "CPU without native bf16: float32 compute, large weights stored in bfloat16")}
+
+
+def _bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of ``tensors``."""
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def rem_weights(cost: ModuleType, preset: str, plan) -> dict[str, int]:
+    """Bytes of REM's weights under ``plan`` (a ``PrecisionPlan``), from the meta model in the plan's dtypes.
+
+    ``text``/``vae``/``dit``: each part whole; ``text_layer``: the largest umT5 layer in its compute
+    dtype (what the streamed encoder holds); ``dit_outside_blocks``, ``dit_block``: the DiT's weights
+    outside ``blocks`` and its largest block; ``dit_cast``: the largest layer's fp32 copy made by
+    layerwise casting (0 without it)."""
+    from flowrvs.runtime.precision import _has_layerwise_hook, apply_part_precision
+
+    parts = cost.build_rem_parts(preset)
+    text, vae, dit = parts["text encoder"], parts["vae"], parts["dit"]
+    for module, name in ((text, "text_encoder"), (vae, "vae"), (dit, "transformer")):
+        apply_part_precision(module, plan.part(name))
+    compute = torch.tensor([], dtype=plan.text_encoder.compute).element_size()
+    layers = [m for m in text.modules() if not isinstance(m, torch.nn.Embedding)]  # the streamed table reads rows
+    casting = [m for m in dit.modules() if _has_layerwise_hook(m)]
+    dit_compute = torch.tensor([], dtype=plan.transformer.compute).element_size()
+    return {
+        "text": _bytes(text.parameters()) + _bytes(text.buffers()),
+        "text_layer": max(sum(p.numel() for p in m.parameters(recurse=False)) for m in layers) * compute,
+        "vae": _bytes(vae.parameters()) + _bytes(vae.buffers()),
+        "dit": _bytes(dit.parameters()) + _bytes(dit.buffers()),
+        "dit_outside_blocks": _bytes(p for n, p in dit.named_parameters() if not n.startswith("blocks."))
+                              + _bytes(dit.buffers()),
+        "dit_block": max(_bytes(b.parameters()) for b in dit.blocks),
+        "dit_cast": max((sum(p.numel() for p in m.parameters(recurse=False)) for m in casting), default=0) * dit_compute,
+    }
+
+
+def rem_activations(cost: ModuleType, preset: str, clip: int, size: tuple[int, int], tokens: int, dtype: torch.dtype) -> dict[str, int]:
+    """Per stage, the peak bytes of activations (tracked on meta) plus the stage's inputs, all in ``dtype``.
+
+    Inputs: token ids ``(1, tokens)`` int64; video ``(1, 3, clip, H, W)``; latent ``(1, 16, T', H/8, W/8)``
+    and embeddings ``(1, text_len, 4096)`` for the DiT; the latent for the decoder."""
+    parts = {p.part: p for p in cost.rem_part_costs(preset, clip, *size, tokens, dtype=dtype)}
+    text, encode, dit, decode = parts.values()
+    item = torch.tensor([], dtype=dtype).element_size()
+    vae = cost.build_vae(preset, device="meta", mask_decoder=False)
+    latent = math.prod(cost.latent_shape(vae, clip, *size)) * item
+    embeds = cost.rem_settings()["text_len"] * cost.preset_config(preset, "text_encoder")["d_model"] * item
+    return {"text": text.activation_bytes + 8 * tokens,
+            "vae-encode": encode.activation_bytes + 3 * clip * size[0] * size[1] * item,
+            "dit": dit.activation_bytes + latent + embeds, "vae-decode": decode.activation_bytes + latent}
+
+
+def _held(plan_name: str, stage: str, w: dict[str, int]) -> int:
+    """Bytes of weights the memory plan ``plan_name`` holds while ``stage`` runs."""
+    text_now = w["text_layer"] if stage == "text" else 0
+    if plan_name == "resident":
+        return w["text"] + w["vae"] + w["dit"]
+    if plan_name in ("default", "layerwise"):
+        return w["vae"] + w["dit"] + text_now + (w["dit_cast"] if stage == "dit" else 0)
+    dit = w["dit_outside_blocks"] + w["dit_block"] if plan_name == "group-offload" else w["dit"]
+    return {"text": w["text_layer"], "vae-encode": w["vae"], "dit": dit + w["dit_cast"], "vae-decode": w["vae"]}[stage]
+
+
+def rem_memory(cost: ModuleType, preset: str, clip: int, size: tuple[int, int], tokens: int) -> list[dict]:
+    """Each of :data:`MEMORY_PLANS`: bytes per stage (weights held + activations and inputs) and the peak."""
+    precisions, weights, activations, rows = rem_precisions(), {}, {}, []
+    for name, (key, holds) in MEMORY_PLANS.items():
+        plan = precisions[key]
+        if key not in weights:
+            weights[key] = rem_weights(cost, preset, plan)
+        stages = {}
+        for stage, part in STAGE_PART.items():
+            dtype = plan.part(part).compute
+            if dtype not in activations:
+                activations[dtype] = rem_activations(cost, preset, clip, size, tokens, dtype)
+            stages[stage] = _held(name, stage, weights[key]) + activations[dtype][stage]
+        peak = max(stages, key=stages.get)
+        rows.append({"plan": name, "holds": holds, "precision": plan.describe(), "stages_bytes": stages,
+                     "peak_stage": peak, "peak_bytes": stages[peak], "weights_bytes": weights[key]})
+    return rows
+
+
+def rem_parameters(cost: ModuleType, preset: str) -> dict[str, int]:
+    """Parameters of REM's parts built on meta (``dit``, ``vae``, ``text encoder``) and their ``total``."""
+    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in cost.build_rem_parts(preset).items()}
+    return {**counts, "total": sum(counts.values())}
+
+
+def rem_figures(preset: str, frames: int, size: tuple[int, int], tokens: int) -> dict:
+    """Everything ``--method rem`` reports: parameters, REM's plan for ``frames`` frames, memory per plan."""
+    cost = load_cost()
+    settings = cost.rem_settings()
+    clip, clips = cost.rem_clips(frames)
+    vae = cost.build_vae(preset, device="meta", mask_decoder=False)
+    latent = cost.latent_shape(vae, clip, *size)
+    patch = cost.preset_config(preset, "transformer")["patch_size"]
+    video_tokens = math.prod(n // p for n, p in zip(latent[2:], patch))
+    plan = {"frames": frames, "clip_frames": clip, "clips": clips, "size": list(size), "text_len": settings["text_len"],
+            "tokens": tokens, "timestep": 0, "dit_passes_per_clip": 1, "latent_shape": list(latent),
+            "video_tokens": video_tokens}
+    return {"method": "rem", "preset": preset, "parameters": rem_parameters(cost, preset), "plan": plan,
+            "memory": rem_memory(cost, preset, clip, size, tokens)}
+
+
+def _size(n: int) -> str:
+    """``12.34 GiB``, or ``5.6 MiB`` below a GiB (tiny presets)."""
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def rem_report(figures: dict, header: dict) -> str:
+    """Markdown: the header, parameters per part, REM's plan, and the memory plans' estimated peaks."""
+    params, plan = figures["parameters"], figures["plan"]
+    lines = [f"- machine: {header['machine']}; torch {header['torch']}; {header['date']}",
+             f"- command: `{header['command']}`",
+             f"- REM on preset {figures['preset']}, built on meta (no weight allocated)", "",
+             "| part | parameters |", "|---|---|",
+             f"| DiT (WanTransformer3DModel, 16 input channels) | {params['dit']:,} |",
+             f"| VAE (AutoencoderKLWan, stock 3-channel decoder) | {params['vae']:,} |",
+             f"| text encoder (umT5) | {params['text encoder']:,} |", f"| **total** | **{params['total']:,}** |", "",
+             f"- plan: a video of {plan['frames']} frames in {len(plan['clips'])} clip(s) of {plan['clip_frames']} "
+             f"frames (start, stop, context: {plan['clips']}); frames resized to {plan['size'][0]}x{plan['size'][1]}; "
+             f"text padded to {plan['text_len']} tokens ({plan['tokens']} real); one DiT pass at timestep "
+             f"{plan['timestep']} per clip on latent {tuple(plan['latent_shape'])} ({plan['video_tokens']:,} video tokens)",
+             "", f"Peak memory of one {plan['clip_frames']}x{plan['size'][0]}x{plan['size'][1]} clip, one sentence "
+                 "(**estimate**: weights held + activations and inputs tracked on meta; CUDA context, "
+                 "fragmentation and kernel workspaces not counted):", "",
+             "| memory plan | precision | " + " | ".join(STAGE_PART) + " | peak |",
+             "|---|---|" + "---|" * len(STAGE_PART) + "---|"]
+    for row in figures["memory"]:
+        per_stage = " | ".join(_size(row["stages_bytes"][s]) for s in STAGE_PART)
+        lines.append(f"| {row['plan']} | {row['precision']} | {per_stage} | **{_size(row['peak_bytes'])}** ({row['peak_stage']}) |")
+    lines += [""] + [f"- {row['plan']}: {row['holds']}" for row in figures["memory"]]
+    return "\n".join(lines)
+
+
 # ---- report --------------------------------------------------------------------------------
 def machine(device: str) -> str:
     from flowrvs.runtime.machine import describe
@@ -365,14 +550,60 @@ def report(results: list[dict], header: dict) -> str:
     return "\n".join(lines)
 
 
+def _header(args, argv: list[str] | None, plan: str) -> dict:
+    """Machine, torch version, date, command and plan of a report."""
+    return {"machine": machine(args.device), "torch": torch.__version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python benchmarks/fullsize.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "dtype": args.dtype, "plan": plan}
+
+
+def rem_main(args, argv: list[str] | None, parser: argparse.ArgumentParser) -> int:
+    """``--method rem``: REM's layout on meta, its plan and the memory plans' estimated peaks (nothing run)."""
+    try:
+        size = parse_size(args.size) if args.size else None
+    except ValueError:
+        size = (0, 0)
+    if size is not None and not (size[0] > 0 and size[1] > 0 and size[0] % 16 == 0 == size[1] % 16):
+        parser.error(f"--size must be HxW in positive multiples of 16, got {args.size!r}")
+    if args.frames is not None and args.frames < 1:
+        parser.error(f"--frames must be at least 1, got {args.frames}")
+    if args.dvi or args.run_part:
+        parser.error("--method rem runs the stock DiT on meta: no --dvi, no parts to run")
+    if args.tokens < 1:
+        parser.error(f"--tokens must be at least 1, got {args.tokens}")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()  # meta copies are cast whole on purpose
+    transformers_logging.set_verbosity_error()
+    cost = load_cost()
+    settings = cost.rem_settings()
+    frames = args.frames or max(settings["clip_lengths"])
+    figures = rem_figures(args.preset, frames, size or settings["size"], args.tokens)
+    header = _header(args, argv, "memory plans below (estimated on meta)")
+    print(rem_report(figures, header))
+    if args.json:
+        args.json.write_text(json.dumps({"header": header, **figures}, indent=2) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    from flowrvs.presets import METHODS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="wan2.1-1.3b", help="model shape (wan2.1-1.3b, small, tiny)")
-    parser.add_argument("--folder", type=Path, required=True, help="model folder (built when missing)")
+    parser.add_argument("--method", choices=METHODS, default="flowrvs",
+                        help="flowrvs: build a random-weight folder and time each part; rem: REM's 14B layout on "
+                             "meta, its parameters and the memory plans' estimated peaks")
+    parser.add_argument("--preset", default=None, help="model shape (wan2.1-1.3b, wan2.1-14b, small, tiny); "
+                                                       "default wan2.1-1.3b, rem: wan2.1-14b")
+    parser.add_argument("--folder", type=Path, default=None, help="model folder (built when missing; flowrvs)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    parser.add_argument("--frames", type=int, default=17)
-    parser.add_argument("--size", default="240x416", help="HxW the frames are resized into")
+    parser.add_argument("--frames", type=int, default=None, help="frames (default 17; rem: the video's length, "
+                                                                 "default one clip of REM's longest length)")
+    parser.add_argument("--size", default=None, help="HxW the frames are resized into (default 240x416; rem: REM's)")
+    parser.add_argument("--tokens", type=int, default=12, help="real tokens of the sentence (rem)")
     parser.add_argument("--parts", default=",".join(PARTS + ("segment",)), help="comma-separated parts to time")
     parser.add_argument("--in-process", action="store_true", help="time the parts in this process (peak RSS then "
                                                                    "is the running maximum; for quick checks)")
@@ -382,6 +613,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--run-part", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.preset = args.preset or DEFAULT_PRESET[args.method]
+    if args.method == "rem":
+        return rem_main(args, argv, parser)
+    if args.folder is None:
+        parser.error("--folder is required for --method flowrvs")
+    args.frames = 17 if args.frames is None else args.frames
+    args.size = args.size or "240x416"
     size = parse_size(args.size)
     global MAX_RSS_BYTES
     MAX_RSS_BYTES = int(args.max_rss_gb * 2**30) if args.max_rss_gb else None
@@ -399,10 +637,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from flowrvs.runtime.precision import choose_precision
 
-    header = {"machine": machine(args.device), "torch": torch.__version__,
-              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "command": "python benchmarks/fullsize.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "dtype": args.dtype, "plan": choose_precision(args.device, args.dtype).describe()}
+    header = _header(args, argv, choose_precision(args.device, args.dtype).describe())
     results = []
     wanted = [p.strip() for p in args.parts.split(",") if p.strip()]
     for part in wanted:

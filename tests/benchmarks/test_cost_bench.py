@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from flowrvs.presets import build_transformer, preset_config
+from flowrvs.presets import build_transformer, build_vae, preset_config
 from helpers.benchmarks import import_benchmark
 
 cost = import_benchmark("cost")
@@ -93,3 +93,48 @@ def test_command_line(capsys):
     with pytest.raises(SystemExit):
         cost.main(["--size", "30x32"])
     assert "multiples of 16" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def rem_settings():
+    """REM's settings as the package defines them."""
+    return cost.rem_settings()
+
+
+def test_rem_counts_the_stock_model_on_one_clip(rem_settings):
+    """REM's DiT is the stock one (16 input channels) and its decoder the stock 3-channel one."""
+    row = cost.rem_report("tiny", frames=9, size=(32, 32), sentences=1, tokens=4)
+    parts = {p["part"]: p for p in row["parts"]}
+    assert list(parts) == ["text encoder", "VAE encoder", "DiT pass (t=0)", "mask decoder (3-channel)"]
+    assert parts["DiT pass (t=0)"]["params"] == sum(p.numel() for p in build_transformer("tiny", dvi=False, device="meta").parameters())
+    stock = build_vae("tiny", device="meta", mask_decoder=False)
+    assert stock.decoder.conv_out.out_channels == 3
+    assert parts["mask decoder (3-channel)"]["params"] == sum(p.numel() for p in stock.decoder.parameters())
+    assert row["text_len"] == rem_settings["text_len"] and row["clip_frames"] == 9 and row["steps"] == 1
+    assert all(p["flops"] > 0 for p in row["parts"])
+
+
+def test_rem_video_runs_in_its_clips(rem_settings):
+    """A 20-frame video runs in two 17-frame clips (the second a tail clip at full length); one
+    shorter than the shortest clip runs as one clip padded up to it."""
+    row = cost.rem_report("tiny", frames=20, size=(32, 32), sentences=3, tokens=4)
+    assert row["clip_frames"] == 17 and row["clips"] == [(0, 17, 0), (3, 20, 14)]
+    text, encode, dit, decode = (p["flops"] for p in row["parts"])
+    assert row["total_flops"] == 2 * encode + 3 * (text + 2 * (dit + decode))
+    assert row["one_more_sentence_flops"] == text + 2 * (dit + decode)
+    assert row["one_more_clip_flops"] == encode + 3 * (dit + decode)
+    assert row["flops_per_frame"] == pytest.approx(row["total_flops"] / 20)
+    short = cost.rem_report("tiny", frames=5, size=(32, 32), sentences=1, tokens=4)
+    assert short["clip_frames"] == min(rem_settings["clip_lengths"]) and len(short["clips"]) == 1
+
+
+def test_rem_command_line(rem_settings, capsys):
+    assert cost.main(["--method", "rem", "--preset", "tiny", "--frames", "9", "--size", "32x32", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    assert row["method"] == "rem" and row["frames"] == 9 and row["size"] == [32, 32] and len(row["parts"]) == 4
+    assert cost.main(["--method", "rem", "--preset", "tiny", "--frames", "9", "--size", "32x32"]) == 0
+    out = capsys.readouterr().out
+    assert "REM, preset tiny" in out and "1 clip(s) of 9" in out and "DiT pass (t=0)" in out
+    with pytest.raises(SystemExit) as exit_:
+        cost.main(["--method", "rem", "--steps", "2"])
+    assert exit_.value.code == 2 and "one DiT pass" in capsys.readouterr().err

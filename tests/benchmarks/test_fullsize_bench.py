@@ -79,3 +79,75 @@ def test_shards_by_size_bound_memory(bench, tmp_path):
         loaded.update(load_file(tmp_path / shard))
     assert torch.equal(loaded["norm.weight"], torch.ones(64)) and torch.equal(loaded["proj.bias"], torch.zeros(64))
     model.load_state_dict(loaded)  # every tensor, the right shapes
+
+
+def test_rem_layout_plan_and_memory_on_meta(bench, tmp_path, capsys):
+    """``--method rem`` at tiny size: counted parameters, REM's plan, and every memory plan's peak
+    the largest of its stages, each stage the weights it holds plus the part's activations."""
+    out = tmp_path / "rem.json"
+    assert bench.main(["--method", "rem", "--preset", "tiny", "--frames", "20", "--size", "32x32", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    figures = json.loads(out.read_text())
+    cost = bench.load_cost()
+    parts = cost.build_rem_parts("tiny")
+    params = figures["parameters"]
+    assert params["dit"] == sum(p.numel() for p in parts["dit"].parameters())
+    assert params["vae"] == sum(p.numel() for p in parts["vae"].parameters())
+    assert params["text encoder"] == sum(p.numel() for p in parts["text encoder"].parameters())
+    assert params["total"] == sum(p.numel() for m in parts.values() for p in m.parameters())
+    assert f"**{params['total']:,}**" in printed
+    plan, settings = figures["plan"], cost.rem_settings()
+    assert plan["clip_frames"] == 17 and plan["clips"] == [[0, 17, 0], [3, 20, 14]]
+    assert plan["text_len"] == settings["text_len"] and plan["timestep"] == 0 and plan["latent_shape"] == [1, 16, 5, 4, 4]
+    assert "one DiT pass at timestep 0" in printed and "2 clip(s) of 17 frames" in printed
+    rows = {r["plan"]: r for r in figures["memory"]}
+    assert list(rows) == list(bench.MEMORY_PLANS)
+    for row in rows.values():
+        assert row["peak_bytes"] == max(row["stages_bytes"].values()) == row["stages_bytes"][row["peak_stage"]]
+        assert f"| {row['plan']} | {row['precision']} |" in printed
+    w = rows["resident"]["weights_bytes"]
+    activations = {s: rows["resident"]["stages_bytes"][s] - (w["text"] + w["vae"] + w["dit"]) for s in bench.STAGE_PART}
+    assert all(v > 0 for v in activations.values())
+    assert rows["default"]["stages_bytes"]["dit"] == w["vae"] + w["dit"] + activations["dit"]
+    assert rows["cpu-offload"]["stages_bytes"]["dit"] == w["dit"] + activations["dit"]
+    assert rows["group-offload"]["stages_bytes"]["dit"] == w["dit_outside_blocks"] + w["dit_block"] + activations["dit"]
+    peaks = [rows[p]["peak_bytes"] for p in ("group-offload", "cpu-offload", "default", "resident")]
+    assert peaks == sorted(peaks)
+    assert rows["layerwise"]["weights_bytes"]["dit_cast"] > 0 == w["dit_cast"]
+
+
+def test_rem_precisions_are_the_package_plans(bench, monkeypatch):
+    """The estimates assume exactly what choose_precision plans on CUDA and on a CPU without native bf16."""
+    from flowrvs.runtime import precision
+
+    plans = bench.rem_precisions()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setenv(precision.ENV_OVERRIDE, "0")
+    precision.cpu_has_native_bf16.cache_clear()
+    try:
+        for key, device in (("cuda-bf16", "cuda"), ("cpu-layerwise", "cpu")):
+            chosen = precision.choose_precision(device, "auto")
+            assert [chosen.part(p) for p in precision.PARTS] == [plans[key].part(p) for p in precision.PARTS], key
+    finally:
+        precision.cpu_has_native_bf16.cache_clear()
+
+
+def test_rem_full_size_layout_on_meta(bench):
+    """The 14B layout REM runs: the stock Wan2.1-T2V-14B DiT (16 input channels, 5120 wide, 40 layers)."""
+    cost = bench.load_cost()
+    counts = bench.rem_parameters(cost, "wan2.1-14b")
+    dit = cost.build_rem_parts("wan2.1-14b")["dit"]
+    assert dit.config.in_channels == 16 and dit.config.num_layers == 40
+    assert dit.config.num_attention_heads * dit.config.attention_head_dim == 5120
+    assert counts["dit"] == sum(p.numel() for p in dit.parameters())
+    assert counts["total"] == counts["dit"] + counts["vae"] + counts["text encoder"]
+
+
+@pytest.mark.parametrize("argv", [["--method", "rem", "--size", "30x32"], ["--method", "rem", "--frames", "0"],
+                                  ["--method", "rem", "--dvi"], ["--frames", "17"]])
+def test_bad_input_exits_2_in_one_line(bench, argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(argv)
+    assert exit_.value.code == 2
+    assert len([line for line in capsys.readouterr().err.splitlines() if "error:" in line]) == 1
