@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from flowrvs.errors import FlowRVSError
-from flowrvs.io.masks import decode_rle
+from flowrvs.io.masks import check_rle, decode_rle
 from flowrvs.io.names import check_name
 from flowrvs.data.base import Clip, Expression, IndexedVideoDataset
 
@@ -166,15 +166,16 @@ class MeViSDataset(IndexedVideoDataset):
             rles = masks.get(str(anno))
             if rles is None:
                 raise FlowRVSError(f"anno_id {anno} of {expression.key} is not in {self.mask_path}")
-            if len(rles) != n:
-                raise FlowRVSError(f"anno_id {anno} of {expression.key} has {len(rles)} masks "
+            if not isinstance(rles, list) or len(rles) != n:
+                count = len(rles) if isinstance(rles, list) else "no list of"
+                raise FlowRVSError(f"anno_id {anno} of {expression.key} has {count} masks "
                                    f"for {n} frames in {self.mask_path}")
             per_anno.append((anno, rles))
         shape = None
         for anno, rles in per_anno:
             for i in idx:
                 if rles[i] is not None:
-                    size = tuple(int(s) for s in rles[i]["size"])
+                    size = self._checked_rle(anno, i, rles[i])
                     if shape is None:
                         shape = size
                     elif size != shape:
@@ -191,6 +192,13 @@ class MeViSDataset(IndexedVideoDataset):
                     except (TypeError, ValueError, KeyError) as err:  # malformed RLE from a hand-edited or truncated file
                         raise FlowRVSError(f"bad RLE for anno_id {anno} frame {i} in {self.mask_path}: {err}") from err
         return out
+
+    def _checked_rle(self, anno, frame: int, rle) -> tuple[int, int]:
+        """``(H, W)`` of one RLE of ``mask_dict.json``, checked whole before any mask is allocated."""
+        try:
+            return check_rle(rle)
+        except ValueError as err:  # a hand-edited or damaged file: its size or runs are wrong
+            raise FlowRVSError(f"bad RLE for anno_id {anno} frame {frame} in {self.mask_path}: {err}") from err
 
     def load_clip(self, expression: Expression, indices: list[int] | None = None) -> Clip:
         """Frames, union mask (None without masks) and sentence of ``expression`` as a :class:`Clip`."""

@@ -7,12 +7,15 @@ one-line message built here (the original error stays attached as the cause).
 
 from __future__ import annotations
 
+import struct
+
 import av
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-# what Pillow raises for an unreadable, truncated or oversized image (a user's file, not a bug)
-PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+# what Pillow raises for an unreadable, truncated or oversized image (a user's file, not a bug);
+# a GIF cut inside a frame header makes it index past its buffer (IndexError, struct.error)
+PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
 
 
 def one_line(exc: BaseException) -> str:

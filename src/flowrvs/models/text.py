@@ -141,13 +141,17 @@ class EmbeddingCache:
     the encoder's weights and compute dtype (e.g. ``f"{model_fingerprint(folder)}-bfloat16"``).
     Files are ``<folder>/<sha256 of the key>.safetensors`` written atomically; each records its key
     and a digest of its tensor, checked when read, so an unreadable, foreign or corrupted file
-    (same size, still valid safetensors) is a miss with one warning line, recomputed and rewritten. ``folder=None`` (or :meth:`memory_only`) keeps entries in this process only.
+    (same size, still valid safetensors) is a miss with one warning line, recomputed and rewritten.
+    A folder that cannot be written (read-only, full) costs speed only: one warning, and this
+    object keeps later entries in memory. ``folder=None`` (or :meth:`memory_only`) keeps entries
+    in this process only.
     Use :meth:`default` for the user's cache folder.
     """
 
     def __init__(self, folder: str | os.PathLike | None):
         self.folder = Path(folder).expanduser() if folder is not None else None
         self._memory: dict[str, torch.Tensor] = {}
+        self._unwritable = False  # a write failed: warned once, later entries stay in memory
 
     @classmethod
     def default(cls) -> "EmbeddingCache":
@@ -193,7 +197,7 @@ class EmbeddingCache:
         key = self.key(model, sentence, text_len)
         embedding = embedding.detach().to("cpu").contiguous()
         self._memory[key] = embedding
-        if self.folder is None:
+        if self.folder is None or self._unwritable:
             return
         from safetensors.torch import save_file
 
@@ -204,8 +208,10 @@ class EmbeddingCache:
         try:
             with atomic_path(self._path(key)) as tmp:
                 save_file({"embedding": embedding}, str(tmp), metadata=meta)
-        except OSError as err:  # a read-only or full disk costs speed, not the result
-            logger.warning("cannot write the embedding cache in %s: %s", self.folder, first_line(err))
+        except OSError as err:  # a read-only or full disk costs speed, not the result: one warning
+            self._unwritable = True
+            logger.warning("cannot write the embedding cache in %s (entries stay in memory): %s", self.folder,
+                           first_line(err))
 
     def __contains__(self, item: tuple[str, str, int]) -> bool:
         return self.get(*item) is not None
