@@ -13,6 +13,7 @@ from helpers.releases import write_rem_checkpoint, write_wan_base
 from PIL import Image
 
 from flowrvs.apps.cli import main
+from flowrvs.errors import FlowRVSError
 from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 from flowrvs.pipelines.pipeline_rem import REMPipeline
 
@@ -27,7 +28,9 @@ def rem_model(tmp_path_factory):
     write_rem_checkpoint(root / "rem.pth", base)
     assert main(["convert", "--method", "rem", "--wan", str(base), "--dit", str(root / "rem.pth"),
                  "--out", str(root / "model")]) == 0
-    pipe = FlowRVSPipeline.from_pretrained(root / "model", keep_text_encoder=True)
+    with pytest.raises(FlowRVSError, match="holds a REMPipeline"):
+        FlowRVSPipeline.from_pretrained(root / "model")
+    pipe = REMPipeline.from_pretrained(root / "model", keep_text_encoder=True)
     return root / "model", pipe
 
 

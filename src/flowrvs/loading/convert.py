@@ -136,12 +136,8 @@ def convert_vae(wan_dir: Path, vae_path: Path) -> AutoencoderKLWan:
 
 def _tokenizer_class(folder: Path) -> str:
     """The transformers class that loads the tokenizer in ``folder`` (named in ``model_index.json``)."""
-    return type(_load_tokenizer(folder)).__name__
-
-
-def _load_tokenizer(folder: Path):
     try:
-        return AutoTokenizer.from_pretrained(str(folder))
+        return type(AutoTokenizer.from_pretrained(str(folder))).__name__
     except (OSError, ValueError) as err:  # transformers: a bad file (OSError), no tokenizer it can build (ValueError)
         raise FlowRVSError(f"cannot load the tokenizer in {folder}: {first_line(err)}") from err
 
@@ -231,8 +227,6 @@ def convert_rem(wan_dir: str | Path, checkpoint: str | Path, out_dir: str | Path
     """Write a ``REMPipeline`` model folder from the stock Wan 2.1 T2V diffusers folder and a
     REM checkpoint (atomically); its settings are REM's public inference. ``base_weights``: see
     :func:`_rem_component` (the hub route downloads the base's DiT weights only when needed)."""
-    from flowrvs.pipelines.pipeline_rem import REMPipeline
-
     wan_dir, checkpoint = Path(wan_dir), Path(checkpoint)
     missing = [p + "/" for p in MODEL_PARTS if not (wan_dir / p).is_dir()]
     if missing:
@@ -243,8 +237,11 @@ def convert_rem(wan_dir: str | Path, checkpoint: str | Path, out_dir: str | Path
     if transformer.config.in_channels != (transformer.config.out_channels or transformer.config.in_channels):
         raise FlowRVSError(f"checkpoint {checkpoint}: REM's DiT is the stock one, without video injection")
     vae = _rem_component(AutoencoderKLWan, wan_dir / "vae", vae_state, f"checkpoint {checkpoint} (VAE)", base_weights)
-    tokenizer = _load_tokenizer(wan_dir / "tokenizer")
-    pipe = REMPipeline(transformer=transformer, vae=vae, text_encoder=None, tokenizer=tokenizer)
-    pipe._text_encoder_source = wan_dir / "text_encoder"
-    pipe.save_pretrained(out_dir)
+    tokenizer_class = _tokenizer_class(wan_dir / "tokenizer")
+    with atomic_dir(out_dir) as tmp:
+        transformer.save_pretrained(tmp / "transformer")
+        vae.save_pretrained(tmp / "vae")
+        link_or_copy_tree(wan_dir / "text_encoder", tmp / "text_encoder")
+        link_or_copy_tree(wan_dir / "tokenizer", tmp / "tokenizer")
+        write_model_index(tmp, None, tokenizer_class, class_name="REMPipeline")  # REMPipeline's defaults: REM's settings
     return Path(out_dir)

@@ -45,7 +45,7 @@ from huggingface_hub.errors import (
 
 from flowrvs.errors import FlowRVSError, first_line
 from flowrvs.loading.convert import convert_release, convert_rem
-from flowrvs.loading.model_folder import INDEX_FILE, MODEL_PARTS
+from flowrvs.loading.model_folder import INDEX_FILE, MODEL_PARTS, PIPELINE_CLASS_NAMES
 from flowrvs.models.defaults import TEXT_LEN
 from flowrvs.runtime.cache import cache_root
 
@@ -117,8 +117,6 @@ def _flowrvs_folder_repo(repo: str) -> Path | None:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError):  # a model_index.json of something else
         return None
-    from flowrvs.pipelines.registry import PIPELINE_CLASS_NAMES
-
     if not isinstance(index, dict) or index.get("_class_name") not in PIPELINE_CLASS_NAMES:
         return None
     try:

@@ -22,6 +22,8 @@ from flowrvs.models.defaults import TEXT_LEN
 
 MODEL_PARTS = ("transformer", "vae", "text_encoder", "tokenizer")
 INDEX_FILE = "model_index.json"
+# the pipeline classes a folder's index may name (``_class_name``): the method it runs
+PIPELINE_CLASS_NAMES = ("FlowRVSPipeline", "REMPipeline")
 
 
 @dataclass
@@ -96,6 +98,20 @@ def check_model_dir(path: Path) -> Path:
     return path
 
 
+def folder_class_name(folder: str | Path) -> str:
+    """The pipeline class a model folder's ``model_index.json`` names (one of
+    :data:`PIPELINE_CLASS_NAMES`), or a one-line error."""
+    index_path = Path(folder) / INDEX_FILE
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise FlowRVSError(f"cannot read {index_path}: {first_line(err)}") from err
+    name = index.get("_class_name") if isinstance(index, dict) else None
+    if name not in PIPELINE_CLASS_NAMES:
+        raise FlowRVSError(f"{index_path} names the pipeline class {name!r}; flowrvs runs {', '.join(PIPELINE_CLASS_NAMES)}")
+    return name
+
+
 def model_fingerprint(folder: str | Path, content_limit: int = 64 << 20) -> str:
     """A short hash that changes when any file of a model folder changes.
 
@@ -122,15 +138,17 @@ def default_scheduler():
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=1.0)
 
 
-def write_model_index(folder: Path, config: FlowRVSConfig, tokenizer_class: str = "AutoTokenizer") -> None:
-    """Write a diffusers ``model_index.json`` (components and :class:`FlowRVSConfig`) and the
-    scheduler's config into a folder whose parts are written by other means (conversion)."""
+def write_model_index(folder: Path, config: FlowRVSConfig | None, tokenizer_class: str = "AutoTokenizer",
+                      class_name: str = "FlowRVSPipeline") -> None:
+    """Write a diffusers ``model_index.json`` (components and :class:`FlowRVSConfig`; no settings
+    for ``config=None``: the class's defaults then apply) and the scheduler's config into a folder
+    whose parts are written by other means (conversion)."""
     import diffusers
 
     from flowrvs import __version__
 
     index = {
-        "_class_name": "FlowRVSPipeline",
+        "_class_name": class_name,
         "_diffusers_version": diffusers.__version__,
         "_flowrvs_version": __version__,
         "transformer": ["diffusers", "WanTransformer3DModel"],
@@ -138,7 +156,7 @@ def write_model_index(folder: Path, config: FlowRVSConfig, tokenizer_class: str 
         "text_encoder": ["transformers", "UMT5EncoderModel"],
         "tokenizer": ["transformers", tokenizer_class],
         "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-        **config.to_dict(),
+        **(config.to_dict() if config is not None else {}),
     }
     default_scheduler().save_pretrained(Path(folder) / "scheduler")
     (Path(folder) / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")

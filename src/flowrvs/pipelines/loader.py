@@ -13,8 +13,18 @@ import torch
 
 from flowrvs.loading.model_folder import LARGE_MODEL_BYTES, weights_bytes
 from flowrvs.loading.resolve import resolve_model_dir
+from flowrvs.loading.model_folder import folder_class_name
 from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+from flowrvs.pipelines.pipeline_rem import REMPipeline
 from flowrvs.runtime.precision import PARTS, apply_precision, plan_model_precision
+
+
+PIPELINES = {cls.__name__: cls for cls in (FlowRVSPipeline, REMPipeline)}
+
+
+def pipeline_class_of(folder: str | Path) -> type[FlowRVSPipeline]:
+    """The pipeline class a model folder names (``_class_name``): the method it runs."""
+    return PIPELINES[folder_class_name(folder)]
 
 
 def load_pipeline(
@@ -39,7 +49,7 @@ def load_pipeline(
     path = resolve_model_dir(model, dit_file=dit_file, base=base)
     plan = plan_model_precision(device, dtype, large_model=weights_bytes(path) > LARGE_MODEL_BYTES)
     storage = {part: plan.part(part).storage for part in PARTS}
-    pipe = FlowRVSPipeline.from_pretrained(path, torch_dtype={**storage, "default": torch.float32},
+    pipe = pipeline_class_of(path).from_pretrained(path, torch_dtype={**storage, "default": torch.float32},
                                            keep_text_encoder=keep_text_encoder)
     pipe._precision = plan
     offload = cpu_offload and plan.device.type == "cuda"

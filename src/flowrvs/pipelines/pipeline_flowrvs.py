@@ -28,6 +28,7 @@ from flowrvs.io.frames import RESIZE_RULES
 from flowrvs.loading.model_folder import (
     INDEX_FILE,
     default_scheduler,
+    folder_class_name,
     link_or_copy_tree,
     model_fingerprint,
 )
@@ -166,9 +167,9 @@ class FlowRVSPipeline(DiffusionPipeline):
     ) -> "FlowRVSPipeline":
         """Load a model folder, a shipped model by name (``tiny-synthetic``) or a hub id, on the CPU.
 
-        The pipeline class is the folder's (``_class_name`` of its ``model_index.json``), so
-        ``FlowRVSPipeline.from_pretrained`` of a REM folder gives a
-        :class:`~flowrvs.pipelines.pipeline_rem.REMPipeline`.
+        The folder must hold this class (``_class_name`` of its ``model_index.json``): a REM folder
+        loads with :class:`~flowrvs.pipelines.pipeline_rem.REMPipeline`, and
+        :func:`flowrvs.pipelines.loader.load_pipeline` takes either.
 
         ``xmz111/FlowRVS`` (the public release) is downloaded and converted once into a cached
         model folder (:func:`flowrvs.loading.resolve.resolve_model_dir`; ``dit_file`` and
@@ -180,20 +181,18 @@ class FlowRVSPipeline(DiffusionPipeline):
         (``$FLOWRVS_CACHE/embeddings``), its weights read layer by layer from their files, and
         dropped right after, so it never sits beside the DiT and the VAE.
         """
-        from flowrvs.pipelines.registry import folder_pipeline_class
-
         path = resolve_model_dir(pretrained_model_name_or_path, dit_file=dit_file, base=base)
-        pipeline_class = folder_pipeline_class(path)
-        if not issubclass(pipeline_class, cls):
-            raise FlowRVSError(f"model {path} holds a {pipeline_class.__name__}, not a {cls.__name__}: "
-                               f"load it with {pipeline_class.__name__}.from_pretrained")
+        name = folder_class_name(path)
+        if name != cls.__name__:
+            raise FlowRVSError(f"model {path} holds a {name}, not a {cls.__name__}: load it with {name}.from_pretrained "
+                               "or flowrvs.pipelines.loader.load_pipeline (which takes either)")
         kwargs.setdefault("low_cpu_mem_usage", True)
         if not keep_text_encoder:
             kwargs["text_encoder"] = None
         if torch_dtype is not None:
             kwargs["dtype"] = torch_dtype  # diffusers' current name for it
         try:
-            pipe = super(FlowRVSPipeline, pipeline_class).from_pretrained(str(path), **kwargs)
+            pipe = super().from_pretrained(str(path), **kwargs)
         except (OSError, ValueError) as err:  # unreadable or damaged weight and config files
             raise FlowRVSError(f"cannot load the model in {path}: {first_line(err)}") from err
         pipe._text_encoder_source = path / "text_encoder"

@@ -106,6 +106,8 @@ def text_cache_dir(config: TrainConfig, sentences: list[str]) -> Path:
               else f"preset:{model.preset}:{model.vocabulary}:{config.seed}")
     settings = {"source": source, "text_len": model.text_len, "dtype": config.dtype,
                 "sentences": sorted({clean_prompt(s) for s in sentences})}
+    if model.method != "flowrvs":  # another random text encoder and tokenizer length (flowrvs' names unchanged)
+        settings["method"] = model.method
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(config.data.cache_dir or Path(config.output_dir) / "cache")
     return folder / f"text-{digest}"

@@ -183,7 +183,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, use_ema: bool = T
     (the weights a stage does not train come from there). ``use_ema`` picks the EMA weights
     when the checkpoint holds them. Returns the folder, written atomically.
     """
-    from flowrvs.training.stages import STAGE_CLASSES, load_model
+    from flowrvs.training.stages import load_model, stage_class
 
     path = Path(checkpoint)
     if not path.is_file():
@@ -191,7 +191,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, use_ema: bool = T
     tensors, meta = read_checkpoint(path, ("ema.", "model.") if use_ema else ("model.",))
     config = config_from_dict(json.loads(meta["config"]))
     pipe = load_model(config.model, config.seed, torch.device("cpu"), DTYPES[config.dtype])
-    stage = STAGE_CLASSES[config.stage](config, pipe)
+    stage = stage_class(config)(config, pipe)
     copy_weights(path, tensors, stage.named_trainable(), use_ema)
     stage.export(Path(out))
     return Path(out)

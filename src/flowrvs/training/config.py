@@ -21,7 +21,8 @@ from flowrvs.io.frames import WORKING_BOX
 STAGES = ("autoencoder", "mask_decoder", "flow")
 SAMPLING_MODES = ("local", "global", "mixed")
 VOCABULARIES = ("preset", "synth")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "step")
+METHODS = ("flowrvs", "rem")
 STRATEGIES = ("ddp", "fsdp")
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
@@ -36,9 +37,17 @@ class ModelConfig:
     ``synth`` (the synthetic benchmark's words). ``gradient_checkpointing``: recompute the DiT's
     blocks in the backward pass (``transformer.enable_gradient_checkpointing()``).
     ``train_text_encoder``: the flow stage trains the text encoder with the DiT (for small models
-    whose text side starts random; the paper keeps umT5 frozen)."""
+    whose text side starts random; the paper keeps umT5 frozen).
+
+    ``method``: ``flowrvs`` (the flow-matching objective, a mask VAE, DVI) or ``rem`` (REM,
+    ReferEverything: the flow stage trains the stock 16-channel DiT as a
+    :class:`~flowrvs.pipelines.pipeline_rem.REMPipeline`, one pass at timestep 0 from the
+    normalised video latent to the normalised latent of the mask picture, MSE; VAE, text
+    encoder, ``patch_embedding`` and ``condition_embedder`` frozen; ``init`` a REM model folder or
+    a Wan 2.1 T2V diffusers folder, null a random ``preset``; ``dvi`` and ``flow.*`` do not apply)."""
 
     preset: str = "tiny"
+    method: str = "flowrvs"
     init: str | None = None
     dvi: bool = True
     vocabulary: str = "preset"
@@ -121,6 +130,8 @@ class OptimConfig:
     samples, in ``grad_accum`` micro-batches, so a config trains the same at any world size.
     ``decay_start``: the cosine holds ``lr`` until this step, then decays to zero at ``steps``
     (null: it decays from the end of warmup). It lets a resumed run anneal a constant-lr run.
+    ``schedule: step``: ``lr`` up to step ``decay_start``, ``lr * decay_factor`` after it (REM's
+    schedule).
     """
 
     steps: int = 1000
@@ -134,6 +145,7 @@ class OptimConfig:
     warmup_steps: int = 0
     schedule: str = "constant"
     decay_start: int | None = None
+    decay_factor: float = 0.1
 
 
 @dataclass
@@ -231,6 +243,9 @@ def validate_config(config: TrainConfig) -> TrainConfig:
     if config.amp is not None:
         _choice(config.amp, ("bfloat16",), "amp")
     _choice(config.model.vocabulary, VOCABULARIES, "model.vocabulary")
+    _choice(config.model.method, METHODS, "model.method")
+    if config.model.method == "rem":
+        _check_rem(config)
     _choice(config.dist.strategy, STRATEGIES, "dist.strategy")
     if config.dist.backend is not None:
         _choice(config.dist.backend, ("gloo", "nccl"), "dist.backend")
@@ -254,6 +269,23 @@ def validate_config(config: TrainConfig) -> TrainConfig:
     _choice(config.data.sampling, SAMPLING_MODES, "data.sampling")
     _choice(config.optim.schedule, SCHEDULES, "optim.schedule")
     _choice(config.losses.recon, ("l1", "mse"), "losses.recon")
+    _check_ranges(config)
+    if config.optim.schedule == "step" and config.optim.decay_start is None:
+        raise FlowRVSError("config key optim.decay_start must be set for optim.schedule=step (the step the lr drops after)")
+    k = config.data.sentences_per_video
+    if k > 1 and not config.data.cache_latents:
+        raise FlowRVSError(f"config key data.sentences_per_video={k} needs data.cache_latents=true")
+    if config.optim.batch_size % k:
+        raise FlowRVSError(f"config key optim.batch_size ({config.optim.batch_size}) must be a multiple of "
+                           f"data.sentences_per_video ({k})")
+    if config.optim.batch_size % config.optim.grad_accum:
+        raise FlowRVSError(f"config key optim.batch_size ({config.optim.batch_size}) must be a multiple of "
+                           f"optim.grad_accum ({config.optim.grad_accum})")
+    return config
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    """Every numeric key inside its range; a FlowRVSError names the first that is not."""
     checks = [
         ("data.num_frames", config.data.num_frames >= 1),
         ("data.size", min(config.data.size) >= 16),
@@ -271,6 +303,7 @@ def validate_config(config: TrainConfig) -> TrainConfig:
         ("optim.warmup_steps", config.optim.warmup_steps >= 0),
         ("optim.decay_start", config.optim.decay_start is None or 0 <= config.optim.decay_start < config.optim.steps),
         ("optim.eps", config.optim.eps > 0),
+        ("optim.decay_factor", 0.0 < config.optim.decay_factor <= 1.0),
         ("optim.betas", all(0.0 <= b < 1.0 for b in config.optim.betas)),
         ("ema.decay", 0.0 <= config.ema.decay < 1.0),
         ("checkpoint_every", config.checkpoint_every >= 1),
@@ -290,16 +323,22 @@ def validate_config(config: TrainConfig) -> TrainConfig:
             for part in key.split("."):
                 value = getattr(value, part)
             raise FlowRVSError(f"config key {key} is out of range: {value!r}")
-    k = config.data.sentences_per_video
-    if k > 1 and not config.data.cache_latents:
-        raise FlowRVSError(f"config key data.sentences_per_video={k} needs data.cache_latents=true")
-    if config.optim.batch_size % k:
-        raise FlowRVSError(f"config key optim.batch_size ({config.optim.batch_size}) must be a multiple of "
-                           f"data.sentences_per_video ({k})")
-    if config.optim.batch_size % config.optim.grad_accum:
-        raise FlowRVSError(f"config key optim.batch_size ({config.optim.batch_size}) must be a multiple of "
-                           f"optim.grad_accum ({config.optim.grad_accum})")
-    return config
+
+
+def _check_rem(config: TrainConfig) -> None:
+    """What ``model.method=rem`` admits: the flow stage of the stock DiT, REM's fixed settings."""
+    model = config.model
+    if config.stage != "flow":
+        raise FlowRVSError(f"config key model.method=rem trains stage flow only (REM keeps the stock Wan VAE), got stage {config.stage}")
+    fixed = {"source": "video", "prediction": "mask", "mask_latent_normalized": True}
+    for key, value in fixed.items():
+        if getattr(model, key) not in (None, value):
+            raise FlowRVSError(f"config key model.{key} must be {value} (or null) with model.method=rem, got {getattr(model, key)!r}")
+    if model.train_text_encoder:
+        raise FlowRVSError("config key model.train_text_encoder must be false with model.method=rem (REM keeps umT5 frozen)")
+    if config.tensorboard.image_steps != 1:
+        raise FlowRVSError(f"config key tensorboard.image_steps must be 1 with model.method=rem (one DiT pass), "
+                           f"got {config.tensorboard.image_steps}")
 
 
 def check_world_size(config: TrainConfig, world_size: int) -> int:

@@ -142,6 +142,8 @@ def cache_paths(config: TrainConfig, spec: DatasetConfig, vae, mask_latent_norma
         "frames": data.num_frames, "size": list(data.size), "sampling": data.sampling,
         "seed": cache_seed(config), "normalized": mask_latent_normalized,
     }
+    if config.model.method != "flowrvs":  # another picture of the mask (flowrvs' names stay as they were)
+        settings["method"] = config.model.method
     folder = Path(data.cache_dir or Path(config.output_dir) / "cache")
     stem = f"latents-{cache_key(vae, settings)}"
     float32 = folder / f"{stem}.safetensors"  # the name caches had before cache_dtype existed

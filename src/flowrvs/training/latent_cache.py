@@ -4,7 +4,8 @@ On a small machine the frozen VAE encoder costs far more than a small DiT step, 
 flow stage it only ever sees the same clips again. The cache encodes one clip per video
 (frame indices drawn once from ``seed``), keeps the video posterior (normalised mean and std,
 so Start-Point Augmentation still draws a fresh start point each step) and the latent of each
-distinct mask of the video's expressions (expressions that name the same objects share one),
+distinct mask of the video's expressions (expressions that name the same objects share one;
+REM's picture of the mask for a ``REMPipeline``),
 and serves batches of them. Horizontal flips are not available in this mode. Each dataset of
 a run has its own cache file, so datasets can be added to a run without re-encoding the others.
 """
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from flowrvs.data.sampling import sample_clip_indices
 from flowrvs.io.frames import fit_size, frames_to_tensor, masks_to_tensor
-from flowrvs.models.vae import encode_mask, latent_stats
+from flowrvs.models.vae import latent_stats
 
 ENCODE_BATCH = 8
 """Images per VAE call when building a cache: on a CPU, larger batches are no faster per image."""
@@ -218,7 +219,10 @@ def build_latent_cache(
 
 
 def _encode_clips(pipe, clips: list[_Clip], cache: LatentCache, dtype: torch.dtype) -> None:
-    """Encode clips of one frame size and append them to ``cache`` in order."""
+    """Encode clips of one frame size and append them to ``cache`` in order (mask latents as the
+    pipeline's method trains towards them: :func:`flowrvs.training.losses.mask_latent`)."""
+    from flowrvs.training.losses import mask_latent
+
     vae, device = pipe.vae, pipe.device
     posterior = vae.encode(torch.cat([c.frames for c in clips]).to(device, pipe.dtype)).latent_dist
     shift, scale = latent_stats(vae, posterior.mean)
@@ -226,7 +230,7 @@ def _encode_clips(pipe, clips: list[_Clip], cache: LatentCache, dtype: torch.dty
     masks = [c.masks for c in clips if c.masks is not None]
     latents = (
         torch.cat([
-            encode_mask(vae, chunk.to(device, pipe.dtype), pipe.config.mask_latent_normalized).to("cpu", dtype)
+            mask_latent(pipe, chunk.to(device, pipe.dtype)).to("cpu", dtype)
             for chunk in torch.cat(masks).split(ENCODE_BATCH)
         ])
         if masks else None

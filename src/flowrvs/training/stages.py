@@ -14,7 +14,10 @@
 ``flow``
     Only the DiT trains (and the text encoder with ``model.train_text_encoder``), on
     :func:`flowrvs.training.losses.flow_loss` (BBS ``flow.bbs_p``, SPA ``flow.spa_strength``,
-    DVI as the model has it, the parametrisation of the model's config).
+    DVI as the model has it, the parametrisation of the model's config). With
+    ``model.method: rem`` (:class:`REMFlowStage`) the model is a ``REMPipeline`` and the loss
+    :func:`flowrvs.training.losses.rem_loss`; the DiT's ``patch_embedding`` and
+    ``condition_embedder`` stay frozen, as in REM's training.
 
 A stage is a ``torch.nn.Module`` whose ``forward(batch, generators)`` is the loss of a batch, so
 DDP and FSDP wrap it whole; its trainable weights are the parameters of ``root`` with grad.
@@ -83,22 +86,17 @@ def load_model(model: ModelConfig, seed: int, device, dtype, text_encoder: bool 
     from flowrvs.models.dit import add_video_injection, remove_video_injection
     from flowrvs.pipelines.loader import load_pipeline
     from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
-    from flowrvs.presets import PRESETS, build_pipeline, preset_dir
+    from flowrvs.presets import build_pipeline
 
     overrides = {
         k: getattr(model, k)
         for k in ("text_len", "mask_latent_normalized", "source", "prediction")
         if getattr(model, k) is not None
     }
+    if model.method == "rem":
+        return load_rem_model(model, seed, device, dtype, text_encoder, overrides)
     if model.init is None:
-        if model.preset not in PRESETS:
-            raise FlowRVSError(f"config key model.preset must be one of {', '.join(PRESETS)}, got {model.preset!r}")
-        words = synth_vocabulary() if model.vocabulary == "synth" else None
-        if words is None and not (preset_dir(model.preset) / "vocab.txt").is_file():
-            raise FlowRVSError(
-                f"preset {model.preset} has no offline tokenizer: set model.init to a model folder "
-                "(or model.vocabulary=synth for a random word-level one)"
-            )
+        words = _random_preset_words(model)
         pipe = build_pipeline(model.preset, dvi=model.dvi, seed=seed, words=words, **overrides)
         return pipe.to(device) if dtype == pipe.dtype else pipe.to(device, dtype)
     pipe = load_pipeline(model.init, device=device, dtype=dtype, keep_text_encoder=text_encoder)
@@ -111,6 +109,43 @@ def load_model(model: ModelConfig, seed: int, device, dtype, text_encoder: bool 
         transformer = remove_video_injection(transformer)
     settings = {k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in pipe.components}
     return FlowRVSPipeline(transformer, vae, pipe.text_encoder, pipe.tokenizer, **{**settings, **overrides}).to(device)
+
+
+def _random_preset_words(model: ModelConfig) -> list[str] | None:
+    """The word list of a random preset model (None: the preset's own), or a one-line error."""
+    from flowrvs.presets import PRESETS, preset_dir
+
+    if model.preset not in PRESETS:
+        raise FlowRVSError(f"config key model.preset must be one of {', '.join(PRESETS)}, got {model.preset!r}")
+    words = synth_vocabulary() if model.vocabulary == "synth" else None
+    if words is None and not (preset_dir(model.preset) / "vocab.txt").is_file():
+        raise FlowRVSError(
+            f"preset {model.preset} has no offline tokenizer: set model.init to a model folder "
+            "(or model.vocabulary=synth for a random word-level one)"
+        )
+    return words
+
+
+def load_rem_model(model: ModelConfig, seed: int, device, dtype, text_encoder: bool, overrides: dict):
+    """The ``REMPipeline`` a REM flow stage starts from: random weights of ``model.preset``
+    (seeded), or the REM model folder ``model.init`` (e.g. written by ``flowrvs convert --method
+    rem``); ``overrides`` (``text_len``) replace its settings."""
+    from flowrvs.pipelines.loader import load_pipeline
+    from flowrvs.pipelines.pipeline_rem import REMPipeline
+    from flowrvs.presets import build_pipeline
+
+    if model.init is None:
+        words = _random_preset_words(model)
+        pipe = build_pipeline(model.preset, method="rem", seed=seed, words=words, **overrides)
+        return pipe.to(device) if dtype == pipe.dtype else pipe.to(device, dtype)
+    pipe = load_pipeline(model.init, device=device, dtype=dtype, keep_text_encoder=text_encoder)
+    if not isinstance(pipe, REMPipeline):
+        raise FlowRVSError(f"config key model.init: {model.init} holds a {type(pipe).__name__}, and model.method=rem "
+                           "needs a REMPipeline folder (flowrvs convert --method rem)")
+    if not overrides:
+        return pipe
+    settings = {k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in pipe.components}
+    return REMPipeline(pipe.transformer, pipe.vae, pipe.text_encoder, pipe.tokenizer, **{**settings, **overrides}).to(device)
 
 
 class RunningChannelStats:
@@ -209,6 +244,26 @@ class FlowStage(Stage):
         return cached_batches(self.config, cache, start_step, rank, world_size, text, self.pipe.config.text_len)
 
 
+class REMFlowStage(FlowStage):
+    """The flow stage of ``model.method: rem``: REM's objective on a ``REMPipeline``.
+
+    As REM trains (``WanVdiff_wrapper`` of its ``models/want2v_wrapper.py``): the whole DiT but
+    ``patch_embedding`` and ``condition_embedder`` (time and text embedders), which keep
+    ``requires_grad=False`` and stay out of the optimizer; the VAE and umT5 frozen."""
+
+    FROZEN = ("patch_embedding", "condition_embedder")
+
+    def __init__(self, config, pipe):
+        super().__init__(config, pipe)
+        for name in self.FROZEN:
+            getattr(pipe.transformer, name).requires_grad_(False)
+
+    def loss(self, batch, generators):
+        from flowrvs.training.losses import rem_loss
+
+        return rem_loss(self.pipe, batch)
+
+
 class MaskDecoderStage(Stage):
     name = "mask_decoder"
 
@@ -279,3 +334,10 @@ class AutoencoderStage(Stage):
 
 
 STAGE_CLASSES = {cls.name: cls for cls in (AutoencoderStage, MaskDecoderStage, FlowStage)}
+
+
+def stage_class(config: TrainConfig) -> type[Stage]:
+    """The stage class of a config: its ``stage``, with REM's flow stage for ``model.method: rem``."""
+    if config.stage == "flow" and config.model.method == "rem":
+        return REMFlowStage
+    return STAGE_CLASSES[config.stage]

@@ -34,7 +34,7 @@ from flowrvs.training.checkpoint import checkpoint_path, export_checkpoint, list
 from flowrvs.training.config import OptimConfig, TrainConfig, check_world_size, dump_config, validate_config
 from flowrvs.training.data import sample_indices
 from flowrvs.training.ema import EMA
-from flowrvs.training.stages import STAGE_CLASSES, load_model
+from flowrvs.training.stages import load_model, stage_class
 from flowrvs.training.tensorboard import Board
 
 MODEL_DIR = "model"
@@ -67,9 +67,12 @@ def sample_generators(seed: int, step: int, indices: list[int], device: torch.de
 
 
 def lr_at(optim: OptimConfig, step: int) -> float:
-    """Learning rate of (1-based) ``step``: linear warmup, then constant or cosine to zero."""
+    """Learning rate of (1-based) ``step``: linear warmup, then constant, cosine to zero, or one
+    drop by ``decay_factor`` after ``decay_start`` (``step``)."""
     if optim.warmup_steps and step <= optim.warmup_steps:
         return optim.lr * step / optim.warmup_steps
+    if optim.schedule == "step":
+        return optim.lr * (optim.decay_factor if step > optim.decay_start else 1.0)
     if optim.schedule == "cosine":
         start = max(optim.warmup_steps, optim.decay_start or 0)
         progress = min(1.0, max(0, step - start) / max(1, optim.steps - start))
@@ -164,7 +167,7 @@ class Trainer:
         config = self.config
         no_umt5 = not config.tensorboard.image_every and text_cache_ready(config)  # mask images need the encoder
         pipe = load_model(config.model, config.seed, self.device, self.dtype, text_encoder=not no_umt5)
-        self.stage = STAGE_CLASSES[config.stage](config, pipe)
+        self.stage = stage_class(config)(config, pipe)
         if not self.stage.named_trainable():
             raise FlowRVSError(f"stage {config.stage} has nothing to train")
         self.model = distributed.wrap(self.stage, config.dist.strategy, self.process, self.device)

@@ -63,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
     from flowrvs.loading.resolve import resolve_model_dir
     from flowrvs.runtime import distributed
 
-    from flowrvs.pipelines.registry import folder_pipeline_class
+    from flowrvs.pipelines.loader import pipeline_class_of
 
     model_dir = resolve_model_dir(args.model, **hub_options(args))  # fails fast on a bad model before any work
     if args.window is None and args.dataset not in WINDOWED:
-        args.window = folder_pipeline_class(model_dir).benchmark_window  # the plan of the published numbers
+        args.window = pipeline_class_of(model_dir).benchmark_window  # the plan of the published numbers
     options = segment_options(args)  # validated once, before any work
     process = distributed.from_environment()
     prefix = f"[rank {process.rank}/{process.world_size}] " if process.distributed else ""
