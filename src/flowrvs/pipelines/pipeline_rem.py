@@ -13,7 +13,8 @@ mask. Its public inference, which the defaults reproduce:
   with their last frame (the public code stops there);
 - the prompt tokenized to at most 512 tokens, its embeddings cut to the real tokens and
   zero-padded to 77 (a longer prompt keeps its first 77, with a warning);
-- ``z_mask = DiT(z_video, t=0, text)``, decoded from ``z_mask * std + mean``, clamped to
+- ``z_mask = DiT(z_video, t=0, text)``, the latent of the mask drawn as a 3-channel 0/1 picture
+  (as REM trains it), decoded from ``z_mask * std + mean``, clamped to
   [-1, 1], resized bilinearly to the frame, averaged over the 3 channels, foreground ``> 0.5``.
 """
 
