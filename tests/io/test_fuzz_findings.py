@@ -68,3 +68,24 @@ def test_valid_rles_still_decode_exactly():
         counts = ([0] if mask.T.reshape(-1)[0] else []) + [int(r) for r in runs]  # uncompressed list counts
         assert np.array_equal(decode_rle({"size": [h, w], "counts": counts}), mask)
     assert decode_rle({"size": [0, 0], "counts": ""}).shape == (0, 0)
+
+
+def test_a_container_whose_codec_id_is_unknown_is_one_line(tmp_path):
+    """PyAV gives such a stream no codec context (None): reading its width was an AttributeError."""
+    import av
+
+    path = tmp_path / "clip.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 24, 16, "yuv420p"
+        for t in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 24, 3), 40 * t, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    blob = path.read_bytes()
+    assert b"V_MPEG4/ISO/ASP" in blob
+    path.write_bytes(blob.replace(b"V_MPEG4/ISO/ASP", b"V_NOSUCH/CODEC!"))
+    with pytest.raises(FlowRVSError, match="codec is unknown"):
+        open_video(path)

@@ -27,7 +27,7 @@ import numpy as np
 from flowrvs.data.base import Expression, IndexedVideoDataset
 from flowrvs.data.ytvos import image_size, read_json, read_rgb, stack_frames
 from flowrvs.errors import FlowRVSError
-from flowrvs.io.masks import decode_rle
+from flowrvs.io.masks import check_rle, decode_rle
 from flowrvs.io.names import check_name
 
 #: ``type_id`` -> the expression's kind.
@@ -64,12 +64,16 @@ def _decode(rle, source: Path, what: str) -> np.ndarray:
         raise FlowRVSError(f"{source}: bad RLE for {what}: {err!r}") from err
 
 
-def _size(rle) -> tuple[int, int] | None:
+def _size(rle, source: Path) -> tuple[int, int] | None:
+    """``(H, W)`` of a frame's RLE (the first of a list), checked whole before masks are allocated."""
     if isinstance(rle, list):
         rle = next((r for r in rle if r is not None), None)
-    if isinstance(rle, dict) and "size" in rle:
-        return int(rle["size"][0]), int(rle["size"][1])
-    return None
+    if not isinstance(rle, dict):
+        return None
+    try:
+        return check_rle(rle)
+    except ValueError as err:  # a hand-edited or damaged file: its size or runs are wrong
+        raise FlowRVSError(f"{source}: bad RLE: {err}") from err
 
 
 class ReVOSDataset(IndexedVideoDataset):
@@ -162,7 +166,7 @@ class ReVOSDataset(IndexedVideoDataset):
 
     def _union(self, video: str, sources: list[tuple[str, list]], idx: list[int], path: Path) -> np.ndarray:
         """``(len(idx), H, W)`` bool union of per-frame RLE lists (null = empty) at frames ``idx``."""
-        shape = next((s for _, rles in sources for i in idx if (s := _size(rles[i])) is not None), None)
+        shape = next((s for _, rles in sources for i in idx if (s := _size(rles[i], path)) is not None), None)
         if shape is None:
             names = self.frame_names(video)
             shape = image_size(self.frame_path(video, names[idx[0]])) if idx else (0, 0)

@@ -3,7 +3,7 @@
 A name from a file is data, not a path: ``../../escaped`` or ``/etc/x`` as an expression id would
 otherwise make a writer put files outside its output folder. :func:`check_name` accepts exactly
 one path component: not empty, not ``.`` or ``..``, no ``/`` or ``\\``, no NUL, not absolute, no
-drive letter.
+drive letter, at most :data:`MAX_NAME_BYTES` bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from pathlib import Path
 from flowrvs.errors import FlowRVSError
 
 _FORBIDDEN = ("/", "\\", "\x00")
+#: File systems take components of up to 255 bytes; a writer adds up to 32 (``.<name>.<random>.tmp``,
+#: ``<name>.json``), so a longer name could not be written and is refused when read.
+MAX_NAME_BYTES = 223
 
 
 def name_problem(name: str) -> str | None:
@@ -26,6 +29,8 @@ def name_problem(name: str) -> str | None:
             return "holds a NUL byte" if char == "\x00" else f"holds the separator {char!r}"
     if len(name) >= 2 and name[1] == ":":
         return "starts with a drive letter"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"is longer than {MAX_NAME_BYTES} bytes"
     return None
 
 
@@ -36,7 +41,8 @@ def check_name(name: str, source: str | Path, what: str = "name") -> str:
     """
     problem = name_problem(name)
     if problem is not None:
-        raise FlowRVSError(f"{source}: bad {what} {name!r}: {problem} (a name must be one path component)")
+        shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
+        raise FlowRVSError(f"{source}: bad {what} {shown}: {problem} (a name must be one path component)")
     return name
 
 

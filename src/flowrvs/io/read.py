@@ -351,7 +351,10 @@ def check_header(path: Path, width: int, height: int, frames: int) -> None:
 def _video_stream(container, path: Path):
     if not container.streams.video:
         raise FlowRVSError(f"{path} has no video stream")
-    return container.streams.video[0]
+    stream = container.streams.video[0]
+    if stream.codec_context is None:  # a codec id FFmpeg does not know (a damaged header)
+        raise FlowRVSError(f"cannot decode video {path}: its video stream's codec is unknown (not a video file, or corrupt)")
+    return stream
 
 
 def _open_container(path: Path, max_frames: int | None) -> VideoStream:
