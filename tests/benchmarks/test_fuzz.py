@@ -14,8 +14,8 @@ fuzz = import_benchmark("fuzz")
 
 #: Readers whose seeded cases may reach findings that live in files under change elsewhere
 #: (reported in docs/reliability.md): the reader and the file its findings are raised in.
-KNOWN = {("model-folder", "pipeline_flowrvs.py"), ("model-folder", "precision.py"), ("model-folder", "model_folder.py"),
-         ("checkpoint", "state_dicts.py")}
+# open findings (issue 24 note): diffusers/tokenizers errors escaping from_pretrained, a part left on meta
+KNOWN = {("model-folder", "pipeline_flowrvs.py"), ("model-folder", "precision.py")}
 CASES = {"model-folder": 12, "sentences": 12, "batch-resume": 12, "score": 16}  # the costly ones; else 20
 
 

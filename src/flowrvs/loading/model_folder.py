@@ -89,7 +89,7 @@ def check_model_dir(path: Path) -> Path:
         raise FlowRVSError(f"model folder {path} is missing {', '.join(missing)}")
     try:
         index = json.loads((path / INDEX_FILE).read_text())
-    except json.JSONDecodeError as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise FlowRVSError(f"cannot read {path / INDEX_FILE}: {first_line(err)}") from err
     unnamed = [p for p in MODEL_PARTS if not isinstance(index, dict) or not isinstance(index.get(p), list)]
     if unnamed:
@@ -104,7 +104,7 @@ def folder_class_name(folder: str | Path) -> str:
     index_path = Path(folder) / INDEX_FILE
     try:
         index = json.loads(index_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise FlowRVSError(f"cannot read {index_path}: {first_line(err)}") from err
     name = index.get("_class_name") if isinstance(index, dict) else None
     if name not in PIPELINE_CLASS_NAMES:

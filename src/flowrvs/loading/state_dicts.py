@@ -44,10 +44,9 @@ def load_weights_file(path: str | Path, safe_globals: tuple[type, ...] = (), mma
         ) from err
     except EOFError as err:
         raise FlowRVSError(f"checkpoint {path} cannot be loaded: it is empty or cut short") from err
-    except RuntimeError as err:
-        if "PytorchStreamReader" not in str(err):  # torch's word for a damaged zip archive
-            raise
-        raise FlowRVSError(f"checkpoint {path} cannot be loaded: {first_line(err)}") from err
+    except (RuntimeError, UnicodeDecodeError, KeyError, ValueError, IndexError) as err:
+        # weights_only runs no code: whatever reading a damaged archive or pickle raises is the file's fault
+        raise FlowRVSError(f"checkpoint {path} cannot be loaded: it is damaged ({type(err).__name__}: {first_line(err)})") from err
 
 
 def _torch_load(path: Path, mmap: bool) -> object:
