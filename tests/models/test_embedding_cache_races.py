@@ -74,7 +74,7 @@ def test_two_processes_filling_the_same_entries_both_get_them_right(tmp_path, ca
     assert [p.exitcode for p in procs] == [0, 0]
     want = expected()
     for i in range(2):
-        assert torch.equal(torch.load(tmp_path / f"out{i}.pt"), want)
+        assert torch.equal(torch.load(tmp_path / f"out{i}.pt", weights_only=True), want)
     entries = sorted(folder.iterdir())
     assert len(entries) == len(SENTENCES) and all(e.suffix == ".safetensors" for e in entries)  # no temp left
     fresh = EmbeddingCache(folder)

@@ -142,6 +142,20 @@ def _tokenizer_class(folder: Path) -> str:
         raise FlowRVSError(f"cannot load the tokenizer in {folder}: {first_line(err)}") from err
 
 
+def _write_model_folder(out_dir, wan_dir: Path, transformer, vae, config: FlowRVSConfig | None,
+                        class_name: str = "FlowRVSPipeline") -> Path:
+    """Write a model folder atomically: the converted DiT and VAE, the base's umT5 and tokenizer
+    (hard-linked where possible), the index naming ``class_name`` with ``config``'s settings."""
+    tokenizer_class = _tokenizer_class(wan_dir / "tokenizer")
+    with atomic_dir(out_dir) as tmp:
+        transformer.save_pretrained(tmp / "transformer")
+        vae.save_pretrained(tmp / "vae")
+        link_or_copy_tree(wan_dir / "text_encoder", tmp / "text_encoder")
+        link_or_copy_tree(wan_dir / "tokenizer", tmp / "tokenizer")
+        write_model_index(tmp, config, tokenizer_class, class_name=class_name)
+    return Path(out_dir)
+
+
 def convert_release(
     wan_dir: str | Path,
     dit_path: str | Path,
@@ -160,14 +174,7 @@ def convert_release(
     transformer = convert_transformer(wan_dir, dit_path)
     vae = convert_vae(wan_dir, vae_path)
     config = FlowRVSConfig(text_len=text_len, mask_latent_normalized=mask_latent_normalized)
-    tokenizer_class = _tokenizer_class(wan_dir / "tokenizer")
-    with atomic_dir(out_dir) as tmp:
-        transformer.save_pretrained(tmp / "transformer")
-        vae.save_pretrained(tmp / "vae")
-        link_or_copy_tree(wan_dir / "text_encoder", tmp / "text_encoder")
-        link_or_copy_tree(wan_dir / "tokenizer", tmp / "tokenizer")
-        write_model_index(tmp, config, tokenizer_class)
-    return Path(out_dir)
+    return _write_model_folder(out_dir, wan_dir, transformer, vae, config)
 
 
 # ---- REM ---------------------------------------------------------------------------------
@@ -237,11 +244,4 @@ def convert_rem(wan_dir: str | Path, checkpoint: str | Path, out_dir: str | Path
     if transformer.config.in_channels != (transformer.config.out_channels or transformer.config.in_channels):
         raise FlowRVSError(f"checkpoint {checkpoint}: REM's DiT is the stock one, without video injection")
     vae = _rem_component(AutoencoderKLWan, wan_dir / "vae", vae_state, f"checkpoint {checkpoint} (VAE)", base_weights)
-    tokenizer_class = _tokenizer_class(wan_dir / "tokenizer")
-    with atomic_dir(out_dir) as tmp:
-        transformer.save_pretrained(tmp / "transformer")
-        vae.save_pretrained(tmp / "vae")
-        link_or_copy_tree(wan_dir / "text_encoder", tmp / "text_encoder")
-        link_or_copy_tree(wan_dir / "tokenizer", tmp / "tokenizer")
-        write_model_index(tmp, None, tokenizer_class, class_name="REMPipeline")  # REMPipeline's defaults: REM's settings
-    return Path(out_dir)
+    return _write_model_folder(out_dir, wan_dir, transformer, vae, None, class_name="REMPipeline")  # its defaults: REM's

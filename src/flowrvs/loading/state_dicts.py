@@ -34,9 +34,12 @@ def load_weights_file(path: str | Path, safe_globals: tuple[type, ...] = (), mma
             return load_file(str(path))
         except SafetensorError as err:
             raise FlowRVSError(f"checkpoint {path} is not a readable safetensors file ({err})") from err
+    import zipfile
+
+    mmap = mmap and zipfile.is_zipfile(path)  # torch maps only its zip format
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
-            return _torch_load(path, mmap)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         raise FlowRVSError(
             f"checkpoint {path} cannot be loaded as weights only: it is corrupt or holds objects other than "
@@ -47,14 +50,6 @@ def load_weights_file(path: str | Path, safe_globals: tuple[type, ...] = (), mma
     except (RuntimeError, UnicodeDecodeError, KeyError, ValueError, IndexError) as err:
         # weights_only runs no code: whatever reading a damaged archive or pickle raises is the file's fault
         raise FlowRVSError(f"checkpoint {path} cannot be loaded: it is damaged ({type(err).__name__}: {first_line(err)})") from err
-
-
-def _torch_load(path: Path, mmap: bool) -> object:
-    if mmap:
-        import zipfile
-
-        mmap = zipfile.is_zipfile(path)  # torch maps only its zip format
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def _unpickler_detail(err: Exception) -> str:
