@@ -7,6 +7,12 @@ has 1 output channel (``out_channels=1``), fine-tuned to decode mask latents to 
 Shapes: videos ``(B, 3, T, H, W)`` in [-1, 1]; masks ``(B, T, H, W)`` in {0, 1}; latents
 ``(B, 16, 1 + (T - 1) / 4, H / 8, W / 8)``. ``T`` must be ``4k + 1``: the VAE is causal in
 time and silently drops other frames, so callers pad first (see :mod:`flowrvs.io.frames`).
+
+On a CPU the VAE's 3-D convolutions run in oneDNN, which works in channels-last (NDHWC) order:
+with contiguous (NCDHW) weights and activations every convolution reorders its input and output,
+which costs as much as the convolution itself at 240x416. :func:`use_channels_last` stores the
+weights channels-last once; the functions here then hand the VAE channels-last inputs, so the
+activations stay channels-last from layer to layer (measured in ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -34,6 +40,36 @@ def denormalize_latents(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
     return z * std + mean
 
 
+CHANNELS_LAST = torch.channels_last_3d
+
+
+def use_channels_last(vae: AutoencoderKLWan) -> AutoencoderKLWan:
+    """Store every convolution weight of ``vae`` channels-last, in place; returns ``vae``.
+
+    The 2-D convolutions of the resampling blocks too: they run on ``(B*T, C, H, W)`` views of
+    the video, and a channels-last 2-D result viewed back as ``(B, C, T, H, W)`` is channels-last
+    in 3-D. Values are unchanged; only the strides differ. Results agree with the contiguous
+    layout to the rounding of the compute dtype (oneDNN sums in another order).
+    """
+    for module in vae.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            module.weight.data = module.weight.data.contiguous(memory_format=CHANNELS_LAST)
+        elif isinstance(module, torch.nn.Conv2d):
+            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    return vae
+
+
+def is_channels_last(vae: AutoencoderKLWan) -> bool:
+    """Whether :func:`use_channels_last` was applied (read from the encoder's first convolution)."""
+    return vae.encoder.conv_in.weight.is_contiguous(memory_format=CHANNELS_LAST)
+
+
+def _vae_input(vae: AutoencoderKLWan, x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(B, C, T, H, W)`` in the VAE's dtype and its weights' memory layout."""
+    x = x.to(vae.dtype)
+    return x.contiguous(memory_format=CHANNELS_LAST) if is_channels_last(vae) else x
+
+
 def _check_frames(x: torch.Tensor) -> None:
     if (x.shape[2] - 1) % 4:
         raise ValueError(f"the Wan VAE needs 4k+1 frames, got {x.shape[2]}; pad first")
@@ -50,9 +86,9 @@ def encode_video(
     ``sample_strength`` 0 uses the posterior mean (inference); 1 a posterior sample (SPA in training).
     """
     _check_frames(video)
-    posterior = vae.encode(video.to(vae.dtype)).latent_dist
+    posterior = vae.encode(_vae_input(vae, video)).latent_dist
     z = perturb_start_point(posterior.mean, posterior.std, sample_strength, generator)
-    return normalize_latents(vae, z)
+    return normalize_latents(vae, z).contiguous()
 
 
 def encode_mask(vae: AutoencoderKLWan, mask: torch.Tensor, normalized: bool = False) -> torch.Tensor:
@@ -63,7 +99,7 @@ def encode_mask(vae: AutoencoderKLWan, mask: torch.Tensor, normalized: bool = Fa
     """
     image = (mask.to(vae.dtype) * 2 - 1).unsqueeze(1).expand(-1, 3, -1, -1, -1)
     _check_frames(image)
-    z = vae.encode(image).latent_dist.mean
+    z = vae.encode(_vae_input(vae, image)).latent_dist.mean.contiguous()
     return normalize_latents(vae, z) if normalized else z
 
 
@@ -78,10 +114,10 @@ def decode_raw(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
     chunks: list[torch.Tensor] = []
     handle = vae.decoder.register_forward_hook(lambda module, args, output: chunks.append(output))
     try:
-        vae.decode(z.to(vae.dtype))
+        vae.decode(_vae_input(vae, z))
     finally:
         handle.remove()
-    return torch.cat(chunks, dim=2) if len(chunks) > 1 else chunks[0]
+    return (torch.cat(chunks, dim=2) if len(chunks) > 1 else chunks[0]).contiguous()
 
 
 def decode_mask_logits(vae: AutoencoderKLWan, z_mask: torch.Tensor, normalized: bool = False) -> torch.Tensor:
