@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flowrvs.errors import FlowRVSError, first_line
-from flowrvs.io.frames import WORKING_BOX
+from flowrvs.io.frames import RESIZE_RULES, WORKING_BOX
 
 STAGES = ("autoencoder", "mask_decoder", "flow")
 SAMPLING_MODES = ("local", "global", "mixed")
@@ -73,8 +73,11 @@ class DatasetConfig:
 
 @dataclass
 class DataConfig:
-    """Clips: ``num_frames`` frames (padded to 4k+1), resized into the ``size`` box (short, long),
-    flipped with ``hflip_p``; frame indices by ``sampling`` (local | global | mixed).
+    """Clips: ``num_frames`` frames (padded to 4k+1), resized into the ``size`` box by
+    ``resize_rule`` (one of :data:`flowrvs.io.frames.RESIZE_RULES`, as a model folder's:
+    ``oriented`` keeps the aspect in the box turned to the frame, ``exact`` stretches to the box
+    itself, REM's 512x512), flipped with ``hflip_p``; frame indices by ``sampling`` (local |
+    global | mixed).
     ``crop``: the VAE stages train on random ``(h, w)`` pixel windows (multiples of 8).
     ``cache_latents`` (flow stage): train on pre-encoded latents (``flowrvs cache``: one fixed clip
     per video, the VAE posterior's mean and std, so SPA still draws a fresh start point each
@@ -90,6 +93,7 @@ class DataConfig:
     datasets: list[DatasetConfig] = field(default_factory=list)
     num_frames: int = 17
     size: tuple[int, int] = WORKING_BOX
+    resize_rule: str = "oriented"
     hflip_p: float = 0.5
     sampling: str = "mixed"
     workers: int = 0
@@ -267,6 +271,7 @@ def validate_config(config: TrainConfig) -> TrainConfig:
         if ds.weight < 0:
             raise FlowRVSError(f"config key data.datasets.{i}.weight must be >= 0, got {ds.weight}")
     _choice(config.data.sampling, SAMPLING_MODES, "data.sampling")
+    _choice(config.data.resize_rule, RESIZE_RULES, "data.resize_rule")
     _choice(config.optim.schedule, SCHEDULES, "optim.schedule")
     _choice(config.losses.recon, ("l1", "mse"), "losses.recon")
     _check_ranges(config)

@@ -85,6 +85,7 @@ def clip_dataset(config: TrainConfig, length: int | None = None):
         seed=config.seed,
         mode=config.data.sampling,
         length=length,
+        resize_rule=config.data.resize_rule,
     )
 
 
@@ -142,6 +143,8 @@ def cache_paths(config: TrainConfig, spec: DatasetConfig, vae, mask_latent_norma
         "frames": data.num_frames, "size": list(data.size), "sampling": data.sampling,
         "seed": cache_seed(config), "normalized": mask_latent_normalized,
     }
+    if data.resize_rule != "oriented":  # the caches of the default rule keep the names they had
+        settings["resize_rule"] = data.resize_rule
     if config.model.method != "flowrvs":  # another picture of the mask (flowrvs' names stay as they were)
         settings["method"] = config.model.method
     folder = Path(data.cache_dir or Path(config.output_dir) / "cache")
