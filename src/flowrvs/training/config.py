@@ -135,7 +135,9 @@ class OptimConfig:
     ``decay_start``: the cosine holds ``lr`` until this step, then decays to zero at ``steps``
     (null: it decays from the end of warmup). It lets a resumed run anneal a constant-lr run.
     ``schedule: step``: ``lr`` up to step ``decay_start``, ``lr * decay_factor`` after it (REM's
-    schedule).
+    schedule). ``no_decay``: parameters whose name (within the trained model, e.g.
+    ``blocks.0.norm2.weight``) contains any of these strings train without weight decay
+    (REM exempts biases and norms: ``[".bias", "norm", ...]``); empty: every weight decays.
     """
 
     steps: int = 1000
@@ -150,6 +152,7 @@ class OptimConfig:
     schedule: str = "constant"
     decay_start: int | None = None
     decay_factor: float = 0.1
+    no_decay: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -275,6 +278,8 @@ def validate_config(config: TrainConfig) -> TrainConfig:
     _choice(config.optim.schedule, SCHEDULES, "optim.schedule")
     _choice(config.losses.recon, ("l1", "mse"), "losses.recon")
     _check_ranges(config)
+    if any(not part for part in config.optim.no_decay):
+        raise FlowRVSError("config key optim.no_decay holds an empty string, which every parameter name contains")
     if config.optim.schedule == "step" and config.optim.decay_start is None:
         raise FlowRVSError("config key optim.decay_start must be set for optim.schedule=step (the step the lr drops after)")
     k = config.data.sentences_per_video
