@@ -1,6 +1,7 @@
 """What the REM recipe (configs/rem-wan14b-ytvos.yaml) needs of the trainer beyond REM's
 objective: its inference geometry in training (``data.resize_rule``), biases and norms without
-weight decay (``optim.no_decay``)."""
+weight decay (``optim.no_decay``), steps of RefCOCO images alternating with steps of video clips
+(``data.mixing: alternate``)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import inspect
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from flowrvs.errors import FlowRVSError
 from flowrvs.pipelines.pipeline_rem import REMPipeline
-from flowrvs.training.config import config_from_dict, load_config
+from flowrvs.training.config import clip_frames, config_from_dict, dataset_groups, load_config
 from flowrvs.training.data import video_batches
 from flowrvs.training.trainer import train
-from helpers.clips import H, T, W, one_clip
+from helpers.clips import SENTENCE, T, one_clip
+from helpers.refcoco import make_coco
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "rem-wan14b-ytvos.yaml"
 
@@ -99,3 +103,72 @@ def test_two_groups_resume_as_the_uninterrupted_run(clip_root, tmp_path):
 def test_an_empty_no_decay_entry_is_refused(clip_root, tmp_path):
     with pytest.raises(FlowRVSError, match="optim.no_decay"):
         config_from_dict(_run(clip_root, tmp_path, 2, no_decay=[""]))
+
+
+# --------------------------------------------------------------------------- data.mixing
+COCO_SENTENCES = {"the white square", "square in the middle", "red car on the left"}
+
+
+@pytest.fixture(scope="module")
+def coco_root(tmp_path_factory):
+    return make_coco(tmp_path_factory.mktemp("rem-coco") / "coco")
+
+
+def _alternating(clip_root: Path, coco_root: Path, out: Path, **data) -> dict:
+    raw = _config(clip_root, out, size=[32, 48], mixing="alternate", **data)
+    raw["data"]["datasets"] = [
+        {"type": "refcoco", "name": "refcoco", "root": str(coco_root), "split": "train", "num_frames": 1, "group": 0},
+        {"type": "mevis", "root": str(clip_root), "split": "train", "group": 1},
+    ]
+    raw["optim"].update(steps=4, batch_size=2)
+    return raw
+
+
+def test_alternate_mixing_takes_whole_steps_from_each_group_in_turn(clip_root, coco_root, tmp_path):
+    config = config_from_dict(_alternating(clip_root, coco_root, tmp_path))
+    steps = [batches[0] for batches in video_batches(config, 0)]
+    assert [b["video"].shape[2] for b in steps] == [1, T, 1, T]  # REM: an image step, then a video step
+    assert all(set(b["prompts"]) <= COCO_SENTENCES for b in steps[0::2])
+    assert all(set(b["prompts"]) == {SENTENCE} for b in steps[1::2])
+    resumed = [batches[0] for batches in video_batches(config, 1)]  # a resumed run draws the same steps
+    assert [b["prompts"] for b in resumed] == [b["prompts"] for b in steps[1:]]
+    halves = zip(video_batches(config, 0, rank=0, world_size=2), video_batches(config, 0, rank=1, world_size=2))
+    for whole, (first, second) in zip(steps, halves):  # 2 processes share each step's batch
+        assert torch.equal(torch.cat([first[0]["video"], second[0]["video"]]), whole["video"])
+
+
+def test_rem_trains_on_alternating_image_and_video_steps(clip_root, coco_root, tmp_path):
+    result = train(config_from_dict(_alternating(clip_root, coco_root, tmp_path / "run")))
+    assert sorted(result.losses) == [1, 2, 3, 4] and all(np.isfinite(v) for v in result.losses.values())
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"mixing": "weighted", "datasets.1.group": 0}, "one clip length"),  # 1-frame and 5-frame clips in a batch
+    ({"cache_latents": True}, "cache_latents"),
+    ({"datasets.1.group": 2}, "no dataset is in group 1"),
+])
+def test_mixing_that_cannot_batch_is_refused_in_one_line(clip_root, coco_root, tmp_path, change, match):
+    raw = _alternating(clip_root, coco_root, tmp_path)
+    for key, value in change.items():
+        if key.startswith("datasets."):
+            raw["data"]["datasets"][int(key.split(".")[1])]["group"] = value
+        else:
+            raw["data"][key] = value
+    with pytest.raises(FlowRVSError, match=match):
+        config_from_dict(raw)
+
+
+def test_a_group_without_alternate_mixing_is_refused(clip_root, tmp_path):
+    raw = _config(clip_root, tmp_path)
+    raw["data"]["datasets"][0]["group"] = 1
+    with pytest.raises(FlowRVSError, match="data.datasets.0.group applies to data.mixing=alternate"):
+        config_from_dict(raw)
+
+
+def test_the_recipe_alternates_refcoco_images_and_ytvos_clips():
+    data = load_config(RECIPE).data
+    assert data.mixing == "alternate"
+    image, video = dataset_groups(data)  # group 0 takes the first step, as REM's iteration 0
+    assert {data.datasets[i].type for i in image} == {"refcoco"} and {data.datasets[i].type for i in video} == {"ytvos"}
+    assert {clip_frames(data, data.datasets[i]) for i in image} == {1}
+    assert {clip_frames(data, data.datasets[i]) for i in video} == {17}
