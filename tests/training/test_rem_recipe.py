@@ -20,6 +20,7 @@ from flowrvs.training.data import video_batches
 from flowrvs.training.trainer import train
 from helpers.clips import SENTENCE, T, one_clip
 from helpers.refcoco import make_coco
+from helpers.releases import write_wan_base
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "rem-wan14b-ytvos.yaml"
 
@@ -172,3 +173,38 @@ def test_the_recipe_alternates_refcoco_images_and_ytvos_clips():
     assert {data.datasets[i].type for i in image} == {"refcoco"} and {data.datasets[i].type for i in video} == {"ytvos"}
     assert {clip_frames(data, data.datasets[i]) for i in image} == {1}
     assert {clip_frames(data, data.datasets[i]) for i in video} == {17}
+
+
+# --------------------------------------------------------------------------- the stock Wan start
+@pytest.fixture(scope="module")
+def wan(tmp_path_factory):
+    return write_wan_base(tmp_path_factory.mktemp("wan") / "Wan2.1-T2V-Diffusers")
+
+
+def test_rem_trains_from_the_stock_wan_folder(wan, clip_root, tmp_path):
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    raw = _config(clip_root, tmp_path / "run", size=[32, 48])
+    raw["model"] = {"method": "rem", "init": str(wan)}
+    raw["optim"].update(steps=2, lr=1e-3)
+    result = train(config_from_dict(raw))
+    pipe = REMPipeline.from_pretrained(result.model_dir)
+    assert pipe.vae.config.out_channels == 3 and pipe.config.text_len == 77  # REM's decoder and settings
+    stock_vae = AutoencoderKLWan.from_pretrained(str(wan / "vae")).state_dict()
+    assert all(torch.equal(v, pipe.vae.state_dict()[k]) for k, v in stock_vae.items())
+    stock, trained = WanTransformer3DModel.from_pretrained(str(wan / "transformer")).state_dict(), pipe.transformer.state_dict()
+    assert torch.equal(stock["patch_embedding.weight"], trained["patch_embedding.weight"])  # frozen, as in REM
+    assert not torch.equal(stock["blocks.0.attn1.to_q.weight"], trained["blocks.0.attn1.to_q.weight"])
+
+
+def test_flowrvs_starts_from_the_stock_wan_folder_with_a_mask_vae_and_dvi(wan):
+    from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
+    from flowrvs.training.config import ModelConfig
+    from flowrvs.training.stages import load_model
+
+    pipe = load_model(ModelConfig(init=str(wan)), 0, torch.device("cpu"), torch.float32, text_encoder=False)
+    assert type(pipe) is FlowRVSPipeline and pipe.vae.config.out_channels == 1 and pipe.dvi
+
+
+def test_the_recipe_starts_from_the_stock_wan_14b_folder():
+    assert Path(load_config(RECIPE).model.init).name == "Wan2.1-T2V-14B-Diffusers"
