@@ -15,8 +15,13 @@ from flowrvs.presets import build_text_encoder, build_transformer, build_vae, bu
 
 
 def write_wan_base(folder: Path) -> Path:
-    """A tiny ``Wan2.1-T2V-1.3B-Diffusers``-like folder: a 3-channel VAE, umT5, tokenizer, DiT config."""
+    """A tiny ``Wan2.1-T2V-1.3B-Diffusers``-like folder: a 3-channel VAE, umT5, tokenizer, the stock
+    DiT, and the release's own ``model_index.json`` (a ``WanPipeline``)."""
+    import shutil
+
     from diffusers import AutoencoderKLWan
+
+    from flowrvs.presets import preset_dir
 
     torch.manual_seed(0)
     build_transformer("tiny", dvi=False).save_pretrained(folder / "transformer")
@@ -25,7 +30,7 @@ def write_wan_base(folder: Path) -> Path:
     build_text_encoder("tiny", vocab_size=len(tokenizer)).save_pretrained(folder / "text_encoder")
     tokenizer.save_pretrained(folder / "tokenizer")
     (folder / "scheduler").mkdir(parents=True, exist_ok=True)
-    (folder / "model_index.json").write_text('{"_class_name": "WanPipeline", "_diffusers_version": "0.33.0"}\n')
+    shutil.copyfile(preset_dir("wan2.1-1.3b") / "model_index.json", folder / "model_index.json")
     return folder
 
 

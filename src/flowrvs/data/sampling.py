@@ -9,7 +9,7 @@ import numpy as np
 from flowrvs.data.base import Clip, ReferringVideoDataset
 from flowrvs.data.transforms import fit_size, hflip_clip, resize_clip
 from flowrvs.errors import FlowRVSError
-from flowrvs.io.frames import WORKING_BOX
+from flowrvs.io.frames import RESIZE_RULES, WORKING_BOX
 
 MODES = ("local", "global", "mixed")
 
@@ -77,7 +77,8 @@ class ClipDataset:
     ``datasets``: ``[(dataset, weight), ...]``. Item ``i`` (for a given ``seed`` and epoch) is
     deterministic: a dataset is drawn by weight, then an expression uniformly within it, then
     ``num_frames`` indices with :func:`sample_clip_indices` (``mode``), frames and mask are
-    loaded, resized with :func:`fit_size` into ``size_box`` (sides multiples of ``multiple``) and
+    loaded, resized with :func:`fit_size` into ``size_box`` by ``resize_rule`` (sides multiples of
+    ``multiple``; ``"exact"``: the box itself, aspect not kept) and
     flipped left-right with probability ``hflip_p`` (swapping "left"/"right" in the sentence).
     ``len()`` is ``length`` or the total number of expressions; iterating yields items
     ``0 .. len-1``; :meth:`set_epoch` changes the draw. Nothing on disk is written; a missing
@@ -94,6 +95,7 @@ class ClipDataset:
         mode: str = "mixed",
         multiple: int = 16,
         length: int | None = None,
+        resize_rule: str = "oriented",
     ):
         if not datasets:
             raise FlowRVSError("ClipDataset needs at least one dataset")
@@ -101,6 +103,8 @@ class ClipDataset:
             raise FlowRVSError(f"num_frames must be positive, got {num_frames}")
         if mode not in MODES:
             raise FlowRVSError(f"unknown sampling mode {mode!r}; expected one of {', '.join(MODES)}")
+        if resize_rule not in RESIZE_RULES:
+            raise FlowRVSError(f"unknown resize rule {resize_rule!r}; expected one of {', '.join(RESIZE_RULES)}")
         if not 0.0 <= float(hflip_p) <= 1.0:
             raise FlowRVSError(f"hflip_p must be in [0, 1], got {hflip_p}")
         self.datasets: list[ReferringVideoDataset] = []
@@ -129,6 +133,7 @@ class ClipDataset:
         self.seed = int(seed)
         self.mode = mode
         self.multiple = int(multiple)
+        self.resize_rule = resize_rule
         self.length = int(length) if length is not None else sum(len(e) for e in self.expressions)
         self.epoch = 0
 
@@ -161,7 +166,7 @@ class ClipDataset:
             raise FlowRVSError(
                 f"{exp.key}: mask shape {mask.shape} does not match frames {frames.shape[:3]}"
             )
-        size = fit_size(frames.shape[1], frames.shape[2], self.size_box, self.multiple)
+        size = fit_size(frames.shape[1], frames.shape[2], self.size_box, self.multiple, rule=self.resize_rule)
         frames, mask = resize_clip(frames, mask, size)
         clip = Clip(
             frames=frames,

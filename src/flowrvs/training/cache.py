@@ -77,7 +77,8 @@ def read_caches(config: TrainConfig, pipe, build: bool = True, progress: bool | 
         if not build:
             raise FlowRVSError(f"no latent cache for dataset {spec.type} {spec.root}; run `flowrvs cache` first")
         caches.append(build_latent_cache(pipe, dataset, data.num_frames, data.size, data.sampling,
-                                         cache_seed(config), config.progress if progress is None else progress, dtype))
+                                         cache_seed(config), config.progress if progress is None else progress, dtype,
+                                         data.resize_rule))
         caches[-1].save(paths[0])
     latents = LatentCache.concat(caches)
     text = None

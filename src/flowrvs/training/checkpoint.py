@@ -151,6 +151,9 @@ def load_checkpoint(path: Path, config: TrainConfig, named, optimizer: torch.opt
         raise FlowRVSError(f"checkpoint {path} is of stage {meta.get('stage')}, this run is stage {config.stage}")
     opt_meta = json.loads(meta["optimizer"])
     names = [n for n, _ in named]
+    if len(opt_meta["param_groups"]) != len(optimizer.param_groups):
+        raise FlowRVSError(f"checkpoint {path} has {len(opt_meta['param_groups'])} optimizer parameter group(s), "
+                           f"this run {len(optimizer.param_groups)} (was optim.no_decay changed?)")
     if opt_meta["param_names"] != names:
         raise FlowRVSError(f"checkpoint {path} trains other parameters than this run (another model or stage?)")
     copy_weights(path, tensors, named, use_ema=False)

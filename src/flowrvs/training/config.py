@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from flowrvs.errors import FlowRVSError, first_line
-from flowrvs.io.frames import WORKING_BOX
+from flowrvs.io.frames import RESIZE_RULES, WORKING_BOX
 
 STAGES = ("autoencoder", "mask_decoder", "flow")
 SAMPLING_MODES = ("local", "global", "mixed")
+MIXINGS = ("weighted", "alternate")
 VOCABULARIES = ("preset", "synth")
 SCHEDULES = ("constant", "cosine", "step")
 METHODS = ("flowrvs", "rem")
@@ -62,19 +63,26 @@ class ModelConfig:
 @dataclass
 class DatasetConfig:
     """One training dataset of :data:`flowrvs.data.REGISTRY` (``type``). ``name``: the RefCOCO
-    variant (refcoco, refcoco+, refcocog)."""
+    variant (refcoco, refcoco+, refcocog). ``num_frames``: its clips' length (null:
+    ``data.num_frames``; RefCOCO's pseudo-videos are that long). ``group``: with
+    ``data.mixing: alternate``, the group of datasets it is drawn with (see :class:`DataConfig`)."""
 
     type: str = "mevis"
     root: str = ""
     split: str = "train"
     weight: float = 1.0
     name: str | None = None
+    num_frames: int | None = None
+    group: int = 0
 
 
 @dataclass
 class DataConfig:
-    """Clips: ``num_frames`` frames (padded to 4k+1), resized into the ``size`` box (short, long),
-    flipped with ``hflip_p``; frame indices by ``sampling`` (local | global | mixed).
+    """Clips: ``num_frames`` frames (padded to 4k+1), resized into the ``size`` box by
+    ``resize_rule`` (one of :data:`flowrvs.io.frames.RESIZE_RULES`, as a model folder's:
+    ``oriented`` keeps the aspect in the box turned to the frame, ``exact`` stretches to the box
+    itself, REM's 512x512), flipped with ``hflip_p``; frame indices by ``sampling`` (local |
+    global | mixed).
     ``crop``: the VAE stages train on random ``(h, w)`` pixel windows (multiples of 8).
     ``cache_latents`` (flow stage): train on pre-encoded latents (``flowrvs cache``: one fixed clip
     per video, the VAE posterior's mean and std, so SPA still draws a fresh start point each
@@ -85,11 +93,19 @@ class DataConfig:
     bfloat16 runs). ``cache_text`` (with ``cache_latents``, unless the text encoder trains): the
     sentences' embeddings are pre-encoded too, and umT5 and the VAE encoder are freed before the
     first step. ``sentences_per_video`` (cached latents only): each batch holds
-    ``batch_size / k`` videos with ``k`` of their expressions each."""
+    ``batch_size / k`` videos with ``k`` of their expressions each.
+
+    ``mixing``: how the datasets share the steps. ``weighted``: every sample of every step draws
+    its dataset by weight (all datasets make clips of one length). ``alternate``: the datasets'
+    ``group`` numbers ``0 .. G-1`` take the steps in turn, step ``s`` (1-based) drawing its whole
+    batch from group ``(s - 1) % G``, by weight within it; each group has its own clip length (REM:
+    a step of 1-frame RefCOCO images, then a step of 17-frame Ref-YouTube-VOS clips). Video only
+    (not with ``cache_latents``)."""
 
     datasets: list[DatasetConfig] = field(default_factory=list)
     num_frames: int = 17
     size: tuple[int, int] = WORKING_BOX
+    resize_rule: str = "oriented"
     hflip_p: float = 0.5
     sampling: str = "mixed"
     workers: int = 0
@@ -100,6 +116,7 @@ class DataConfig:
     cache_dtype: str = "bfloat16"
     cache_text: bool = False
     sentences_per_video: int = 1
+    mixing: str = "weighted"
 
 
 @dataclass
@@ -131,7 +148,9 @@ class OptimConfig:
     ``decay_start``: the cosine holds ``lr`` until this step, then decays to zero at ``steps``
     (null: it decays from the end of warmup). It lets a resumed run anneal a constant-lr run.
     ``schedule: step``: ``lr`` up to step ``decay_start``, ``lr * decay_factor`` after it (REM's
-    schedule).
+    schedule). ``no_decay``: parameters whose name (within the trained model, e.g.
+    ``blocks.0.norm2.weight``) contains any of these strings train without weight decay
+    (REM exempts biases and norms: ``[".bias", "norm", ...]``); empty: every weight decays.
     """
 
     steps: int = 1000
@@ -146,6 +165,7 @@ class OptimConfig:
     schedule: str = "constant"
     decay_start: int | None = None
     decay_factor: float = 0.1
+    no_decay: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -266,10 +286,17 @@ def validate_config(config: TrainConfig) -> TrainConfig:
         _choice(ds.type, tuple(REGISTRY), f"data.datasets.{i}.type")
         if ds.weight < 0:
             raise FlowRVSError(f"config key data.datasets.{i}.weight must be >= 0, got {ds.weight}")
+        if ds.num_frames is not None and ds.num_frames < 1:
+            raise FlowRVSError(f"config key data.datasets.{i}.num_frames must be >= 1, got {ds.num_frames}")
     _choice(config.data.sampling, SAMPLING_MODES, "data.sampling")
+    _choice(config.data.mixing, MIXINGS, "data.mixing")
+    _check_mixing(config.data)
+    _choice(config.data.resize_rule, RESIZE_RULES, "data.resize_rule")
     _choice(config.optim.schedule, SCHEDULES, "optim.schedule")
     _choice(config.losses.recon, ("l1", "mse"), "losses.recon")
     _check_ranges(config)
+    if any(not part for part in config.optim.no_decay):
+        raise FlowRVSError("config key optim.no_decay holds an empty string, which every parameter name contains")
     if config.optim.schedule == "step" and config.optim.decay_start is None:
         raise FlowRVSError("config key optim.decay_start must be set for optim.schedule=step (the step the lr drops after)")
     k = config.data.sentences_per_video
@@ -323,6 +350,41 @@ def _check_ranges(config: TrainConfig) -> None:
             for part in key.split("."):
                 value = getattr(value, part)
             raise FlowRVSError(f"config key {key} is out of range: {value!r}")
+
+
+def dataset_groups(data: DataConfig) -> list[list[int]]:
+    """The indices into ``data.datasets`` of each group that takes steps in turn: one group of
+    all datasets (``mixing: weighted``), else groups ``0 .. G-1`` by their ``group`` key."""
+    if data.mixing == "weighted":
+        return [list(range(len(data.datasets)))]
+    count = 1 + max((ds.group for ds in data.datasets), default=0)
+    return [[i for i, ds in enumerate(data.datasets) if ds.group == g] for g in range(count)]
+
+
+def clip_frames(data: DataConfig, spec: DatasetConfig) -> int:
+    """The length of the clips a dataset makes: its own ``num_frames``, else ``data.num_frames``."""
+    return data.num_frames if spec.num_frames is None else spec.num_frames
+
+
+def _check_mixing(data: DataConfig) -> None:
+    """Groups numbered ``0 .. G-1`` (``mixing: alternate`` only), one clip length in each, no cache."""
+    for i, ds in enumerate(data.datasets):
+        if ds.group and data.mixing != "alternate":
+            raise FlowRVSError(f"config key data.datasets.{i}.group applies to data.mixing=alternate only")
+        if ds.group < 0:
+            raise FlowRVSError(f"config key data.datasets.{i}.group must be >= 0, got {ds.group}")
+    for g, members in enumerate(dataset_groups(data) if data.datasets else []):  # none yet: a driver fills them
+        if not members:
+            raise FlowRVSError(f"config key data.datasets: no dataset is in group {g} (groups are numbered from 0)")
+        lengths = sorted({clip_frames(data, data.datasets[i]) for i in members})
+        if len(lengths) > 1:
+            where = "one step" if data.mixing == "weighted" else f"group {g}"
+            raise FlowRVSError(f"config key data.datasets: the datasets of {where} make clips of {lengths} frames; "
+                               "a batch has one clip length (data.mixing=alternate gives each group its own)")
+    own = data.mixing != "weighted" or any(ds.num_frames not in (None, data.num_frames) for ds in data.datasets)
+    if own and data.cache_latents:
+        raise FlowRVSError("config key data.cache_latents caches clips of data.num_frames frames for weighted mixing; "
+                           "data.mixing=alternate and per-dataset num_frames train on video")
 
 
 def _check_rem(config: TrainConfig) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from flowrvs.data import open_dataset
 from flowrvs.errors import FlowRVSError
-from flowrvs.training.config import DatasetConfig, TrainConfig
+from flowrvs.training.config import DatasetConfig, TrainConfig, clip_frames, dataset_groups
 
 
 def build_datasets(config: TrainConfig) -> list:
@@ -31,7 +31,7 @@ def build_datasets(config: TrainConfig) -> list:
             raise FlowRVSError(f"config key data.datasets.{i}.root is empty")
         if not Path(ds.root).exists():
             raise FlowRVSError(f"data.datasets.{i}.root {ds.root} does not exist")
-        reader = open_dataset(ds.type, ds.root, ds.split, variant=ds.name, num_frames=config.data.num_frames,
+        reader = open_dataset(ds.type, ds.root, ds.split, variant=ds.name, num_frames=clip_frames(config.data, ds),
                               seed=config.seed)
         out.append((reader, ds.weight))
     return out
@@ -45,10 +45,11 @@ def sample_indices(config: TrainConfig, rank: int, world_size: int) -> list[list
 
 
 class StepClips(torch.utils.data.Dataset):
-    """Item ``g`` is clip ``g % per_step`` of step ``g // per_step`` (0-based) of a ClipDataset:
-    the clips of a step depend on ``(seed, step)`` only, whatever ran before."""
+    """Item ``g`` is clip ``g % per_step`` of step ``g // per_step`` (0-based) of a ClipDataset,
+    the step's of ``clips`` (one per group of ``data.mixing``, taking the steps in turn): the
+    clips of a step depend on ``(seed, step)`` only, whatever ran before."""
 
-    def __init__(self, clips, per_step: int):
+    def __init__(self, clips: list, per_step: int):
         self.clips = clips
         self.per_step = per_step
 
@@ -57,8 +58,9 @@ class StepClips(torch.utils.data.Dataset):
 
     def __getitem__(self, g: int):
         step, j = divmod(int(g), self.per_step)
-        self.clips.set_epoch(step)
-        return self.clips[j]
+        clips = self.clips[step % len(self.clips)]
+        clips.set_epoch(step)
+        return clips[j]
 
 
 def collate_clips(clips) -> dict:
@@ -74,18 +76,25 @@ def collate_clips(clips) -> dict:
     }
 
 
-def clip_dataset(config: TrainConfig, length: int | None = None):
+def clip_datasets(config: TrainConfig, length: int | None = None) -> list:
+    """One ClipDataset per group of ``data.mixing`` (:func:`~flowrvs.training.config.dataset_groups`),
+    each of its datasets' clip length."""
     from flowrvs.data.sampling import ClipDataset
 
-    return ClipDataset(
-        build_datasets(config),
-        num_frames=config.data.num_frames,
-        size_box=tuple(config.data.size),
-        hflip_p=config.data.hflip_p,
-        seed=config.seed,
-        mode=config.data.sampling,
-        length=length,
-    )
+    readers = build_datasets(config)
+    return [
+        ClipDataset(
+            [readers[i] for i in members],
+            num_frames=clip_frames(config.data, config.data.datasets[members[0]]),
+            size_box=tuple(config.data.size),
+            hflip_p=config.data.hflip_p,
+            seed=config.seed,
+            mode=config.data.sampling,
+            length=length,
+            resize_rule=config.data.resize_rule,
+        )
+        for members in dataset_groups(config.data)
+    ]
 
 
 def video_batches(config: TrainConfig, start_step: int, rank: int = 0, world_size: int = 1) -> Iterator[list[dict]]:
@@ -98,7 +107,7 @@ def video_batches(config: TrainConfig, start_step: int, rank: int = 0, world_siz
         for part in parts
     ]
     loader = iter(torch.utils.data.DataLoader(
-        StepClips(clip_dataset(config, per_step), per_step),
+        StepClips(clip_datasets(config, per_step), per_step),
         batch_sampler=sampler,
         collate_fn=collate_clips,
         num_workers=config.data.workers,
@@ -142,6 +151,8 @@ def cache_paths(config: TrainConfig, spec: DatasetConfig, vae, mask_latent_norma
         "frames": data.num_frames, "size": list(data.size), "sampling": data.sampling,
         "seed": cache_seed(config), "normalized": mask_latent_normalized,
     }
+    if data.resize_rule != "oriented":  # the caches of the default rule keep the names they had
+        settings["resize_rule"] = data.resize_rule
     if config.model.method != "flowrvs":  # another picture of the mask (flowrvs' names stay as they were)
         settings["method"] = config.model.method
     folder = Path(data.cache_dir or Path(config.output_dir) / "cache")

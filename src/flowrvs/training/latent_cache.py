@@ -182,9 +182,11 @@ class _Clip:
 
 @torch.no_grad()
 def build_latent_cache(
-    pipe, dataset, num_frames: int, box, sampling: str, seed: int, progress=None, dtype: torch.dtype = torch.float32
+    pipe, dataset, num_frames: int, box, sampling: str, seed: int, progress=None, dtype: torch.dtype = torch.float32,
+    resize_rule: str = "oriented",
 ) -> LatentCache:
-    """Encode one clip per video of ``dataset`` (a ``ReferringVideoDataset``; ``group`` 0).
+    """Encode one clip per video of ``dataset`` (a ``ReferringVideoDataset``; ``group`` 0), its
+    frames resized into ``box`` by ``resize_rule`` (:func:`flowrvs.io.frames.fit_size`).
 
     Video ``v``'s frame indices are drawn from ``(seed, v)``; its clip and each distinct mask of
     its expressions are encoded once. Clips of one frame size are encoded together,
@@ -203,7 +205,7 @@ def build_latent_cache(
         for v, video in enumerate(videos):
             indices = list(sample_clip_indices(len(dataset.frame_names(video)), num_frames, np.random.default_rng([seed, v]), sampling))
             frames = dataset.load_frames(video, indices)
-            size = fit_size(frames.shape[1], frames.shape[2], tuple(box))
+            size = fit_size(frames.shape[1], frames.shape[2], tuple(box), rule=resize_rule)
             expressions = list(dataset.expressions(video))
             masks, mask_index = distinct(masks_to_tensor(dataset.load_mask(e, indices), size)[0] for e in expressions)
             clip = _Clip(frames_to_tensor(frames, size), torch.stack(masks) if masks else None, mask_index,

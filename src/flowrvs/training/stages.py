@@ -80,11 +80,58 @@ def synth_vocabulary() -> list[str]:
     return ["<pad>", "</s>", "<unk>"] + list(VOCABULARY)
 
 
+STOCK_WAN_CLASS = "WanPipeline"  # the _class_name of a Wan 2.1 T2V diffusers folder's model_index.json
+
+
+def is_stock_wan(folder) -> bool:
+    """Whether ``folder`` is a stock Wan 2.1 diffusers folder (``WanPipeline``), not a model folder."""
+    import json
+
+    from flowrvs.loading.model_folder import INDEX_FILE
+
+    try:
+        index = json.loads((Path(folder) / INDEX_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(index, dict) and index.get("_class_name") == STOCK_WAN_CLASS
+
+
+def load_stock_wan(cls, folder, device, dtype, text_encoder: bool):
+    """A ``cls`` pipeline (FlowRVSPipeline or REMPipeline, with its default settings) of the stock
+    parts of a Wan 2.1 T2V diffusers folder, in ``dtype`` on ``device``: its DiT, its RGB VAE,
+    its tokenizer and (with ``text_encoder``; else loaded from the folder when needed) its umT5."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    from flowrvs.errors import first_line
+    from flowrvs.loading.model_folder import check_model_dir
+
+    folder = check_model_dir(Path(folder))
+    try:
+        transformer = WanTransformer3DModel.from_pretrained(str(folder / "transformer"), torch_dtype=dtype)
+        vae = AutoencoderKLWan.from_pretrained(str(folder / "vae"), torch_dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
+        encoder = UMT5EncoderModel.from_pretrained(str(folder / "text_encoder"), torch_dtype=dtype) if text_encoder else None
+    except (OSError, ValueError) as err:  # missing or damaged weight and config files
+        raise FlowRVSError(f"cannot load the Wan folder {folder}: {first_line(err)}") from err
+    pipe = cls(transformer, vae, encoder, tokenizer)
+    pipe._text_encoder_source = folder / "text_encoder"
+    return pipe.to(device)
+
+
+def _load_init(cls, init, device, dtype, text_encoder: bool):
+    """The pipeline of ``model.init``: a model folder (any method's), or a stock Wan folder as ``cls``."""
+    from flowrvs.pipelines.loader import load_pipeline
+
+    if is_stock_wan(init):
+        return load_stock_wan(cls, init, device, dtype, text_encoder)
+    return load_pipeline(init, device=device, dtype=dtype, keep_text_encoder=text_encoder)
+
+
 def load_model(model: ModelConfig, seed: int, device, dtype, text_encoder: bool = True):
     """The pipeline a stage starts from (see :class:`~flowrvs.training.config.ModelConfig`).
     ``text_encoder=False``: a model folder's umT5 is not loaded (its sentences are cached)."""
     from flowrvs.models.dit import add_video_injection, remove_video_injection
-    from flowrvs.pipelines.loader import load_pipeline
     from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
     from flowrvs.presets import build_pipeline
 
@@ -99,7 +146,7 @@ def load_model(model: ModelConfig, seed: int, device, dtype, text_encoder: bool 
         words = _random_preset_words(model)
         pipe = build_pipeline(model.preset, dvi=model.dvi, seed=seed, words=words, **overrides)
         return pipe.to(device) if dtype == pipe.dtype else pipe.to(device, dtype)
-    pipe = load_pipeline(model.init, device=device, dtype=dtype, keep_text_encoder=text_encoder)
+    pipe = _load_init(FlowRVSPipeline, model.init, device, dtype, text_encoder)
     transformer, vae = pipe.transformer, pipe.vae
     if vae.config.out_channels != 1:
         vae = to_mask_vae(vae)
@@ -128,9 +175,9 @@ def _random_preset_words(model: ModelConfig) -> list[str] | None:
 
 def load_rem_model(model: ModelConfig, seed: int, device, dtype, text_encoder: bool, overrides: dict):
     """The ``REMPipeline`` a REM flow stage starts from: random weights of ``model.preset``
-    (seeded), or the REM model folder ``model.init`` (e.g. written by ``flowrvs convert --method
-    rem``); ``overrides`` (``text_len``) replace its settings."""
-    from flowrvs.pipelines.loader import load_pipeline
+    (seeded), the stock Wan 2.1 T2V diffusers folder ``model.init`` (REM's start: its DiT, its
+    3-channel VAE, REM's settings), or a REM model folder (e.g. written by ``flowrvs convert
+    --method rem``); ``overrides`` (``text_len``) replace its settings."""
     from flowrvs.pipelines.pipeline_rem import REMPipeline
     from flowrvs.presets import build_pipeline
 
@@ -138,10 +185,12 @@ def load_rem_model(model: ModelConfig, seed: int, device, dtype, text_encoder: b
         words = _random_preset_words(model)
         pipe = build_pipeline(model.preset, method="rem", seed=seed, words=words, **overrides)
         return pipe.to(device) if dtype == pipe.dtype else pipe.to(device, dtype)
-    pipe = load_pipeline(model.init, device=device, dtype=dtype, keep_text_encoder=text_encoder)
+    pipe = _load_init(REMPipeline, model.init, device, dtype, text_encoder)
     if not isinstance(pipe, REMPipeline):
         raise FlowRVSError(f"config key model.init: {model.init} holds a {type(pipe).__name__}, and model.method=rem "
-                           "needs a REMPipeline folder (flowrvs convert --method rem)")
+                           "needs a REMPipeline folder (flowrvs convert --method rem) or a Wan 2.1 T2V diffusers folder")
+    if pipe.transformer.config.in_channels != (pipe.transformer.config.out_channels or pipe.transformer.config.in_channels):
+        raise FlowRVSError(f"config key model.init: the DiT of {model.init} has video injection; REM trains the stock one")
     if not overrides:
         return pipe
     settings = {k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in pipe.components}

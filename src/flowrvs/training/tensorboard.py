@@ -47,14 +47,16 @@ class Board:
         import dataclasses
 
         from flowrvs.data.sampling import ClipDataset
+        from flowrvs.training.config import clip_frames
         from flowrvs.training.data import build_datasets
 
         tb = self.config.tensorboard
         spec = self.config.data.datasets[0]
         first = dataclasses.replace(spec, split=tb.image_split or spec.split, weight=1.0)
         config = dataclasses.replace(self.config, data=dataclasses.replace(self.config.data, datasets=[first]))
-        clips = ClipDataset(build_datasets(config), num_frames=config.data.num_frames, size_box=tuple(config.data.size),
-                            hflip_p=0.0, seed=config.seed, mode=config.data.sampling, length=tb.image_clips)
+        clips = ClipDataset(build_datasets(config), num_frames=clip_frames(config.data, first), size_box=tuple(config.data.size),
+                            hflip_p=0.0, seed=config.seed, mode=config.data.sampling, length=tb.image_clips,
+                            resize_rule=config.data.resize_rule)
         return [clips[i] for i in range(len(clips))]
 
     @torch.no_grad()

@@ -80,6 +80,18 @@ def lr_at(optim: OptimConfig, step: int) -> float:
     return optim.lr
 
 
+def param_groups(named, optim: OptimConfig) -> tuple[list, list[dict]]:
+    """``(named, groups)``: the trainable ``(name, parameter)`` pairs in the optimizer's order
+    (those that decay, then those ``optim.no_decay`` exempts) and AdamW's parameter groups (one
+    when nothing is exempt; a checkpoint's optimizer state is stored by that order)."""
+    exempt = [(n, p) for n, p in named if any(part in n for part in optim.no_decay)]
+    decay = [(n, p) for n, p in named if not any(part in n for part in optim.no_decay)]
+    groups = [{"params": [p for _, p in decay], "weight_decay": optim.weight_decay}]
+    if exempt:
+        groups.append({"params": [p for _, p in exempt], "weight_decay": 0.0})
+    return decay + exempt, groups
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -171,14 +183,13 @@ class Trainer:
         if not self.stage.named_trainable():
             raise FlowRVSError(f"stage {config.stage} has nothing to train")
         self.model = distributed.wrap(self.stage, config.dist.strategy, self.process, self.device)
-        self.named = self.stage.named_trainable()  # after wrapping: FSDP's parameters are the sharded ones
+        # after wrapping: FSDP's parameters are the sharded ones; in the optimizer's order
+        self.named, self.groups = param_groups(self.stage.named_trainable(), config.optim)
         self.params = [p for _, p in self.named]
 
     def _setup_optimizer(self) -> None:
         optim = self.config.optim
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay
-        )
+        self.optimizer = torch.optim.AdamW(self.groups, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps)
 
     def _setup_ema(self) -> None:
         ema = self.config.ema
@@ -196,8 +207,8 @@ class Trainer:
                 raise FlowRVSError(f"checkpoint is at step {self.start}, past optim.steps={config.optim.steps}")
             if config.stop_at is not None and self.start > config.stop_at:
                 raise FlowRVSError(f"checkpoint is at step {self.start}, past stop_at={config.stop_at}")
-        for group in self.optimizer.param_groups:  # the config's hyper-parameters win over a checkpoint's
-            group.update(weight_decay=config.optim.weight_decay, betas=tuple(config.optim.betas), eps=config.optim.eps)
+        for group, built in zip(self.optimizer.param_groups, self.groups):  # the config's hyper-parameters win
+            group.update(weight_decay=built["weight_decay"], betas=tuple(config.optim.betas), eps=config.optim.eps)
 
     def _setup_logging(self) -> None:
         """On rank 0: the config file, the log's header line and the TensorBoard writer."""
