@@ -2,6 +2,10 @@
 
     nice python benchmarks/long_rvos_windows.py --threads 1 --markdown long_rvos_windows.md
 
+(the defaults are the run recorded in docs/benchmarks.md: 4 videos of 145 frames, 9.4 CPU minutes
+on one core, 15.4 minutes wall under ``nice`` on the shared 2-core machine; ``--videos 1 --frames 13
+--size 48x80 --window 5 --overlap 2`` takes about 25 s).
+
 Writes a Long-RVOS split (``<work>/long_rvos/valid/{JPEGImages, Annotations, meta_expressions.json}``,
 one PNG per object and frame, no PNG where the object is absent) of long videos from the held-out
 synthetic generator (``flowrvs.data.synth.generate``, the shipped model's test distribution, here
