@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from datetime import date
@@ -34,6 +33,7 @@ from flowrvs.io.atomic import atomic_path
 from flowrvs.runtime.machine import cpu_name
 from flowrvs.io.frames import fit_size, frames_to_tensor, logits_to_input_shape
 from flowrvs.eval.metrics import score_expression
+from flowrvs.eval.paired import format_difference, paired_difference
 from flowrvs.pipelines.loader import load_pipeline
 from flowrvs.data.synth.generate import generate_video, video_rng
 from flowrvs.pipelines.windows import LogitBlender, plan_windows
@@ -64,7 +64,8 @@ def segment_logits(pipe, frames: np.ndarray, text_embeds: torch.Tensor, window: 
         clip = frames_to_tensor(frames[win.start : win.stop], work).to(pipe.dtype)
         encoded += clip.shape[2]
         z_video = pipe.encode_video(clip)
-        logits = pipe.decode(pipe.sample(z_video, text_embeds, num_steps)).float()
+        # (K, C, T, h, w) -> (K, T, h, w): the mean of the decoder's channels (one for FlowRVS), as streaming does
+        logits = pipe.decode(pipe.sample(z_video, text_embeds, num_steps)).float().mean(dim=1)
         for index, frame in blender.add(logits):
             out[:, index] = logits_to_input_shape(frame, frame.shape[0], height, width)
     assert blender.done
@@ -121,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = ["| window:overlap | J&F | minus whole-video | frames encoded / video length | seconds |", "|---|---|---|---|---|"]
     for c in choices:
         jf = np.array(scores[c])
-        diff = jf - whole
-        se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else float("nan")
-        delta = "–" if c == choices[0] else f"{diff.mean():+.4f} ± {se:.4f}"
+        delta = "–" if c == choices[0] else format_difference(*paired_difference(jf, whole))
         rows.append(f"| {name(c)} | {jf.mean():.4f} | {delta} | {encoded[c] / total_frames:.2f} | {seconds[c]:.1f} |")
     table = "\n".join(rows)
     command = "python benchmarks/window_choice.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -1,7 +1,8 @@
 """Procedural referring-video data in the MeViS layout (``flowrvs synth``).
 
 Each video is a panning textured background with 2-5 flat-coloured shapes that move
-(constant velocity, stop, turn, enter or leave the frame) and occlude each other.
+(constant velocity, stop, turn, enter or leave the frame; on request, ``generate_video(...,
+returns=p)``, leave and come back) and occlude each other.
 Every sentence is built from a small regular grammar and singles out exactly the
 objects it lists:
 

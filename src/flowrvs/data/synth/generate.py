@@ -95,9 +95,16 @@ def generate_video(
     size: tuple[int, int] | str = DEFAULT_SIZE,
     mix: Mapping[str, float] | str | None = None,
     name: str = "",
+    returns: float = 0.0,
 ) -> SynthVideo:
-    """Generate one video in memory (no disk): frames, visible masks and referring expressions."""
+    """Generate one video in memory (no disk): frames, visible masks and referring expressions.
+
+    ``returns``: the chance that an object leaves the frame and comes back (absent for a stretch
+    in the middle: what long-video benchmarks score with tIoU); 0, the default, draws nothing
+    for it, so a seed gives the video it gave before the option existed."""
     frames = check_frames(frames)
+    if isinstance(returns, bool) or not isinstance(returns, (int, float)) or not 0.0 <= returns <= 1.0:
+        raise FlowRVSError(f"returns must be a probability in [0, 1], got {returns!r}")
     h, w = parse_size(size)
     mix = parse_mix(mix)
     if isinstance(rng_or_seed, np.random.Generator):
@@ -106,6 +113,6 @@ def generate_video(
         if isinstance(rng_or_seed, bool) or not isinstance(rng_or_seed, (int, np.integer)) or rng_or_seed < 0:
             raise FlowRVSError(f"seed must be a non-negative integer, got {rng_or_seed!r}")
         rng = np.random.default_rng(int(rng_or_seed))
-    objects, video, visible = make_scene(rng, frames, h, w)
+    objects, video, visible = make_scene(rng, frames, h, w, returns=float(returns))
     expressions, kinds = make_expressions(rng, objects, visible, frames, mix)
     return SynthVideo(frames=video, masks=visible, expressions=expressions, kinds=kinds, objects=objects, name=name)

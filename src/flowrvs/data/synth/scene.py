@@ -1,5 +1,6 @@
-"""A scene: sampling distinct objects, their motion (still, move, stop, turn, enter, leave)
-and paths, drawing them, and tagging each object with the motion words it satisfies."""
+"""A scene: sampling distinct objects, their motion (still, move, stop, turn, enter, leave, and on
+request return: leave and come back) and paths, drawing them, and tagging each object with the
+motion words it satisfies."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ MIN_SIDE: dict[str, int] = {"small": 5, "large": 8}  # keeps the two sizes apart
 # Chance that a new object copies the colour or shape of an earlier one (makes multi-object
 # expressions possible and appearance expressions need attribute combinations).
 SHARE_ATTRIBUTE_PROB = 0.35
+# A returning object needs frames to leave, stay out and come back.
+MIN_RETURN_FRAMES = 5
 
 
 def _sample_objects(rng: np.random.Generator, n: int, min_hw: int) -> list[dict]:
@@ -42,7 +45,11 @@ def _sample_objects(rng: np.random.Generator, n: int, min_hw: int) -> list[dict]
     return objs
 
 
-def _motion_kind(rng: np.random.Generator, frames: int) -> str:
+def _motion_kind(rng: np.random.Generator, frames: int, returns: float = 0.0) -> str:
+    """The motion of a new object; ``returns`` is the chance of ``return`` (leave and come back),
+    drawn only when positive, so a scene without it is the same as before it existed."""
+    if returns > 0 and frames >= MIN_RETURN_FRAMES and rng.random() < returns:
+        return "return"
     if frames == 1:
         return "still"
     if frames == 2:
@@ -83,6 +90,29 @@ def _relative_path(rng: np.random.Generator, kind: str, frames: int, h: int, w: 
     return rel, [d1, d2]
 
 
+def _return_path(rng: np.random.Generator, side: int, frames: int, h: int, w: int) -> tuple[np.ndarray, list[str]]:
+    """Centres ``(T, 2)`` and direction tags of an object that starts in the frame, leaves it across
+    an edge, stays wholly outside for a while and comes back in at another point."""
+    r = side / 2.0
+    d = list(DIRECTIONS)[int(rng.integers(4))]
+    dy, dx = DIRECTIONS[d]
+    axis = 1 if dx else 0
+    extent, other_extent = (w, h) if axis else (h, w)
+    sign = dx if axis else dy
+    outside = extent + r + 1.0 if sign > 0 else -r - 1.0
+    inside = rng.uniform(r + 1.0, max(r + 1.0, extent - r - 1.0), size=2)
+    last = frames - 1
+    out_at = int(rng.integers(max(1, last // 5), max(2, 2 * last // 5) + 1))  # wholly out from here
+    back_at = int(rng.integers(out_at + 1, max(out_at + 2, 4 * last // 5) + 1))  # and until here
+    back_at = min(back_at, last - 1)
+    t = np.arange(frames, dtype=np.float64)
+    centers = np.empty((frames, 2), dtype=np.float64)
+    centers[:, axis] = np.interp(t, [0, out_at, back_at, last], [inside[0], outside, outside, inside[1]])
+    centers[:, 1 - axis] = np.interp(t, [0, last], rng.uniform(r, max(r, other_extent - r), size=2))
+    back = {"left": "right", "right": "left", "up": "down", "down": "up"}[d]
+    return centers, [d, back]
+
+
 def _place(
     rng: np.random.Generator, kind: str, side: int, frames: int, h: int, w: int, others: list[np.ndarray]
 ) -> tuple[np.ndarray, list[str]]:
@@ -90,7 +120,9 @@ def _place(
     r = side / 2.0
     best, best_score = None, -1.0
     for _ in range(6):
-        if kind in ("enter", "leave"):
+        if kind == "return":
+            centers, tags = _return_path(rng, side, frames, h, w)
+        elif kind in ("enter", "leave"):
             d = list(DIRECTIONS)[int(rng.integers(4))]
             dy, dx = DIRECTIONS[d]
             axis = 1 if dx else 0
@@ -133,9 +165,12 @@ def _place(
     return best, best_tags
 
 
-def make_scene(rng: np.random.Generator, frames: int, h: int, w: int) -> tuple[list[SynthObject], np.ndarray, np.ndarray]:
+def make_scene(
+    rng: np.random.Generator, frames: int, h: int, w: int, returns: float = 0.0
+) -> tuple[list[SynthObject], np.ndarray, np.ndarray]:
     """Objects (with motion tags), frames ``(T, H, W, 3)`` uint8 and visible masks ``(N, T, H, W)`` bool
-    of a new scene in which every object shows at least half of itself in some frame."""
+    of a new scene in which every object shows at least half of itself in some frame; each object
+    returns (leaves and comes back) with chance ``returns`` (videos of 5 frames or more)."""
     for _attempt in range(50):
         n = int(rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1))
         specs = _sample_objects(rng, n, min(h, w))
@@ -143,7 +178,7 @@ def make_scene(rng: np.random.Generator, frames: int, h: int, w: int) -> tuple[l
         placed: list[np.ndarray] = []
         z_order = rng.permutation(n)
         for i, spec in enumerate(specs):
-            kind = _motion_kind(rng, frames)
+            kind = _motion_kind(rng, frames, returns)
             centers, tags = _place(rng, kind, spec["side"], frames, h, w, placed)
             placed.append(centers)
             objects.append(

@@ -57,7 +57,7 @@ def _named_videos(
     return len(given), ((v.name or f"synth_{i:04d}", v) for i, v in enumerate(given))
 
 
-def _write_video(folder: Path, video: SynthVideo, quality: int) -> list[str]:
+def write_video_frames(folder: Path, video: SynthVideo, quality: int) -> list[str]:
     """Write the frames of ``video`` as ``folder/<frame>.jpg`` and return the frame names."""
     folder.mkdir(parents=True)
     names = [f"{t:05d}" for t in range(video.num_frames)]
@@ -98,7 +98,7 @@ def write_split(
         for vid, video in tqdm(source, total=count, desc=f"synth {split}", unit="video", disable=disable):
             if vid in meta:
                 raise FlowRVSError(f"duplicate video id {vid!r}")
-            names = _write_video(tmp / "JPEGImages" / vid, video, quality)
+            names = write_video_frames(tmp / "JPEGImages" / vid, video, quality)
             annos = list(range(next_anno, next_anno + len(video.masks)))
             next_anno += len(video.masks)
             for a, obj_masks in zip(annos, video.masks):
