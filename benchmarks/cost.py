@@ -48,6 +48,22 @@ from flowrvs.presets import METHODS, build_text_encoder, build_transformer, buil
 from flowrvs.runtime.precision import PartPrecision, apply_part_precision
 
 DEFAULT_PRESET = {"flowrvs": "wan2.1-1.3b", "rem": "wan2.1-14b"}
+KERNEL_OPS = {  # operator names (without ``aten::``/overload) of each kernel kind
+    "gemm": ("mm", "addmm", "bmm", "baddbmm", "linear", "matmul", "mkldnn_linear", "_mkl_linear"),
+    "conv": ("convolution", "_convolution", "mkldnn_convolution", "conv2d", "conv3d", "slow_conv3d"),
+    "copy": ("copy_", "_to_copy", "contiguous", "clone", "cat", "constant_pad_nd", "fill_", "zero_"),
+}
+
+
+def kind_of(op_name: str) -> str:
+    """The kernel kind of an operator (``aten::addmm``, ``aten.convolution.default``): ``gemm``,
+    ``conv``, ``attention``, ``copy`` (casts, layout copies, concatenation, padding) or ``other``
+    (elementwise, norms, reductions). The kinds ``benchmarks/kernel_peak.py`` measures peaks of
+    are ``gemm``, ``conv`` and ``attention``."""
+    name = op_name.replace("aten::", "").replace("aten.", "").split(".")[0]
+    if "scaled_dot_product" in name or "flash_attention" in name:
+        return "attention"
+    return next((kind for kind, names in KERNEL_OPS.items() if name in names), "other")
 
 
 class LiveBytes(TorchDispatchMode):
@@ -97,12 +113,14 @@ class FusedAttention(TorchFunctionMode):
 
 @dataclass
 class PartCost:
-    """One part: ``params`` (count), ``flops`` (one call), ``activation_bytes`` (peak of one call)."""
+    """One part: ``params`` (count), ``flops`` (one call), ``activation_bytes`` (peak of one call),
+    ``flops_by_kind`` (``flops`` split by :func:`kind_of`)."""
 
     part: str
     params: int
     flops: int
     activation_bytes: int
+    flops_by_kind: dict[str, int]
 
 
 def measure(part: str, module: torch.nn.Module, call) -> PartCost:
@@ -111,8 +129,11 @@ def measure(part: str, module: torch.nn.Module, call) -> PartCost:
     with torch.no_grad():
         with FlopCounterMode(display=False) as counter, LiveBytes() as tracker, FusedAttention() as attention:
             call()
+    by_kind: dict[str, int] = {"attention": attention.flops} if attention.flops else {}
+    for op, count in counter.get_flop_counts().get("Global", {}).items():
+        by_kind[kind_of(str(op))] = by_kind.get(kind_of(str(op)), 0) + count
     flops = counter.get_total_flops() + attention.flops
-    return PartCost(part, sum(p.numel() for p in module.parameters()), flops, tracker.peak)
+    return PartCost(part, sum(p.numel() for p in module.parameters()), flops, tracker.peak, by_kind)
 
 
 def latent_shape(vae, frames: int, height: int, width: int) -> tuple[int, ...]:

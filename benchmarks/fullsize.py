@@ -203,74 +203,109 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size: tuple[int, int]) -> dict:
-    """Load one part as the plan says, run it once on random inputs; seconds and peak memory."""
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+def latent_shape(frames: int, size: tuple[int, int]) -> tuple[int, ...]:
+    """``(1, 16, T', H/8, W/8)``: the Wan VAE's latent of ``frames`` (4k+1) frames at ``size``."""
+    return (1, 16, (frames - 1) // 4 + 1, size[0] // 8, size[1] // 8)
+
+
+def _load_text(folder: Path, plan, device, streamed: bool, text_len: int):
+    """umT5 (streamed from its shards, or loaded whole) and the call that encodes one sentence."""
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    from flowrvs.models.text import encode_sentences, load_streamed_text_encoder
+    from flowrvs.runtime.precision import apply_part_precision
+
+    tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+    if streamed:  # the streamed encoder reads its layers as it runs: loading is part of the run
+        load = lambda: (tokenizer, load_streamed_text_encoder(folder / "text_encoder", plan.text_encoder.compute, device))  # noqa: E731
+    else:
+        encoder = UMT5EncoderModel.from_pretrained(folder / "text_encoder", dtype=plan.text_encoder.storage)
+        apply_part_precision(encoder, plan.text_encoder, device)
+        load = lambda: (tokenizer, encoder)  # noqa: E731
+    return lambda: encode_sentences([SENTENCE], load, None, text_len, "bench", device=device)
+
+
+def _load_vae(folder: Path, plan, device, encode: bool, frames: int, size: tuple[int, int], generator):
+    """The VAE as the pipeline's loader prepares it, and the call that encodes a video or decodes mask logits."""
+    from diffusers import AutoencoderKLWan
+
+    from flowrvs.models.vae import decode_mask_logits, encode_video, prefers_channels_last, use_channels_last
+    from flowrvs.runtime.precision import apply_part_precision
+
+    vae = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=plan.vae.storage)
+    apply_part_precision(vae, plan.vae, device)
+    if prefers_channels_last(device, plan.vae.compute):
+        use_channels_last(vae)
+    if encode:
+        x = (torch.rand((1, 3, frames, *size), generator=generator) * 2 - 1).to(device, plan.vae.compute)
+        return lambda: encode_video(vae, x)
+    x = torch.randn(latent_shape(frames, size), generator=generator).to(device, plan.vae.compute)
+    return lambda: decode_mask_logits(vae, x)
+
+
+def _load_dit(folder: Path, plan, device, frames: int, size: tuple[int, int], text_len: int, generator):
+    """The DiT in the plan's precision and the call of one Euler step (one sentence)."""
+    from diffusers import WanTransformer3DModel
+
+    from flowrvs.runtime.precision import apply_part_precision
+
+    transformer = WanTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=plan.transformer.storage)
+    apply_part_precision(transformer, plan.transformer, device)
+    compute = plan.transformer.compute
+    z = torch.randn(latent_shape(frames, size), generator=generator).to(device, compute)
+    text = torch.randn((1, text_len, transformer.config.text_dim), generator=generator).to(device, compute)
+    hidden = torch.cat([z, z], 1) if transformer.config.in_channels == 2 * z.shape[1] else z
+    timestep = torch.full((1,), 1000.0, device=device)
+    return lambda: transformer(hidden, timestep=timestep, encoder_hidden_states=text, return_dict=False)[0]
+
+
+def profile_by_kind(profiler) -> dict[str, float]:
+    """Self CPU seconds of a profiled run per kernel kind (``benchmarks/cost.py``'s ``kind_of``)."""
+    kind_of = load_cost().kind_of
+    seconds: dict[str, float] = {}
+    for event in profiler.key_averages():
+        kind = kind_of(event.key)
+        seconds[kind] = seconds.get(kind, 0.0) + event.self_cpu_time_total / 1e6
+    return dict(sorted(seconds.items(), key=lambda item: -item[1]))
+
+
+def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size: tuple[int, int],
+             profile: bool = False) -> dict:
+    """Load one part as the plan says, run it once on random inputs; seconds and peak memory.
+
+    ``profile``: run it under ``torch.profiler`` and add the self CPU seconds per kernel kind."""
+    import contextlib
 
     from flowrvs.runtime.memory import peak_rss_bytes
-    from flowrvs.runtime.precision import apply_part_precision, choose_precision
+    from flowrvs.runtime.precision import choose_precision
 
     plan = choose_precision(device, dtype)
     device = plan.device
-    index = json.loads((folder / "model_index.json").read_text())
-    text_len = int(index.get("text_len", 256))
-    h, w = size
-    latent_shape = (1, 16, (frames - 1) // 4 + 1, h // 8, w // 8)
+    text_len = int(json.loads((folder / "model_index.json").read_text()).get("text_len", 256))
     generator = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     startup = start - _T0
     with torch.no_grad():
-        if part == "text-loaded":
-            from transformers import AutoTokenizer, UMT5EncoderModel
-
-            from flowrvs.models.text import encode_sentences
-
-            tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
-            encoder = UMT5EncoderModel.from_pretrained(folder / "text_encoder", dtype=plan.text_encoder.storage)
-            apply_part_precision(encoder, plan.text_encoder, device)
-            loaded = time.perf_counter()
-            out = encode_sentences([SENTENCE], lambda: (tokenizer, encoder), None, text_len, "bench", device=device)
-        elif part == "text":
-            from transformers import AutoTokenizer
-
-            from flowrvs.models.text import encode_sentences, load_streamed_text_encoder
-
-            precision = plan.text_encoder
-
-            def load():
-                tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
-                return tokenizer, load_streamed_text_encoder(folder / "text_encoder", precision.compute, device)
-
-            loaded = time.perf_counter()
-            out = encode_sentences([SENTENCE], load, None, text_len, "bench", device=device)
+        if part in ("text", "text-loaded"):
+            call = _load_text(folder, plan, device, part == "text", text_len)
         elif part in ("vae-encode", "vae-decode"):
-            vae = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=plan.vae.storage)
-            apply_part_precision(vae, plan.vae, device)
-            if part == "vae-encode":
-                x = (torch.rand((1, 3, frames, h, w), generator=generator) * 2 - 1).to(device, plan.vae.compute)
-            else:
-                x = torch.randn(latent_shape, generator=generator).to(device, plan.vae.compute)
-            _sync(device)
-            loaded = time.perf_counter()
-            out = vae.encode(x).latent_dist.mean if part == "vae-encode" else vae.decode(x).sample
+            call = _load_vae(folder, plan, device, part == "vae-encode", frames, size, generator)
         elif part == "dit":
-            transformer = WanTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=plan.transformer.storage)
-            apply_part_precision(transformer, plan.transformer, device)
-            compute = plan.transformer.compute
-            z = torch.randn(latent_shape, generator=generator).to(device, compute)
-            text = torch.randn((1, text_len, transformer.config.text_dim), generator=generator).to(device, compute)
-            hidden = torch.cat([z, z], 1) if transformer.config.in_channels == 2 * z.shape[1] else z
-            _sync(device)
-            loaded = time.perf_counter()
-            out = transformer(hidden, timestep=torch.full((1,), 1000.0, device=device),
-                              encoder_hidden_states=text, return_dict=False)[0]
+            call = _load_dit(folder, plan, device, frames, size, text_len, generator)
         else:
             raise SystemExit(f"unknown part {part!r}; parts: {', '.join(PARTS + EXTRA_PARTS)}")
         _sync(device)
+        loaded = time.perf_counter()
+        profiler = torch.profiler.profile() if profile else contextlib.nullcontext()
+        with profiler:
+            out = call()
+            _sync(device)
     end = time.perf_counter()
     result = {"part": part, "startup_s": startup, "load_s": loaded - start, "run_s": end - loaded, "out_shape": list(out.shape),
               "finite": bool(torch.isfinite(out.float()).all()), "peak_rss_bytes": peak_rss_bytes(),
               "plan": plan.describe()}
+    if profile:
+        result["profile_s"] = profile_by_kind(profiler)
     if device.type == "cuda":
         result["peak_gpu_bytes"] = torch.cuda.max_memory_allocated()
     return result
@@ -306,7 +341,7 @@ def _wait(cmd: list[str], env: dict | None = None) -> tuple[int, float, int | No
 
 def part_in_subprocess(part: str, args) -> dict:
     cmd = [sys.executable, __file__, "--run-part", part, "--folder", str(args.folder), "--device", args.device,
-           "--dtype", args.dtype, "--frames", str(args.frames), "--size", args.size]
+           "--dtype", args.dtype, "--frames", str(args.frames), "--size", args.size] + (["--profile"] if args.profile else [])
     code, wall, _, out = _wait(cmd)
     if code != 0:
         raise SystemExit(f"part {part} failed with exit code {code}")
@@ -550,6 +585,55 @@ def report(results: list[dict], header: dict) -> str:
     return "\n".join(lines)
 
 
+COST_PART = {"text": "text encoder", "vae-encode": "VAE encoder", "dit": "DiT step", "vae-decode": "mask decoder"}
+
+
+def efficiency(results: list[dict], args, size: tuple[int, int], peaks: dict) -> list[dict]:
+    """Per timed part: its FLOPs (counted by ``benchmarks/cost.py`` on the same configuration and
+    sizes), FLOP/s, and the fraction of this machine's kernel peaks it reached: the seconds the part
+    would take if each of its kernel kinds ran at its measured peak (``sum flops_kind / peak_kind``,
+    in the part's compute dtype), over the seconds it took."""
+    from flowrvs.runtime.precision import choose_precision
+
+    plan = choose_precision(args.device, args.dtype)
+    tokens = len(SENTENCE.split()) + 1  # the word tokenizer's tokens and </s>
+    counted = {c.part: c for c in load_cost().part_costs(args.preset, args.frames, *size, tokens, dvi=args.dvi)}
+    rows = []
+    for r in results:
+        if r["part"] not in COST_PART or "run_s" not in r:
+            continue
+        cost = counted[COST_PART[r["part"]]]
+        dtype = str(plan.part(STAGE_PART[r["part"]]).compute).split(".")[-1]
+        peak = peaks["peaks"].get(dtype, {})
+        ideal = sum(f / peak[k] for k, f in cost.flops_by_kind.items() if f and peak.get(k))
+        rows.append({"part": r["part"], "dtype": dtype, "run_s": r["run_s"], "flops": cost.flops,
+                     "flops_by_kind": cost.flops_by_kind, "flops_per_s": cost.flops / r["run_s"],
+                     "ideal_s": ideal, "fraction_of_peak": ideal / r["run_s"]})
+    return rows
+
+
+def efficiency_report(rows: list[dict]) -> str:
+    lines = ["| part | compute | run s | GFLOP (gemm / conv / attention) | GFLOP/s | s at the kernel peaks | of peak |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        kinds = " / ".join(f"{r['flops_by_kind'].get(k, 0) / 1e9:,.0f}" for k in ("gemm", "conv", "attention"))
+        lines.append(f"| {r['part']} | {r['dtype']} | {r['run_s']:.1f} | {r['flops'] / 1e9:,.0f} ({kinds}) | "
+                     f"{r['flops_per_s'] / 1e9:,.0f} | {r['ideal_s']:.1f} | {100 * r['fraction_of_peak']:.0f} % |")
+    return "\n".join(lines)
+
+
+def profile_report(results: list[dict]) -> str:
+    """Self CPU seconds per kernel kind of each profiled part (where its time went)."""
+    kinds = ("gemm", "conv", "attention", "copy", "other")
+    lines = ["| part | " + " | ".join(f"{k} s" for k in kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for r in results:
+        if "profile_s" in r:
+            total = sum(r["profile_s"].values()) or 1.0
+            lines.append(f"| {r['part']} | " + " | ".join(
+                f"{r['profile_s'].get(k, 0):.1f} ({100 * r['profile_s'].get(k, 0) / total:.0f} %)" for k in kinds) + " |")
+    return "\n".join(lines)
+
+
 def _header(args, argv: list[str] | None, plan: str) -> dict:
     """Machine, torch version, date, command and plan of a report."""
     return {"machine": machine(args.device), "torch": torch.__version__,
@@ -611,6 +695,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rss-gb", type=float, default=None,
                         help="stop a part or segment whose resident memory passes this (protects a shared machine)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--profile", action="store_true", help="run each part under torch.profiler and report "
+                                                                 "its self CPU seconds per kernel kind")
+    parser.add_argument("--peaks", type=Path, default=None, help="kernel peaks (benchmarks/kernel_peak.py --json): "
+                                                                 "report each part's FLOP/s as a fraction of them")
     parser.add_argument("--run-part", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.preset = args.preset or DEFAULT_PRESET[args.method]
@@ -625,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     MAX_RSS_BYTES = int(args.max_rss_gb * 2**30) if args.max_rss_gb else None
 
     if args.run_part:
-        print(json.dumps(run_part(args.run_part, args.folder, args.device, args.dtype, args.frames, size)))
+        print(json.dumps(run_part(args.run_part, args.folder, args.device, args.dtype, args.frames, size, args.profile)))
         return 0
     if (args.frames - 1) % 4 or size[0] % 16 or size[1] % 16:
         raise SystemExit("--frames must be 4k+1 and --size sides multiples of 16")
@@ -645,14 +733,17 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix="flowrvs-fullsize-") as work:
                 results.append(run_segment(args, Path(work)))
         elif args.in_process:
-            results.append(run_part(part, args.folder, args.device, args.dtype, args.frames, size))
+            results.append(run_part(part, args.folder, args.device, args.dtype, args.frames, size, args.profile))
         else:
             results.append(part_in_subprocess(part, args))
         print(json.dumps(results[-1]), flush=True)
     text = report(results, header)
+    rows = efficiency(results, args, size, json.loads(args.peaks.read_text())) if args.peaks else []
+    text += ("\n\n" + efficiency_report(rows)) if rows else ""
+    text += ("\n\n" + profile_report(results)) if args.profile else ""
     print(text)
     if args.json:
-        args.json.write_text(json.dumps({"header": header, "results": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"header": header, "results": results, "efficiency": rows}, indent=2) + "\n")
     return 0
 
 

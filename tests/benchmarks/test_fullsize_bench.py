@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.benchmarks import import_benchmark
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fullsize.py"
 
 
@@ -20,9 +22,13 @@ def bench():
 
 @pytest.mark.slow
 def test_tiny_benchmark_end_to_end(bench, tmp_path, capsys):
-    folder, out = tmp_path / "model", tmp_path / "figures.json"
+    folder, out, peaks = tmp_path / "model", tmp_path / "figures.json", tmp_path / "peaks.json"
+    kernel_peak = import_benchmark("kernel_peak")
+    assert kernel_peak.main(["--preset", "tiny", "--frames", "5", "--size", "32x64", "--repeats", "1",
+                             "--json", str(peaks)]) == 0
     argv = ["--preset", "tiny", "--folder", str(folder), "--frames", "5", "--size", "32x64",
-            "--in-process", "--json", str(out), "--parts", "text,text-loaded,vae-encode,dit,vae-decode,segment"]
+            "--in-process", "--json", str(out), "--parts", "text,text-loaded,vae-encode,dit,vae-decode,segment",
+            "--profile", "--peaks", str(peaks)]
     assert bench.main(argv) == 0
     # a model folder laid out as a real one, loadable part by part
     for part in ("transformer", "vae", "text_encoder", "tokenizer"):
@@ -41,10 +47,28 @@ def test_tiny_benchmark_end_to_end(bench, tmp_path, capsys):
     assert results["text"]["out_shape"] == [1, 32, 32] and results["text-loaded"]["out_shape"] == [1, 32, 32]
     assert results["vae-encode"]["out_shape"] == [1, 16, 2, 4, 8]
     assert results["dit"]["out_shape"] == [1, 16, 2, 4, 8]
-    assert results["vae-decode"]["out_shape"] == [1, 1, 5, 32, 64]
+    assert results["vae-decode"]["out_shape"] == [1, 5, 32, 64]  # mask logits, as the pipeline decodes them
     assert all(r["finite"] for p, r in results.items() if p != "segment")
     assert results["segment"]["masks"] == 5 and results["segment"]["peak_rss_bytes"] > 0
     assert "segment / sum of parts" in capsys.readouterr().out
+
+    # each part's FLOPs are cost.py's count of the same configuration; its fraction of the kernel peaks
+    # is the seconds at those peaks over the seconds it took
+    counted = {c.part: c for c in import_benchmark("cost").part_costs("tiny", 5, 32, 64, len(bench.SENTENCE.split()) + 1)}
+    measured = json.loads(peaks.read_text())["peaks"]["bfloat16"]
+    rows = {r["part"]: r for r in figures["efficiency"]}
+    assert set(rows) == {"text", "vae-encode", "dit", "vae-decode"}
+    for part, row in rows.items():
+        cost = counted[bench.COST_PART[part]]
+        assert row["flops"] == cost.flops == sum(cost.flops_by_kind.values()) > 0
+        ideal = sum(f / measured[k] for k, f in cost.flops_by_kind.items() if f and k in measured)
+        assert row["ideal_s"] == pytest.approx(ideal) and row["fraction_of_peak"] == pytest.approx(ideal / row["run_s"])
+    assert rows["vae-encode"]["flops_by_kind"]["conv"] > 0 and rows["dit"]["flops_by_kind"]["attention"] > 0
+    # the profile sorts each part's operators into kernel kinds: the VAE's time is mostly in convolutions
+    for part in ("vae-encode", "dit", "vae-decode"):
+        spent = results[part]["profile_s"]
+        assert set(spent) <= {"gemm", "conv", "attention", "copy", "other"} and sum(spent.values()) > 0
+    assert max(results["vae-encode"]["profile_s"], key=results["vae-encode"]["profile_s"].get) == "conv"
 
     # a second run reuses the complete folder instead of building it again
     stamp = (folder / "model_index.json").stat().st_mtime_ns

@@ -43,6 +43,12 @@ def denormalize_latents(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
 CHANNELS_LAST = torch.channels_last_3d
 
 
+def prefers_channels_last(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether a VAE computing in ``dtype`` on ``device`` runs faster channels-last: bf16 on a CPU
+    (oneDNN), where it was measured; elsewhere the layout is left as loaded."""
+    return torch.device(device).type == "cpu" and dtype == torch.bfloat16
+
+
 def use_channels_last(vae: AutoencoderKLWan) -> AutoencoderKLWan:
     """Store every convolution weight of ``vae`` channels-last, in place; returns ``vae``.
 

@@ -16,7 +16,7 @@ import torch
 from flowrvs.loading.model_folder import LARGE_MODEL_BYTES, weights_bytes
 from flowrvs.loading.resolve import resolve_model_dir
 from flowrvs.loading.model_folder import folder_class_name
-from flowrvs.models.vae import use_channels_last
+from flowrvs.models.vae import prefers_channels_last, use_channels_last
 from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 from flowrvs.pipelines.pipeline_rem import REMPipeline
 from flowrvs.runtime.precision import PARTS, apply_precision, plan_model_precision
@@ -58,7 +58,7 @@ def load_pipeline(
     offload = cpu_offload and plan.device.type == "cuda"
     apply_precision(plan, device=torch.device("cpu") if offload else plan.device,
                     transformer=pipe.transformer, vae=pipe.vae, text_encoder=pipe.text_encoder)
-    if plan.device.type == "cpu" and plan.vae.compute == torch.bfloat16:
+    if prefers_channels_last(plan.device, plan.vae.compute):
         use_channels_last(pipe.vae)
     if offload:
         pipe.enable_model_cpu_offload(device=plan.device)
