@@ -365,6 +365,8 @@ def write_frames(folder: Path, frames: int, size: tuple[int, int]) -> Path:
 
 
 def run_segment(args, work: Path) -> dict:
+    for old in ("out", "cache"):  # a kept folder's earlier run: no masks to resume, no embedding cached
+        shutil.rmtree(work / old, ignore_errors=True)
     video = write_frames(work / "frames", args.frames, parse_size(args.size))
     cmd = [sys.executable, "-m", "flowrvs", "segment", str(video), "-p", SENTENCE, "--model", str(args.folder),
            "--out", str(work / "out"), "--size", args.size, "--device", args.device, "--no-overlay"]
@@ -375,7 +377,26 @@ def run_segment(args, work: Path) -> dict:
     result = {"part": "segment", "wall_s": wall, "peak_rss_bytes": peak, "command": " ".join(cmd[1:])}
     if code != 0:
         return {**result, "error": f"exit code {code}"}
-    return {**result, "masks": len(sorted((work / "out").rglob("*.png")))}
+    result["masks"] = len(sorted((work / "out").rglob("*.png")))
+    if args.agree_with:
+        result.update(agreement=mask_agreement(work / "out", args.agree_with), agreement_with=str(args.agree_with))
+    return result
+
+
+def mask_agreement(out: Path, other: Path) -> dict:
+    """Pixels where two ``flowrvs segment`` outputs of the same frames agree: ``{"pixels", "differ",
+    "fraction", "foreground"}`` (``foreground``: this output's foreground fraction)."""
+    import numpy as np
+    from PIL import Image
+
+    names = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    if not names or sorted(p.relative_to(other) for p in other.rglob("*.png")) != names:
+        raise SystemExit(f"{other} does not hold the same mask files as {out}")
+    pixels = differ = foreground = 0
+    for name in names:
+        a, b = (np.asarray(Image.open(root / name)) > 0 for root in (out, other))
+        pixels, differ, foreground = pixels + a.size, differ + int((a != b).sum()), foreground + int(a.sum())
+    return {"pixels": pixels, "differ": differ, "fraction": 1 - differ / pixels, "foreground": foreground / pixels}
 
 
 # ---- REM: the 14B layout on meta, its parameters and the memory plans' peaks ---------------
@@ -573,6 +594,9 @@ def report(results: list[dict], header: dict) -> str:
     for r in results:
         lines.append(f"| {r['part']} | {r.get('startup_s', float('nan')):.1f} | {r.get('load_s', float('nan')):.1f} | {r.get('run_s', float('nan')):.1f} | "
                      f"{r.get('wall_s', float('nan')):.1f} | {gib(r.get('peak_rss_bytes'))} | {gib(r.get('peak_gpu_bytes'))} |")
+    lines += [f"\nmasks against {r['agreement_with']}: {r['agreement']['differ']:,} of {r['agreement']['pixels']:,} pixels "
+              f"differ (agreement {r['agreement']['fraction']:.6f}; foreground {r['agreement']['foreground']:.4f})"
+              for r in results if "agreement" in r]
     parts = [r for r in results if r["part"] in PARTS]
     segment = next((r for r in results if r["part"] == "segment" and "error" not in r), None)
     lines += [f"\n{r['part']} failed: {r['error']}" for r in results if "error" in r]
@@ -699,6 +723,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "its self CPU seconds per kernel kind")
     parser.add_argument("--peaks", type=Path, default=None, help="kernel peaks (benchmarks/kernel_peak.py --json): "
                                                                  "report each part's FLOP/s as a fraction of them")
+    parser.add_argument("--keep", type=Path, default=None, help="segment in this folder and keep it: frames/, "
+                                                                "out/ (its masks), cache/")
+    parser.add_argument("--agree-with", type=Path, default=None, help="another `flowrvs segment` output of the same "
+                                                                      "frames: report the pixels whose masks agree")
     parser.add_argument("--run-part", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.preset = args.preset or DEFAULT_PRESET[args.method]
@@ -729,7 +757,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     wanted = [p.strip() for p in args.parts.split(",") if p.strip()]
     for part in wanted:
-        if part == "segment":
+        if part == "segment" and args.keep:
+            results.append(run_segment(args, args.keep))
+        elif part == "segment":
             with tempfile.TemporaryDirectory(prefix="flowrvs-fullsize-") as work:
                 results.append(run_segment(args, Path(work)))
         elif args.in_process:

@@ -175,3 +175,22 @@ def test_bad_input_exits_2_in_one_line(bench, argv, capsys):
         bench.main(argv)
     assert exit_.value.code == 2
     assert len([line for line in capsys.readouterr().err.splitlines() if "error:" in line]) == 1
+
+
+def test_mask_agreement_counts_differing_pixels(bench, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    masks = np.zeros((2, 4, 6), dtype=np.uint8)
+    masks[:, 1:3, 2:5] = 255
+    for root, flip in (("a", False), ("b", True)):
+        (tmp_path / root / "0").mkdir(parents=True)
+        for t, frame in enumerate(masks.copy()):
+            if flip and t == 1:
+                frame[0, 0] = 255 - frame[0, 0]  # one pixel differs
+            Image.fromarray(frame).save(tmp_path / root / "0" / f"{t:05d}.png")
+    agreement = bench.mask_agreement(tmp_path / "a", tmp_path / "b")
+    assert agreement == {"pixels": 48, "differ": 1, "fraction": 1 - 1 / 48, "foreground": 12 / 48}
+    (tmp_path / "b" / "0" / "00001.png").unlink()
+    with pytest.raises(SystemExit, match="same mask files"):
+        bench.mask_agreement(tmp_path / "a", tmp_path / "b")
