@@ -138,3 +138,13 @@ def test_a_parameter_left_on_meta_is_named_even_when_the_library_reports_nothing
 def test_an_index_entry_that_is_not_library_and_class_is_one_line(model, part, entry):
     _edit_json(model / "model_index.json", **{part: entry})
     _refused(model, part)
+
+
+@pytest.mark.parametrize("changes", [{"d_model": "wide"}, {"num_heads": [2]}])
+def test_a_streamed_text_encoder_config_of_the_wrong_type_is_one_line(model, changes):
+    from flowrvs.models.text import load_streamed_text_encoder
+
+    _edit_json(model / "text_encoder" / "config.json", **changes)
+    with pytest.raises(FlowRVSError, match=r"text_encoder \(config.json\)") as info:
+        load_streamed_text_encoder(model / "text_encoder")
+    assert "\n" not in str(info.value)
