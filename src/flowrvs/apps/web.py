@@ -9,12 +9,22 @@ pipeline with all its sentences, window by window, and the files ``flowrvs segme
 into a fresh folder frame by frame (memory does not grow with the video's length); the page
 shows the overlay video with a colour legend, one mask preview per sentence, and offers
 ``masks.zip`` (the per-sentence PNG folders and ``masks.json``).
+
+Visitors: clicks run one at a time (the queue's ``concurrency_limit=1``), each into its
+visitor's own folder (:func:`visitor_dir`, a keyed hash of the session: not a path the client
+names, not one another visitor can guess). Those folders live in Gradio's cache folder, so the
+page serves them as they are (no copies), and are removed when the visitor's page closes
+(``Blocks.unload``) or an hour after their last result. Gradio serves only its cache folder
+and the examples folder (``allowed_paths``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -153,23 +163,53 @@ class WebResult:
     zip_path: Path
     prompts: list[str]
     previews: list[tuple[np.ndarray, str]]
+    preview_files: list[tuple[str, str]]  # the previews as PNGs beside the masks
     legend: str
     num_frames: int
 
 
-def new_result_dir(root: Path) -> Path:
-    """A fresh folder under ``root``; result folders older than an hour are removed first."""
-    root.mkdir(parents=True, exist_ok=True)
+def remove_expired(root: Path, keep_s: float = KEEP_RESULTS_S) -> None:
+    """Remove the folders under ``root`` not written to for ``keep_s`` seconds (a visitor's
+    folder gets a new entry, so a newer mtime, with each result)."""
     now = time.time()
-    for old in root.iterdir():
+    for old in root.iterdir() if root.is_dir() else ():
         try:
-            if old.is_dir() and now - old.stat().st_mtime > KEEP_RESULTS_S:
+            if old.is_dir() and now - old.stat().st_mtime > keep_s:
                 shutil.rmtree(old, ignore_errors=True)
         except OSError:
             pass
+
+
+def new_result_dir(root: Path) -> Path:
+    """A fresh folder with a random name under ``root``; result folders older than an hour are removed first."""
+    root.mkdir(parents=True, exist_ok=True)
+    remove_expired(root)
     path = root / uuid.uuid4().hex
     path.mkdir()
     return path
+
+
+def visitor_dir(root: Path, session: str | None, key: bytes) -> Path:
+    """The folder under ``root`` of one visitor's results: a keyed hash of their session id.
+
+    The session id is the client's to choose, so it never becomes a path itself; the key is the
+    server's secret, so the folder of a session cannot be guessed from its id.
+    """
+    return Path(root) / hmac.new(key, (session or "").encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def write_previews(previews: Sequence[tuple[np.ndarray, str]], folder: Path) -> list[tuple[str, str]]:
+    """The preview strips as PNG files in ``folder`` (``(path, caption)`` pairs, as a gallery takes
+    them): kept with the visitor's other files, so they go when those go."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k, (strip, caption) in enumerate(previews):
+        with atomic_path(folder / f"{k}.png") as tmp:
+            Image.fromarray(strip).save(tmp, format="PNG")
+        files.append((str(folder / f"{k}.png"), caption))
+    return files
 
 
 def preview_picks(num_frames: int, count: int = PREVIEW_FRAMES) -> list[int]:
@@ -245,13 +285,15 @@ def segment_upload(pipe, video_path, sentences_text: str | None, steps, result_r
         raise _upload_error(err, video_path) from err
     report(0.9, "zipping the masks")
     zip_path = zip_masks(folder, work / ZIP_NAME)
+    previews = mask_previews(shown, masks, stream.prompts, count=len(shown))
     report(1.0, "done")
     return WebResult(
         folder=folder,
         overlay=folder / "overlay.mp4",
         zip_path=zip_path,
         prompts=list(stream.prompts),
-        previews=mask_previews(shown, masks, stream.prompts, count=len(shown)),
+        previews=previews,
+        preview_files=write_previews(previews, work / "previews"),
         legend=legend_html(stream.prompts),
         num_frames=len(stream),
     )
@@ -306,49 +348,68 @@ def build_app(pipe, *, options: SegmentOptions | None = None, examples_dir: Path
     options: the page's settings (size, window, overlap, ...; default: the model's, and the
     method's window plan); the Euler steps field replaces their steps on each click.
     examples_dir: where the synthetic examples are generated (default :func:`default_cache_dir`;
-    pass ``False`` for none). result_root: where each request's files go (default: a folder in
-    the system's temporary folder). limits: what one visitor may upload (:class:`UploadLimits`).
-    Returns a ``gr.Blocks``; start it with :func:`serve`.
+    pass ``False`` for none). result_root: where each visitor's files go, one folder per visitor
+    (:func:`visitor_dir`), removed when their page closes and an hour after their last result
+    (default: ``flowrvs-web`` in Gradio's cache folder, which serves them as they are; from a
+    folder elsewhere Gradio serves copies, which only its hourly cleanup removes). limits: what
+    one visitor may upload (:class:`UploadLimits`). Returns a ``gr.Blocks``; start it with :func:`serve`.
     """
     gr = _import_gradio()
-    result_root = Path(result_root or Path(tempfile.gettempdir()) / "flowrvs-web")
     steps_default = default_steps(pipe)
-
-    def run(video, sentences, steps, progress=gr.Progress()):
-        try:
-            out = segment_upload(pipe, video, sentences, steps, result_root, options=options,
-                                 report=lambda f, text: progress(f, desc=text), limits=limits)
-        except FlowRVSError as err:  # the user's doing: one line on the page (a bug keeps its traceback in the log)
-            raise gr.Error(first_line(err), print_exception=False) from err
-        status = f"{len(out.prompts)} sentence(s), {out.num_frames} frames."
-        return str(out.overlay), out.legend, out.previews, str(out.zip_path), status
+    key = secrets.token_bytes(32)  # names visitors' folders; never leaves this process
 
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(KEEP_RESULTS_S, KEEP_RESULTS_S)) as app:
-        gr.Markdown(f"## {html.escape(title)}: referring video object segmentation\n"
-                    "Upload a video, write one sentence per line describing an object, press **Segment**.")
-        with gr.Row():
-            with gr.Column():
-                video = gr.File(label="Video", file_types=list(UPLOAD_TYPES), elem_id="video")
-                sentences = gr.Textbox(label="Sentences", lines=4, elem_id="sentences",
-                                       placeholder="the red circle\nthe square that moves to the left")
-                steps = gr.Number(label="Euler steps", value=steps_default, precision=0, minimum=1,
-                                  elem_id="steps")
-                button = gr.Button("Segment", variant="primary", elem_id="segment")
-                status = gr.Markdown(elem_id="status")
-            with gr.Column():
-                overlay = gr.Video(label="Overlay", elem_id="overlay", interactive=False, autoplay=True,
-                                   loop=True, buttons=["download"])
-                legend = gr.HTML(elem_id="legend")
-                previews = gr.Gallery(label="Masks per sentence", elem_id="previews", columns=1,
-                                      object_fit="contain", buttons=["download", "fullscreen"])
-                download = gr.File(label=ZIP_NAME, elem_id="masks-zip", interactive=False)
-        if examples_dir is not False:
-            rows = example_videos(Path(examples_dir or default_cache_dir()))
-            gr.Examples(rows, inputs=[video, sentences], label="Synthetic examples (one click)")
-        button.click(run, inputs=[video, sentences, steps],
-                     outputs=[overlay, legend, previews, download, status], concurrency_limit=1)
+        root = Path(result_root or Path(app.GRADIO_CACHE) / "flowrvs-web")
+
+        def run(video, sentences, steps, request: gr.Request, progress=gr.Progress()):
+            remove_expired(root)  # visitors whose page closed without telling, an hour on
+            try:
+                out = segment_upload(pipe, video, sentences, steps, visitor_dir(root, request.session_hash, key),
+                                     options=options, report=lambda f, text: progress(f, desc=text), limits=limits)
+            except FlowRVSError as err:  # the user's doing: one line on the page (a bug keeps its traceback in the log)
+                raise gr.Error(first_line(err), print_exception=False) from err
+            status = f"{len(out.prompts)} sentence(s), {out.num_frames} frames."
+            return str(out.overlay), out.legend, out.preview_files, str(out.zip_path), status
+
+        def forget(request: gr.Request):
+            """The page closed: its visitor's results go."""
+            shutil.rmtree(visitor_dir(root, request.session_hash, key), ignore_errors=True)
+
+        # Gradio hands the request to a parameter annotated gr.Request; under this module's
+        # postponed annotations it would see only the string
+        run.__annotations__["request"] = forget.__annotations__["request"] = gr.Request
+        inputs, outputs, button = _layout(gr, title, steps_default, examples_dir)
+        button.click(run, inputs=inputs, outputs=outputs, concurrency_limit=1)
+        app.unload(forget)
     app.flowrvs_allowed_paths = [str(Path(examples_dir or default_cache_dir()))] if examples_dir is not False else []
+    app.flowrvs_result_root = root
+    app.flowrvs_visitor_dir = lambda session: visitor_dir(root, session, key)
     return app
+
+
+def _layout(gr, title: str, steps_default: int, examples_dir):
+    """The page's components: ``(inputs, outputs, button)`` of its Segment event."""
+    gr.Markdown(f"## {html.escape(title)}: referring video object segmentation\n"
+                "Upload a video, write one sentence per line describing an object, press **Segment**.")
+    with gr.Row():
+        with gr.Column():
+            video = gr.File(label="Video", file_types=list(UPLOAD_TYPES), elem_id="video")
+            sentences = gr.Textbox(label="Sentences", lines=4, elem_id="sentences",
+                                   placeholder="the red circle\nthe square that moves to the left")
+            steps = gr.Number(label="Euler steps", value=steps_default, precision=0, minimum=1, elem_id="steps")
+            button = gr.Button("Segment", variant="primary", elem_id="segment")
+            status = gr.Markdown(elem_id="status")
+        with gr.Column():
+            overlay = gr.Video(label="Overlay", elem_id="overlay", interactive=False, autoplay=True,
+                               loop=True, buttons=["download"])
+            legend = gr.HTML(elem_id="legend")
+            previews = gr.Gallery(label="Masks per sentence", elem_id="previews", columns=1,
+                                  object_fit="contain", buttons=["download", "fullscreen"])
+            download = gr.File(label=ZIP_NAME, elem_id="masks-zip", interactive=False)
+    if examples_dir is not False:
+        rows = example_videos(Path(examples_dir or default_cache_dir()))
+        gr.Examples(rows, inputs=[video, sentences], label="Synthetic examples (one click)")
+    return [video, sentences, steps], [overlay, legend, previews, download, status], button
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 7860) -> str:

@@ -87,25 +87,36 @@ def check_model_dir(path: Path) -> Path:
         missing.insert(0, INDEX_FILE)
     if missing:
         raise FlowRVSError(f"model folder {path} is missing {', '.join(missing)}")
-    try:
-        index = json.loads((path / INDEX_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise FlowRVSError(f"cannot read {path / INDEX_FILE}: {first_line(err)}") from err
-    unnamed = [p for p in MODEL_PARTS if not isinstance(index, dict) or not isinstance(index.get(p), list)]
+    index = read_index(path)
+    unnamed = [p for p in MODEL_PARTS if not isinstance(index, dict) or not _names_a_class(index.get(p))]
     if unnamed:
         raise FlowRVSError(f"model folder {path} is not a diffusers pipeline folder: its {INDEX_FILE} "
                            f"does not name its {', '.join(unnamed)}")
+    if "scheduler" in index and not _names_a_class(index["scheduler"]):  # optional: absent, or [null, null]
+        raise FlowRVSError(f"{path / INDEX_FILE}: scheduler must be [library, class] or [null, null], "
+                           f"got {index['scheduler']!r}")
     return path
+
+
+def _names_a_class(entry) -> bool:
+    """An index entry of a component: ``[library, class]`` (or ``[null, null]``)."""
+    return isinstance(entry, list) and len(entry) == 2
+
+
+def read_index(folder: str | Path):
+    """The parsed ``model_index.json`` of a model folder (any JSON value), or a one-line error."""
+    index_path = Path(folder) / INDEX_FILE
+    try:
+        return json.loads(index_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FlowRVSError(f"cannot read {index_path}: {first_line(err)}") from err
 
 
 def folder_class_name(folder: str | Path) -> str:
     """The pipeline class a model folder's ``model_index.json`` names (one of
     :data:`PIPELINE_CLASS_NAMES`), or a one-line error."""
     index_path = Path(folder) / INDEX_FILE
-    try:
-        index = json.loads(index_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise FlowRVSError(f"cannot read {index_path}: {first_line(err)}") from err
+    index = read_index(folder)
     name = index.get("_class_name") if isinstance(index, dict) else None
     if name not in PIPELINE_CLASS_NAMES:
         raise FlowRVSError(f"{index_path} names the pipeline class {name!r}; flowrvs runs {', '.join(PIPELINE_CLASS_NAMES)}")

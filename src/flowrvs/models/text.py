@@ -334,14 +334,18 @@ def load_streamed_text_encoder(folder: str | os.PathLike, dtype: torch.dtype = t
     index: dict[str, dict] = {}
     try:
         config = UMT5Config.from_pretrained(folder)
+        with init_empty_weights():
+            model = UMT5EncoderModel(config)
+    except Exception as err:  # transformers parsing the user's config.json: missing, values of the wrong type
+        raise FlowRVSError(f"cannot read the text encoder in {folder} (config.json): "
+                           f"{type(err).__name__}: {first_line(err)}") from err
+    try:
         for path in _safetensors_files(folder):
             with safe_open(str(path), framework="pt") as f:
                 for key in f.keys():
                     index[key] = {"safetensors_file": str(path), "weight_name": key, "dtype": dtype_name}
-    except (OSError, SafetensorError) as err:  # transformers reports a missing or bad config as OSError
+    except (OSError, SafetensorError) as err:
         raise FlowRVSError(f"cannot read the text encoder in {folder}: {first_line(err)}") from err
-    with init_empty_weights():
-        model = UMT5EncoderModel(config)
     model.to(dtype)
     table_key = next((k for k in ("shared.weight", "encoder.embed_tokens.weight") if k in index), None)
     if table_key is None:

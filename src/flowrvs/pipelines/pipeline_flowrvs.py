@@ -25,12 +25,14 @@ from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from flowrvs.errors import FlowRVSError, first_line
 from flowrvs.flow import NUM_TRAIN_TIMESTEPS, FlowParametrization, public_timesteps
 from flowrvs.io.frames import RESIZE_RULES
+from flowrvs.loading.components import load_parts
 from flowrvs.loading.model_folder import (
     INDEX_FILE,
     default_scheduler,
     folder_class_name,
     link_or_copy_tree,
     model_fingerprint,
+    read_index,
 )
 from flowrvs.loading.resolve import resolve_model_dir
 from flowrvs.models.dit import dit_forward, uses_dvi
@@ -56,10 +58,23 @@ def check_settings(text_len, mask_latent_normalized, flow_shift, num_steps, size
         raise FlowRVSError(f"prediction must be 'velocity' or 'mask', got {prediction!r}")
     if resize_rule not in RESIZE_RULES:
         raise FlowRVSError(f"resize_rule must be one of {', '.join(RESIZE_RULES)}, got {resize_rule!r}")
-    return dict(text_len=int(text_len), mask_latent_normalized=bool(mask_latent_normalized),
-                flow_shift=float(flow_shift), num_steps=int(num_steps), size=tuple(int(s) for s in size),
-                source=source, prediction=prediction, mask_threshold=float(mask_threshold),
-                clamp_logits=bool(clamp_logits), resize_rule=resize_rule)
+    if not (isinstance(size, (list, tuple)) and len(size) == 2):
+        raise FlowRVSError(f"size must be [short, long], got {size!r}")
+    return dict(text_len=_number("text_len", text_len, int), mask_latent_normalized=bool(mask_latent_normalized),
+                flow_shift=_number("flow_shift", flow_shift, float), num_steps=_number("num_steps", num_steps, int),
+                size=tuple(_number("size", s, int) for s in size), source=source, prediction=prediction,
+                mask_threshold=_number("mask_threshold", mask_threshold, float), clamp_logits=bool(clamp_logits),
+                resize_rule=resize_rule)
+
+
+def _number(name: str, value, kind: type):
+    """``kind(value)`` for a number (a setting read from ``model_index.json``), else a one-line error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FlowRVSError(f"setting {name} must be a number, got {value!r}")
+    try:
+        return kind(value)
+    except (OverflowError, ValueError) as err:  # int(inf), int(nan)
+        raise FlowRVSError(f"setting {name} must be a finite number, got {value!r}") from err
 
 
 class FlowRVSPipeline(DiffusionPipeline):
@@ -186,15 +201,14 @@ class FlowRVSPipeline(DiffusionPipeline):
         if name != cls.__name__:
             raise FlowRVSError(f"model {path} holds a {name}, not a {cls.__name__}: load it with {name}.from_pretrained "
                                "or flowrvs.pipelines.loader.load_pipeline (which takes either)")
-        kwargs.setdefault("low_cpu_mem_usage", True)
-        if not keep_text_encoder:
-            kwargs["text_encoder"] = None
-        if torch_dtype is not None:
-            kwargs["dtype"] = torch_dtype  # diffusers' current name for it
+        parts = ["transformer", "vae", "tokenizer", "scheduler"] + (["text_encoder"] if keep_text_encoder else [])
+        components = {"text_encoder": None, **load_parts(path, read_index(path), parts, torch_dtype)}
         try:
-            pipe = super().from_pretrained(str(path), **kwargs)
+            pipe = super().from_pretrained(str(path), **components, **kwargs)
         except (OSError, ValueError) as err:  # unreadable or damaged weight and config files
             raise FlowRVSError(f"cannot load the model in {path}: {first_line(err)}") from err
+        except FlowRVSError as err:  # a setting of the index refused by check_settings
+            raise FlowRVSError(f"{path / INDEX_FILE}: {err}") from err
         pipe._text_encoder_source = path / "text_encoder"
         return pipe
 
