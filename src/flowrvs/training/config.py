@@ -311,8 +311,18 @@ def validate_config(config: TrainConfig) -> TrainConfig:
     return config
 
 
+def _check_pair(key: str, values, kind: type) -> None:
+    """``values`` are two numbers of ``kind`` (a list key of the schema, which OmegaConf leaves unchecked inside)."""
+    items = list(values)
+    if len(items) != 2 or not all(isinstance(v, (int, float) if kind is float else int) and not isinstance(v, bool)
+                                  for v in items):
+        raise FlowRVSError(f"config key {key} must be two {'numbers' if kind is float else 'integers'}, got {items}")
+
+
 def _check_ranges(config: TrainConfig) -> None:
     """Every numeric key inside its range; a FlowRVSError names the first that is not."""
+    _check_pair("data.size", config.data.size, int)
+    _check_pair("optim.betas", config.optim.betas, float)
     checks = [
         ("data.num_frames", config.data.num_frames >= 1),
         ("data.size", min(config.data.size) >= 16),
