@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import zipfile
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from PIL import Image
 
 from flowrvs.errors import FlowRVSError
 from flowrvs.io.masks import decode_rle
+from helpers.net import free_port
 
 CHROMIUM = os.environ.get("FLOWRVS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -54,12 +54,6 @@ def video_path(tmp_path_factory):
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_pipe, tmp_path_factory):
     from flowrvs.apps.web import build_app, serve
@@ -67,7 +61,7 @@ def server(tiny_pipe, tmp_path_factory):
 
     work = tmp_path_factory.mktemp("web")
     app = build_app(tiny_pipe, options=SegmentOptions(size=SIZE), examples_dir=work / "examples", result_root=work / "results")
-    url = serve(app, port=_free_port())
+    url = serve(app, port=free_port())
     yield url, work
     app.close()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import zipfile
 from pathlib import Path
@@ -18,17 +17,12 @@ import numpy as np
 import pytest
 
 from flowrvs.io.masks import decode_rle
+from helpers.net import free_port
 
 SIZE = (32, 48)
 SENTENCES = {"a": ["the red circle"], "b": ["the square that moves to the left", "the blue square"]}
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +37,7 @@ def site(tiny_pipe, tmp_path_factory):
     before = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(work / "gradio")  # read by Gradio when the page is built and on uploads
     app = build_app(tiny_pipe, options=SegmentOptions(size=SIZE), examples_dir=False)
-    url = serve(app, port=_free_port())
+    url = serve(app, port=free_port())
     videos = {}
     for seed, name in ((5, "a"), (9, "b")):
         videos[name] = work / "uploads" / name / "clip.mp4"  # the same file name for both visitors

@@ -43,10 +43,13 @@ def denormalize_latents(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
 CHANNELS_LAST = torch.channels_last_3d
 
 
-def prefers_channels_last(device: torch.device | str, dtype: torch.dtype) -> bool:
-    """Whether a VAE computing in ``dtype`` on ``device`` runs faster channels-last: bf16 on a CPU
-    (oneDNN), where it was measured; elsewhere the layout is left as loaded."""
-    return torch.device(device).type == "cpu" and dtype == torch.bfloat16
+def use_machine_layout(vae: AutoencoderKLWan, device: torch.device | str, dtype: torch.dtype) -> AutoencoderKLWan:
+    """The layout a VAE computing in ``dtype`` on ``device`` runs fastest in, applied in place:
+    channels-last for bf16 on a CPU (oneDNN; measured in ``docs/benchmarks.md``), elsewhere the
+    layout as loaded. Returns ``vae``."""
+    if torch.device(device).type == "cpu" and dtype == torch.bfloat16:
+        use_channels_last(vae)
+    return vae
 
 
 def use_channels_last(vae: AutoencoderKLWan) -> AutoencoderKLWan:
