@@ -229,12 +229,12 @@ def _load_vae(folder: Path, plan, device, encode: bool, frames: int, size: tuple
     """The VAE as the pipeline's loader prepares it, and the call that encodes a video or decodes mask logits."""
     from diffusers import AutoencoderKLWan
 
-    from flowrvs.models.vae import decode_mask_logits, encode_video, use_machine_layout
+    from flowrvs.models.vae import decode_mask_logits, encode_video, tune_for_machine
     from flowrvs.runtime.precision import apply_part_precision
 
     vae = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=plan.vae.storage)
     apply_part_precision(vae, plan.vae, device)
-    use_machine_layout(vae, device, plan.vae.compute)  # as the loader does
+    tune_for_machine(vae, device, plan.vae.compute)  # as the loader does
     if encode:
         x = (torch.rand((1, 3, frames, *size), generator=generator) * 2 - 1).to(device, plan.vae.compute)
         return lambda: encode_video(vae, x)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from flowrvs.models.vae import CHANNELS_LAST, decode_mask_logits, encode_video, is_channels_last, use_channels_last
+from flowrvs.models.vae_layers import uses_lean_layers
 from flowrvs.pipelines.loader import load_pipeline
 from flowrvs.presets import build_vae
 
@@ -44,6 +45,8 @@ def test_bf16_activations_stay_channels_last():
     assert sum(seen) >= 0.9 * len(seen), f"{len(seen) - sum(seen)} of {len(seen)} convolutions got NCDHW inputs"
 
 
-def test_loader_uses_channels_last_for_bf16_on_cpu_only():
-    assert is_channels_last(load_pipeline("tiny-synthetic", device="cpu", dtype="bfloat16").vae)
-    assert not is_channels_last(load_pipeline("tiny-synthetic", device="cpu", dtype="float32").vae)
+def test_loader_tunes_the_vae_for_bf16_on_cpu_only():
+    bf16 = load_pipeline("tiny-synthetic", device="cpu", dtype="bfloat16").vae
+    fp32 = load_pipeline("tiny-synthetic", device="cpu", dtype="float32").vae
+    assert is_channels_last(bf16) and uses_lean_layers(bf16)
+    assert not is_channels_last(fp32) and not uses_lean_layers(fp32)

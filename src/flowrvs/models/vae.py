@@ -21,6 +21,7 @@ import torch
 from diffusers import AutoencoderKLWan
 
 from flowrvs.flow import perturb_start_point
+from flowrvs.models.vae_layers import CHANNELS_LAST, use_lean_layers
 
 
 def latent_stats(vae: AutoencoderKLWan, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,15 +41,13 @@ def denormalize_latents(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
     return z * std + mean
 
 
-CHANNELS_LAST = torch.channels_last_3d
 
-
-def use_machine_layout(vae: AutoencoderKLWan, device: torch.device | str, dtype: torch.dtype) -> AutoencoderKLWan:
-    """The layout a VAE computing in ``dtype`` on ``device`` runs fastest in, applied in place:
-    channels-last for bf16 on a CPU (oneDNN; measured in ``docs/benchmarks.md``), elsewhere the
-    layout as loaded. Returns ``vae``."""
+def tune_for_machine(vae: AutoencoderKLWan, device: torch.device | str, dtype: torch.dtype) -> AutoencoderKLWan:
+    """What makes a VAE computing in ``dtype`` on ``device`` fastest, applied in place: for bf16 on a
+    CPU the channels-last layout (oneDNN) and :func:`flowrvs.models.vae_layers.use_lean_layers`
+    (both measured in ``docs/benchmarks.md``); elsewhere the VAE as loaded. Returns ``vae``."""
     if torch.device(device).type == "cpu" and dtype == torch.bfloat16:
-        use_channels_last(vae)
+        use_lean_layers(use_channels_last(vae))
     return vae
 
 

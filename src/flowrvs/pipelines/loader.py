@@ -3,8 +3,9 @@
 The one place that plans precision for inference: :func:`flowrvs.runtime.precision.plan_model_precision`
 is decided once per load, each part is loaded in its storage dtype, then put in its compute
 dtype on the device (or kept on the CPU under model offload). A VAE that computes in bfloat16
-on a CPU is stored channels-last (:func:`flowrvs.models.vae.use_machine_layout`), the layout
-oneDNN's bf16 convolutions run in without reordering.
+on a CPU is stored channels-last, the layout oneDNN's bf16 convolutions run in without
+reordering, and gets leaner norm, padding and upsampling layers
+(:func:`flowrvs.models.vae.tune_for_machine`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from flowrvs.loading.model_folder import LARGE_MODEL_BYTES, weights_bytes
 from flowrvs.loading.resolve import resolve_model_dir
 from flowrvs.loading.model_folder import folder_class_name
-from flowrvs.models.vae import use_machine_layout
+from flowrvs.models.vae import tune_for_machine
 from flowrvs.pipelines.pipeline_flowrvs import FlowRVSPipeline
 from flowrvs.pipelines.pipeline_rem import REMPipeline
 from flowrvs.runtime.precision import PARTS, apply_precision, plan_model_precision
@@ -58,7 +59,7 @@ def load_pipeline(
     offload = cpu_offload and plan.device.type == "cuda"
     apply_precision(plan, device=torch.device("cpu") if offload else plan.device,
                     transformer=pipe.transformer, vae=pipe.vae, text_encoder=pipe.text_encoder)
-    use_machine_layout(pipe.vae, plan.device, plan.vae.compute)
+    tune_for_machine(pipe.vae, plan.device, plan.vae.compute)
     if offload:
         pipe.enable_model_cpu_offload(device=plan.device)
     return pipe
