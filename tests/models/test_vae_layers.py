@@ -89,19 +89,15 @@ def test_bf16_lean_layers_cast_no_activation_to_float32():
     keep only the per-pixel norms (one value per C channels) in float32."""
     vae = use_channels_last(_tiny_vae(torch.bfloat16))
     video = _video().to(torch.bfloat16)
-    counts = []
-    for _ in range(2):
-        with torch.no_grad(), _Float32Outputs() as seen:
-            z, logits = _codec(vae, video)
-        counts.append(seen.elements)
-        bf16 = (z, logits)
-        use_lean_layers(vae)
-    diffusers_fp32, lean_fp32 = counts
-    assert lean_fp32 * 8 < diffusers_fp32, (lean_fp32, diffusers_fp32)
-    with torch.no_grad():
+    with torch.no_grad(), _Float32Outputs() as diffusers_fp32:
+        z, logits = _codec(vae, video)
+    use_lean_layers(vae)
+    with torch.no_grad(), _Float32Outputs() as lean_fp32:
         z_lean, logits_lean = _codec(vae, video)
-    torch.testing.assert_close(z_lean.float(), bf16[0].float(), atol=5e-2, rtol=5e-2)
-    torch.testing.assert_close(logits_lean.float(), bf16[1].float(), atol=5e-2, rtol=5e-2)
+    assert lean_fp32.elements * 8 < diffusers_fp32.elements, (lean_fp32.elements, diffusers_fp32.elements)
+    torch.testing.assert_close(z_lean.float(), z.float(), atol=5e-2, rtol=5e-2)
+    # bf16 roundings differ along 9 frames of decoding: a few logits move by about two bf16 steps
+    torch.testing.assert_close(logits_lean.float(), logits.float(), atol=1e-1, rtol=5e-2)
 
 
 def test_causal_padding_is_one_tensor_in_the_input_layout():

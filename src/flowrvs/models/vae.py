@@ -41,7 +41,6 @@ def denormalize_latents(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
     return z * std + mean
 
 
-
 def tune_for_machine(vae: AutoencoderKLWan, device: torch.device | str, dtype: torch.dtype) -> AutoencoderKLWan:
     """What makes a VAE computing in ``dtype`` on ``device`` fastest, applied in place: for bf16 on a
     CPU the channels-last layout (oneDNN) and :func:`flowrvs.models.vae_layers.use_lean_layers`

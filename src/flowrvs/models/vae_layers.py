@@ -113,20 +113,13 @@ def _causal_padded(x: torch.Tensor, cached: torch.Tensor | None, frames: int) ->
     return padded
 
 
-def _norms_before_silu(vae: nn.Module) -> set[int]:
-    """ids of the norms whose output diffusers passes straight to the owner's ``nonlinearity``."""
-    ids: set[int] = set()
-    for module in vae.modules():
-        if isinstance(module, WanResidualBlock):
-            ids.update({id(module.norm1), id(module.norm2)})
-        elif isinstance(module, (WanEncoder3d, WanDecoder3d)):
-            ids.add(id(module.norm_out))
-    return ids
+_SILU_OWNERS = (WanResidualBlock, WanEncoder3d, WanDecoder3d)
+_NORMS_BEFORE_SILU = ("norm1", "norm2", "norm_out")  # diffusers feeds these to the owner's nonlinearity
 
 
-def _replacement(module: nn.Module, fused_silu: set[int]) -> nn.Module | None:
+def _replacement(module: nn.Module, silu: bool) -> nn.Module | None:
     if isinstance(module, WanRMS_norm):
-        return RMSNormSiLU(module, silu=id(module) in fused_silu)
+        return RMSNormSiLU(module, silu=silu)
     if isinstance(module, WanCausalConv3d) and not isinstance(module, SpatialPadCausalConv3d):
         return SpatialPadCausalConv3d.of(module)
     if isinstance(module, WanUpsample):
@@ -137,16 +130,16 @@ def _replacement(module: nn.Module, fused_silu: set[int]) -> nn.Module | None:
 def use_lean_layers(vae: nn.Module) -> nn.Module:
     """Swap the lean layers above into ``vae`` (an ``AutoencoderKLWan``) in place; returns ``vae``.
 
-    Idempotent. The blocks whose norm now applies SiLU get an identity ``nonlinearity``.
+    Idempotent. The blocks whose norms now apply SiLU get an identity ``nonlinearity``.
     """
-    fused_silu = _norms_before_silu(vae)
     for parent in list(vae.modules()):
+        owns_silu = isinstance(parent, _SILU_OWNERS)
         for name, child in list(parent.named_children()):
-            lean = _replacement(child, fused_silu)
+            lean = _replacement(child, silu=owns_silu and name in _NORMS_BEFORE_SILU)
             if lean is not None:
                 setattr(parent, name, lean)
-        if isinstance(parent, (WanResidualBlock, WanEncoder3d, WanDecoder3d)):
-            parent.nonlinearity = nn.Identity()  # its norms, children swapped just above, apply SiLU
+        if owns_silu:
+            parent.nonlinearity = nn.Identity()
     return vae
 
 
