@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import torch
 
 from flowrvs.errors import FlowRVSError, first_line
+from flowrvs.models.text_weights import layers_in_dtype
 from flowrvs.runtime.cache import cache_root, speed_caches_enabled
 
 logger = logging.getLogger(__name__)
@@ -318,7 +319,9 @@ def load_streamed_text_encoder(folder: str | os.PathLike, dtype: torch.dtype = t
 
     Built on the ``meta`` device; before each layer runs, accelerate's offload hooks read its
     weights from the shards (cast to ``dtype``, moved to ``device``) and drop them after, and the
-    token embedding reads only the rows of the prompt's tokens. Resident memory is one layer's
+    token embedding reads only the rows of the prompt's tokens. Layers stored wider than ``dtype``
+    are read from a copy in ``dtype`` kept in the cache folder, written on first use
+    (:mod:`flowrvs.models.text_weights`; same values, half the bytes to read for float32 -> bf16). Resident memory is one layer's
     weights plus activations (umT5-XXL: about 170 MB of weights instead of 22.7 GB in float32
     or 11.4 GB in bfloat16), for the price of reading the shards once per call: encode all
     sentences in one call, and cache the results (:func:`encode_sentences`).
@@ -350,6 +353,10 @@ def load_streamed_text_encoder(folder: str | os.PathLike, dtype: torch.dtype = t
     table_key = next((k for k in ("shared.weight", "encoder.embed_tokens.weight") if k in index), None)
     if table_key is None:
         raise FlowRVSError(f"the text encoder in {folder} has no shared.weight (token embedding)")
+    try:
+        index = layers_in_dtype(index, dtype, skip=frozenset({table_key}))
+    except (OSError, SafetensorError) as err:
+        raise FlowRVSError(f"cannot read the text encoder in {folder}: {first_line(err)}") from err
     shape = (config.vocab_size, config.d_model)
     model.set_input_embeddings(RowsFromDisk(Path(index[table_key]["safetensors_file"]), table_key, shape, dtype, device))
     missing = [name for name, _ in model.named_parameters() if name not in index]
