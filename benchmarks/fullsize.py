@@ -272,11 +272,18 @@ def profile_by_kind(profiler) -> dict[str, float]:
     return dict(sorted(seconds.items(), key=lambda item: -item[1]))
 
 
+PART_KINDS = {"text": ("gemm",), "text-loaded": ("gemm",), "vae-encode": ("conv",), "vae-decode": ("conv",),
+              "dit": ("gemm", "attention")}  # the kernel kinds a part spends its time in
+
+
 def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size: tuple[int, int],
-             profile: bool = False) -> dict:
+             profile: bool = False, peaks_of: str | None = None) -> dict:
     """Load one part as the plan says, run it once on random inputs; seconds and peak memory.
 
-    ``profile``: run it under ``torch.profiler`` and add the self CPU seconds per kernel kind."""
+    ``profile``: run it under ``torch.profiler`` and add the self CPU seconds per kernel kind.
+    ``peaks_of`` (a preset; CPU): right after the run, measure the peaks of the part's kernel kinds
+    (``benchmarks/kernel_peak.py`` at that preset's shapes) in this process, as ``peaks_now``: a
+    shared machine's speed drifts, so a part is also set against the machine as it was then."""
     import contextlib
 
     from flowrvs.runtime.memory import peak_rss_bytes
@@ -311,6 +318,12 @@ def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size
         result["profile_s"] = profile_by_kind(profiler)
     if device.type == "cuda":
         result["peak_gpu_bytes"] = torch.cuda.max_memory_allocated()
+    if peaks_of and device.type == "cpu":
+        compute = str(plan.part(STAGE_PART.get(part, "text_encoder")).compute).removeprefix("torch.")
+        start = time.perf_counter()
+        result["peaks_now"] = load_benchmark("kernel_peak").measure_peaks(
+            peaks_of, frames, size, [compute], repeats=3, kinds=PART_KINDS[part])["peaks"]
+        result["peaks_now_s"] = time.perf_counter() - start
     return result
 
 
@@ -344,12 +357,13 @@ def _wait(cmd: list[str], env: dict | None = None) -> tuple[int, float, int | No
 
 def part_in_subprocess(part: str, args) -> dict:
     cmd = [sys.executable, __file__, "--run-part", part, "--folder", str(args.folder), "--device", args.device,
-           "--dtype", args.dtype, "--frames", str(args.frames), "--size", args.size] + (["--profile"] if args.profile else [])
+           "--dtype", args.dtype, "--frames", str(args.frames), "--size", args.size, "--preset", args.preset]
+    cmd += (["--profile"] if args.profile else []) + (["--peaks-now"] if args.peaks else [])
     code, wall, _, out = _wait(cmd)
     if code != 0:
         raise SystemExit(f"part {part} failed with exit code {code}")
     result = json.loads(out.strip().splitlines()[-1])  # its peak RSS as it saw it at the end (VmHWM)
-    result.update(wall_s=wall)
+    result.update(wall_s=wall - result.get("peaks_now_s", 0.0))  # the part's process, less the peaks measured after it
     return result
 
 
@@ -426,16 +440,21 @@ MEMORY_PLANS = {  # name -> (precision plan, what the device holds)
 }
 
 
-def load_cost() -> ModuleType:
-    """``benchmarks/cost.py`` as a module (REM's meta parts and its activation tracker)."""
+def load_benchmark(stem: str) -> ModuleType:
+    """``benchmarks/<stem>.py`` as a module (``cost``: REM's meta parts and its activation
+    tracker; ``kernel_peak``: the kernel peaks)."""
     import importlib.util
 
-    name = "flowrvs_bench_cost"
+    name = f"flowrvs_bench_{stem}"
     if name not in sys.modules:  # registered before it runs: its dataclasses look their module up
-        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "cost.py")
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{stem}.py")
         sys.modules[name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sys.modules[name])
     return sys.modules[name]
+
+
+def load_cost() -> ModuleType:
+    return load_benchmark("cost")
 
 
 def rem_precisions() -> dict[str, object]:
@@ -642,21 +661,29 @@ def efficiency(results: list[dict], args, size: tuple[int, int], peaks: dict) ->
             continue
         cost = counted[COST_PART[r["part"]]]
         dtype = str(plan.part(STAGE_PART[r["part"]]).compute).split(".")[-1]
-        peak = peaks["peaks"].get(dtype, {})
-        ideal = sum(f / peak[k] for k, f in cost.flops_by_kind.items() if f and peak.get(k))
-        rows.append({"part": r["part"], "dtype": dtype, "run_s": r["run_s"], "flops": cost.flops,
-                     "flops_by_kind": cost.flops_by_kind, "flops_per_s": cost.flops / r["run_s"],
-                     "ideal_s": ideal, "fraction_of_peak": ideal / r["run_s"]})
+        ideal = _seconds_at(cost.flops_by_kind, peaks["peaks"].get(dtype, {}))
+        row = {"part": r["part"], "dtype": dtype, "run_s": r["run_s"], "flops": cost.flops,
+               "flops_by_kind": cost.flops_by_kind, "flops_per_s": cost.flops / r["run_s"],
+               "ideal_s": ideal, "fraction_of_peak": ideal / r["run_s"]}
+        if "peaks_now" in r:
+            row["fraction_of_peak_now"] = _seconds_at(cost.flops_by_kind, r["peaks_now"].get(dtype, {})) / r["run_s"]
+        rows.append(row)
     return rows
 
 
+def _seconds_at(flops_by_kind: dict[str, int], peak: dict[str, float]) -> float:
+    """The seconds ``flops_by_kind`` take with each kind at its ``peak`` FLOP/s (kinds without a peak: none)."""
+    return sum(f / peak[k] for k, f in flops_by_kind.items() if f and peak.get(k))
+
+
 def efficiency_report(rows: list[dict]) -> str:
-    lines = ["| part | compute | run s | GFLOP (gemm / conv / attention) | GFLOP/s | s at the kernel peaks | of peak |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| part | compute | run s | GFLOP (gemm / conv / attention) | GFLOP/s | s at the kernel peaks | of peak "
+             "| of the peak measured right after |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         kinds = " / ".join(f"{r['flops_by_kind'].get(k, 0) / 1e9:,.0f}" for k in ("gemm", "conv", "attention"))
+        now = f"{100 * r['fraction_of_peak_now']:.0f} %" if "fraction_of_peak_now" in r else ""
         lines.append(f"| {r['part']} | {r['dtype']} | {r['run_s']:.1f} | {r['flops'] / 1e9:,.0f} ({kinds}) | "
-                     f"{r['flops_per_s'] / 1e9:,.0f} | {r['ideal_s']:.1f} | {100 * r['fraction_of_peak']:.0f} % |")
+                     f"{r['flops_per_s'] / 1e9:,.0f} | {r['ideal_s']:.1f} | {100 * r['fraction_of_peak']:.0f} % | {now} |")
     return "\n".join(lines)
 
 
@@ -744,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agree-with", type=Path, default=None, help="another `flowrvs segment` output of the same "
                                                                       "frames: report the pixels whose masks agree")
     parser.add_argument("--run-part", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--peaks-now", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.preset = args.preset or DEFAULT_PRESET[args.method]
     if args.method == "rem":
@@ -757,7 +785,8 @@ def main(argv: list[str] | None = None) -> int:
     MAX_RSS_BYTES = int(args.max_rss_gb * 2**30) if args.max_rss_gb else None
 
     if args.run_part:
-        print(json.dumps(run_part(args.run_part, args.folder, args.device, args.dtype, args.frames, size, args.profile)))
+        print(json.dumps(run_part(args.run_part, args.folder, args.device, args.dtype, args.frames, size, args.profile,
+                                  peaks_of=args.preset if args.peaks_now else None)))
         return 0
     if (args.frames - 1) % 4 or size[0] % 16 or size[1] % 16:
         raise SystemExit("--frames must be 4k+1 and --size sides multiples of 16")
@@ -783,7 +812,8 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix="flowrvs-fullsize-") as work:
                 results.append(run_segment(args, Path(work)))
         elif args.in_process:
-            results.append(run_part(part, args.folder, args.device, args.dtype, args.frames, size, args.profile))
+            results.append(run_part(part, args.folder, args.device, args.dtype, args.frames, size, args.profile,
+                                    peaks_of=args.preset if args.peaks else None))
         else:
             results.append(part_in_subprocess(part, args))
         print(json.dumps(results[-1]), flush=True)

@@ -120,14 +120,23 @@ def attention_runs(shapes: dict, dtype: torch.dtype, repeats: int) -> list[Kerne
     return runs
 
 
-def measure_peaks(preset: str, frames: int, size: tuple[int, int], dtypes: list[str], repeats: int) -> dict:
-    """Every run and each ``(kind, dtype)``'s peak FLOP/s: ``{"runs": [...], "peaks": {dtype: {kind: flops_per_s}}}``."""
+KINDS = ("gemm", "conv", "attention")
+
+
+def measure_peaks(preset: str, frames: int, size: tuple[int, int], dtypes: list[str], repeats: int,
+                  kinds: tuple[str, ...] = KINDS) -> dict:
+    """Every run and each ``(kind, dtype)``'s peak FLOP/s: ``{"runs": [...], "peaks": {dtype: {kind: flops_per_s}}}``.
+
+    ``kinds``: measure only these (``benchmarks/fullsize.py`` measures a part's own kinds right after it)."""
     shapes = dit_shapes(preset, frames, size)
     runs: list[KernelRun] = []
     with torch.no_grad():
         for name in dtypes:
             dtype = DTYPES[name]
-            runs += gemm_runs(shapes, dtype, repeats) + conv_runs(preset, size, dtype, repeats) + attention_runs(shapes, dtype, repeats)
+            measure = {"gemm": lambda: gemm_runs(shapes, dtype, repeats), "conv": lambda: conv_runs(preset, size, dtype, repeats),
+                       "attention": lambda: attention_runs(shapes, dtype, repeats)}
+            for kind in kinds:
+                runs += measure[kind]()
     peaks: dict[str, dict[str, float]] = {}
     for run in runs:
         best = peaks.setdefault(run.dtype, {})

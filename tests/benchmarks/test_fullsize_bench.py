@@ -21,7 +21,8 @@ def bench():
 
 
 @pytest.mark.slow
-def test_tiny_benchmark_end_to_end(bench, tmp_path, capsys):
+def test_tiny_benchmark_end_to_end(bench, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FLOWRVS_CACHE", "")  # main sets it for its runs (FOLDER-cache); restored after the test
     folder, out, peaks = tmp_path / "model", tmp_path / "figures.json", tmp_path / "peaks.json"
     kernel_peak = import_benchmark("kernel_peak")
     assert kernel_peak.main(["--preset", "tiny", "--frames", "5", "--size", "32x64", "--repeats", "1",
@@ -55,15 +56,27 @@ def test_tiny_benchmark_end_to_end(bench, tmp_path, capsys):
     # each part's FLOPs are cost.py's count of the same configuration; its fraction of the kernel peaks
     # is the seconds at those peaks over the seconds it took
     counted = {c.part: c for c in import_benchmark("cost").part_costs("tiny", 5, 32, 64, len(bench.SENTENCE.split()) + 1)}
-    measured = json.loads(peaks.read_text())["peaks"]["bfloat16"]
+    measured_by_dtype = json.loads(peaks.read_text())["peaks"]
     rows = {r["part"]: r for r in figures["efficiency"]}
     assert set(rows) == {"text", "vae-encode", "dit", "vae-decode"}
     for part, row in rows.items():
         cost = counted[bench.COST_PART[part]]
         assert row["flops"] == cost.flops == sum(cost.flops_by_kind.values()) > 0
+        measured = measured_by_dtype[row["dtype"]]
         ideal = sum(f / measured[k] for k, f in cost.flops_by_kind.items() if f and k in measured)
         assert row["ideal_s"] == pytest.approx(ideal) and row["fraction_of_peak"] == pytest.approx(ideal / row["run_s"])
     assert rows["vae-encode"]["flops_by_kind"]["conv"] > 0 and rows["dit"]["flops_by_kind"]["attention"] > 0
+    # and against the peaks of its own kernel kinds measured right after it, in its process
+    for part, row in rows.items():
+        now = results[part]["peaks_now"][row["dtype"]]
+        assert set(now) == set(bench.PART_KINDS[part])
+        ideal = sum(f / now[k] for k, f in counted[bench.COST_PART[part]].flops_by_kind.items() if f and k in now)
+        assert row["fraction_of_peak_now"] == pytest.approx(ideal / row["run_s"])
+    # umT5's float32 layers were copied once, before the timed parts, into FOLDER-cache when it computes narrower
+    assert figures["header"]["text_copy"]["cache"] == str(tmp_path / "model-cache")
+    manifests = list((tmp_path / "model-cache" / "text-encoders").glob("*/manifest.json"))
+    narrower = rows["text"]["dtype"] != "float32"
+    assert len(manifests) == narrower and all(json.loads(m.read_text())["dtype"] == rows["text"]["dtype"] for m in manifests)
     # the profile sorts each part's operators into kernel kinds: the VAE's time is mostly in convolutions
     for part in ("vae-encode", "dit", "vae-decode"):
         spent = results[part]["profile_s"]
