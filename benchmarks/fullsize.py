@@ -281,9 +281,10 @@ def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size
     """Load one part as the plan says, run it once on random inputs; seconds and peak memory.
 
     ``profile``: run it under ``torch.profiler`` and add the self CPU seconds per kernel kind.
-    ``peaks_of`` (a preset; CPU): right after the run, measure the peaks of the part's kernel kinds
-    (``benchmarks/kernel_peak.py`` at that preset's shapes) in this process, as ``peaks_now``: a
-    shared machine's speed drifts, so a part is also set against the machine as it was then."""
+    ``peaks_of`` (a preset; CPU): just before and just after the run, measure the peaks of the
+    part's kernel kinds (``benchmarks/kernel_peak.py`` at that preset's shapes) in this process, as
+    ``peaks_around``: a shared machine's speed drifts, so a part is also set against the machine as
+    it was then."""
     import contextlib
 
     from flowrvs.runtime.memory import peak_rss_bytes
@@ -306,25 +307,33 @@ def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size
             raise SystemExit(f"unknown part {part!r}; parts: {', '.join(PARTS + EXTRA_PARTS)}")
         _sync(device)
         loaded = time.perf_counter()
+        probe = _peak_probe(part, plan, peaks_of, frames, size) if peaks_of and device.type == "cpu" else None
+        before = probe() if probe else None
+        run_start = time.perf_counter()
         profiler = torch.profiler.profile() if profile else contextlib.nullcontext()
         with profiler:
             out = call()
             _sync(device)
     end = time.perf_counter()
-    result = {"part": part, "startup_s": startup, "load_s": loaded - start, "run_s": end - loaded, "out_shape": list(out.shape),
+    if probe:
+        around = {"before": before, "after": probe(), "seconds": run_start - loaded + time.perf_counter() - end}
+    result = {"part": part, "startup_s": startup, "load_s": loaded - start, "run_s": end - run_start, "out_shape": list(out.shape),
               "finite": bool(torch.isfinite(out.float()).all()), "peak_rss_bytes": peak_rss_bytes(),
               "plan": plan.describe()}
     if profile:
         result["profile_s"] = profile_by_kind(profiler)
     if device.type == "cuda":
         result["peak_gpu_bytes"] = torch.cuda.max_memory_allocated()
-    if peaks_of and device.type == "cpu":
-        compute = str(plan.part(STAGE_PART.get(part, "text_encoder")).compute).removeprefix("torch.")
-        start = time.perf_counter()
-        result["peaks_now"] = load_benchmark("kernel_peak").measure_peaks(
-            peaks_of, frames, size, [compute], repeats=3, kinds=PART_KINDS[part])["peaks"]
-        result["peaks_now_s"] = time.perf_counter() - start
+    if probe:
+        result["peaks_around"] = around
     return result
+
+
+def _peak_probe(part: str, plan, preset: str, frames: int, size: tuple[int, int]):
+    """A call measuring the peaks of ``part``'s kernel kinds in its compute dtype: ``{dtype: {kind: FLOP/s}}``."""
+    compute = str(plan.part(STAGE_PART.get(part, "text_encoder")).compute).removeprefix("torch.")
+    kernel_peak = load_benchmark("kernel_peak")
+    return lambda: kernel_peak.measure_peaks(preset, frames, size, [compute], repeats=3, kinds=PART_KINDS[part])["peaks"]
 
 
 MAX_RSS_BYTES: int | None = None  # --max-rss-gb: a child above it is stopped (shared machines)
@@ -363,7 +372,7 @@ def part_in_subprocess(part: str, args) -> dict:
     if code != 0:
         raise SystemExit(f"part {part} failed with exit code {code}")
     result = json.loads(out.strip().splitlines()[-1])  # its peak RSS as it saw it at the end (VmHWM)
-    result.update(wall_s=wall - result.get("peaks_now_s", 0.0))  # the part's process, less the peaks measured after it
+    result.update(wall_s=wall - result.get("peaks_around", {}).get("seconds", 0.0))  # less the peaks measured around it
     return result
 
 
@@ -665,8 +674,11 @@ def efficiency(results: list[dict], args, size: tuple[int, int], peaks: dict) ->
         row = {"part": r["part"], "dtype": dtype, "run_s": r["run_s"], "flops": cost.flops,
                "flops_by_kind": cost.flops_by_kind, "flops_per_s": cost.flops / r["run_s"],
                "ideal_s": ideal, "fraction_of_peak": ideal / r["run_s"]}
-        if "peaks_now" in r:
-            row["fraction_of_peak_now"] = _seconds_at(cost.flops_by_kind, r["peaks_now"].get(dtype, {})) / r["run_s"]
+        if "peaks_around" in r:  # each kind at the faster of its peaks just before and just after the part
+            before, after = (r["peaks_around"][when].get(dtype, {}) for when in ("before", "after"))
+            faster = {k: max(before.get(k, 0.0), after.get(k, 0.0)) for k in {*before, *after}}
+            row["fraction_of_peak_around"] = _seconds_at(cost.flops_by_kind, faster) / r["run_s"]
+            row["peaks_around"] = {"before": before, "after": after}
         rows.append(row)
     return rows
 
@@ -678,10 +690,14 @@ def _seconds_at(flops_by_kind: dict[str, int], peak: dict[str, float]) -> float:
 
 def efficiency_report(rows: list[dict]) -> str:
     lines = ["| part | compute | run s | GFLOP (gemm / conv / attention) | GFLOP/s | s at the kernel peaks | of peak "
-             "| of the peak measured right after |", "|---|---|---|---|---|---|---|---|"]
+             "| of the faster peak measured just before / after it (GFLOP/s) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         kinds = " / ".join(f"{r['flops_by_kind'].get(k, 0) / 1e9:,.0f}" for k in ("gemm", "conv", "attention"))
-        now = f"{100 * r['fraction_of_peak_now']:.0f} %" if "fraction_of_peak_now" in r else ""
+        now = ""
+        if "fraction_of_peak_around" in r:
+            seen = "; ".join(f"{k} {r['peaks_around']['before'].get(k, 0) / 1e9:,.0f} / {r['peaks_around']['after'].get(k, 0) / 1e9:,.0f}"
+                             for k in sorted(r["peaks_around"]["after"]))
+            now = f"{100 * r['fraction_of_peak_around']:.0f} % ({seen})"
         lines.append(f"| {r['part']} | {r['dtype']} | {r['run_s']:.1f} | {r['flops'] / 1e9:,.0f} ({kinds}) | "
                      f"{r['flops_per_s'] / 1e9:,.0f} | {r['ideal_s']:.1f} | {100 * r['fraction_of_peak']:.0f} % | {now} |")
     return "\n".join(lines)
