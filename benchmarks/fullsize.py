@@ -281,8 +281,8 @@ def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size
     """Load one part as the plan says, run it once on random inputs; seconds and peak memory.
 
     ``profile``: run it under ``torch.profiler`` and add the self CPU seconds per kernel kind.
-    ``peaks_of`` (a preset; CPU): just before and just after the run, measure the peaks of the
-    part's kernel kinds (``benchmarks/kernel_peak.py`` at that preset's shapes) in this process, as
+    ``peaks_of`` (a preset; CPU): just before and just after the run, measure the sustained peaks
+    of the part's kernel kinds (``benchmarks/kernel_peak.py`` at that preset's shapes) in this process, as
     ``peaks_around``: a shared machine's speed drifts, so a part is also set against the machine as
     it was then."""
     import contextlib
@@ -330,10 +330,11 @@ def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size
 
 
 def _peak_probe(part: str, plan, preset: str, frames: int, size: tuple[int, int]):
-    """A call measuring the peaks of ``part``'s kernel kinds in its compute dtype: ``{dtype: {kind: FLOP/s}}``."""
+    """A call measuring the sustained peaks (median of 5 calls) of ``part``'s kernel kinds in its
+    compute dtype: ``{dtype: {kind: FLOP/s}}``."""
     compute = str(plan.part(STAGE_PART.get(part, "text_encoder")).compute).removeprefix("torch.")
     kernel_peak = load_benchmark("kernel_peak")
-    return lambda: kernel_peak.measure_peaks(preset, frames, size, [compute], repeats=3, kinds=PART_KINDS[part])["peaks"]
+    return lambda: kernel_peak.measure_peaks(preset, frames, size, [compute], repeats=5, kinds=PART_KINDS[part])["sustained"]
 
 
 MAX_RSS_BYTES: int | None = None  # --max-rss-gb: a child above it is stopped (shared machines)
@@ -674,7 +675,9 @@ def efficiency(results: list[dict], args, size: tuple[int, int], peaks: dict) ->
         row = {"part": r["part"], "dtype": dtype, "run_s": r["run_s"], "flops": cost.flops,
                "flops_by_kind": cost.flops_by_kind, "flops_per_s": cost.flops / r["run_s"],
                "ideal_s": ideal, "fraction_of_peak": ideal / r["run_s"]}
-        if "peaks_around" in r:  # each kind at the faster of its peaks just before and just after the part
+        if "sustained" in peaks:
+            row["fraction_of_sustained"] = _seconds_at(cost.flops_by_kind, peaks["sustained"].get(dtype, {})) / r["run_s"]
+        if "peaks_around" in r:  # each kind at the faster of its sustained peaks just before and just after the part
             before, after = (r["peaks_around"][when].get(dtype, {}) for when in ("before", "after"))
             faster = {k: max(before.get(k, 0.0), after.get(k, 0.0)) for k in {*before, *after}}
             row["fraction_of_peak_around"] = _seconds_at(cost.flops_by_kind, faster) / r["run_s"]
@@ -690,7 +693,8 @@ def _seconds_at(flops_by_kind: dict[str, int], peak: dict[str, float]) -> float:
 
 def efficiency_report(rows: list[dict]) -> str:
     lines = ["| part | compute | run s | GFLOP (gemm / conv / attention) | GFLOP/s | s at the kernel peaks | of peak "
-             "| of the faster peak measured just before / after it (GFLOP/s) |", "|---|---|---|---|---|---|---|---|"]
+             "| of sustained peak | of the faster sustained peak just before / after it (GFLOP/s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         kinds = " / ".join(f"{r['flops_by_kind'].get(k, 0) / 1e9:,.0f}" for k in ("gemm", "conv", "attention"))
         now = ""
@@ -698,8 +702,9 @@ def efficiency_report(rows: list[dict]) -> str:
             seen = "; ".join(f"{k} {r['peaks_around']['before'].get(k, 0) / 1e9:,.0f} / {r['peaks_around']['after'].get(k, 0) / 1e9:,.0f}"
                              for k in sorted(r["peaks_around"]["after"]))
             now = f"{100 * r['fraction_of_peak_around']:.0f} % ({seen})"
+        sustained = f"{100 * r['fraction_of_sustained']:.0f} %" if "fraction_of_sustained" in r else ""
         lines.append(f"| {r['part']} | {r['dtype']} | {r['run_s']:.1f} | {r['flops'] / 1e9:,.0f} ({kinds}) | "
-                     f"{r['flops_per_s'] / 1e9:,.0f} | {r['ideal_s']:.1f} | {100 * r['fraction_of_peak']:.0f} % | {now} |")
+                     f"{r['flops_per_s'] / 1e9:,.0f} | {r['ideal_s']:.1f} | {100 * r['fraction_of_peak']:.0f} % | {sustained} | {now} |")
     return "\n".join(lines)
 
 

@@ -65,6 +65,10 @@ def test_tiny_benchmark_end_to_end(bench, tmp_path, capsys, monkeypatch):
         measured = measured_by_dtype[row["dtype"]]
         ideal = sum(f / measured[k] for k, f in cost.flops_by_kind.items() if f and k in measured)
         assert row["ideal_s"] == pytest.approx(ideal) and row["fraction_of_peak"] == pytest.approx(ideal / row["run_s"])
+        steady = json.loads(peaks.read_text())["sustained"][row["dtype"]]
+        at_steady = sum(f / steady[k] for k, f in cost.flops_by_kind.items() if f and k in steady)
+        assert row["fraction_of_sustained"] == pytest.approx(at_steady / row["run_s"])
+        assert row["fraction_of_sustained"] >= row["fraction_of_peak"]
     assert rows["vae-encode"]["flops_by_kind"]["conv"] > 0 and rows["dit"]["flops_by_kind"]["attention"] > 0
     # and against the faster of the peaks of its own kernel kinds measured just before and after it, in its process
     for part, row in rows.items():

@@ -21,12 +21,14 @@ def test_kind_of(name, kind):
 
 def test_peaks_are_the_best_shape_of_each_kind(tmp_path):
     out = tmp_path / "peaks.json"
-    assert kernel_peak.main(["--preset", "tiny", "--frames", "5", "--size", "32x48", "--repeats", "1", "--json", str(out)]) == 0
+    assert kernel_peak.main(["--preset", "tiny", "--frames", "5", "--size", "32x48", "--repeats", "3", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     shapes = kernel_peak.dit_shapes("tiny", 5, (32, 48))
     assert shapes["tokens"] == 2 * 2 * 3  # 2 latent frames of 4x6, 2x2 patches
     for run in result["runs"]:
         assert run["flops_per_s"] == pytest.approx(run["flops"] / run["seconds"])
+        assert run["sustained_flops_per_s"] == pytest.approx(run["flops"] / run["median_seconds"])
+        assert run["sustained_flops_per_s"] <= run["flops_per_s"]
         if run["kind"] == "gemm":
             rows, k, n = (int(x) for x in run["shape"].replace(" @ ", "x").split("x")[:2] + [run["shape"].split("x")[-1]])
             assert run["flops"] == 2 * rows * k * n
@@ -34,6 +36,8 @@ def test_peaks_are_the_best_shape_of_each_kind(tmp_path):
         for kind in ("gemm", "conv", "attention"):
             best = max(r["flops_per_s"] for r in result["runs"] if r["dtype"] == dtype and r["kind"] == kind)
             assert result["peaks"][dtype][kind] == best
+            steady = max(r["sustained_flops_per_s"] for r in result["runs"] if r["dtype"] == dtype and r["kind"] == kind)
+            assert result["sustained"][dtype][kind] == steady <= best
     levels = kernel_peak.vae_levels("tiny", (32, 48))
     assert [c for c, _, _ in levels] == [8, 16, 32, 32] and levels[-1][1:] == (4, 6)
     assert {r["layout"] for r in result["runs"] if r["kind"] == "conv"} == {"NCDHW", "NDHWC"}
