@@ -148,4 +148,5 @@ def test_concurrent_loads_write_one_copy(tiny_pipe, source, tmp_path, monkeypatc
     for t in threads:
         t.join()
     assert errors == [] and len(writes) == 1 and len(results) == 3
+    assert torch.nn.Linear(2, 2).weight.device.type == "cpu"  # building on meta left no global state behind
     assert all(torch.equal(r, results[0]) for r in results)

@@ -326,7 +326,6 @@ def load_streamed_text_encoder(folder: str | os.PathLike, dtype: torch.dtype = t
     or 11.4 GB in bfloat16), for the price of reading the shards once per call: encode all
     sentences in one call, and cache the results (:func:`encode_sentences`).
     """
-    from accelerate import init_empty_weights
     from accelerate.hooks import attach_align_device_hook
     from accelerate.utils import OffloadedWeightsLoader
     from safetensors import SafetensorError, safe_open
@@ -337,7 +336,7 @@ def load_streamed_text_encoder(folder: str | os.PathLike, dtype: torch.dtype = t
     index: dict[str, dict] = {}
     try:
         config = UMT5Config.from_pretrained(folder)
-        with init_empty_weights():
+        with torch.device("meta"):  # thread-local, unlike accelerate's init_empty_weights (a global patch)
             model = UMT5EncoderModel(config)
     except Exception as err:  # transformers parsing the user's config.json: missing, values of the wrong type
         raise FlowRVSError(f"cannot read the text encoder in {folder} (config.json): "
