@@ -1,10 +1,11 @@
 """The one folder for files flowrvs derives and keeps: converted models, sentence embeddings,
-the web page's generated examples.
+text encoders' layers in their compute dtype, the web page's generated examples.
 
 ``$FLOWRVS_CACHE`` names it; unset, it is ``$XDG_CACHE_HOME/flowrvs`` (``~/.cache/flowrvs``).
 ``FLOWRVS_CACHE`` set to ``0``, ``off``, ``none``, ``false`` or ``no`` turns off the caches that
-only save time (:func:`speed_caches_enabled`: sentence embeddings stay in memory); what must
-live somewhere (a converted model) then goes to the default folder.
+only save time (:func:`speed_caches_enabled`: sentence embeddings stay in memory, text encoders
+stream from their own files); what must live somewhere (a converted model) then goes to the
+default folder.
 """
 
 from __future__ import annotations
