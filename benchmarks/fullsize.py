@@ -229,6 +229,27 @@ def _load_text(folder: Path, plan, device, streamed: bool, text_len: int):
     return lambda: encode_sentences([SENTENCE], load, None, text_len, "bench", device=device)
 
 
+def read_streamed_layers(folder: Path, plan, device) -> dict:
+    """Read every layer the streamed umT5 reads in a call, as its offload hooks read them, with no
+    arithmetic: ``{"bytes", "seconds", "tensors"}``. Against the part's run seconds this says how
+    much of the encode is reading its weights (the token table, read by rows, is not counted)."""
+    from flowrvs.models.text import load_streamed_text_encoder
+
+    model = load_streamed_text_encoder(folder / "text_encoder", plan.text_encoder.compute, device)
+    start = time.perf_counter()
+    tensors = nbytes = 0
+    for module in model.modules():
+        hook = getattr(module, "_hf_hook", None)
+        if hook is None or not getattr(hook, "offload", False) or hook.weights_map is None:
+            continue
+        names = [n for n, _ in (*module.named_parameters(recurse=False), *module.named_buffers(recurse=False))]
+        for name in (n for n in names if n in hook.weights_map):
+            weight = hook.weights_map[name].to(device, plan.text_encoder.compute)
+            tensors, nbytes = tensors + 1, nbytes + weight.numel() * weight.element_size()
+            del weight
+    return {"bytes": nbytes, "seconds": time.perf_counter() - start, "tensors": tensors}
+
+
 def _load_vae(folder: Path, plan, device, encode: bool, frames: int, size: tuple[int, int], generator):
     """The VAE as the pipeline's loader prepares it, and the call that encodes a video or decodes mask logits."""
     from diffusers import AutoencoderKLWan
@@ -326,6 +347,8 @@ def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size
         result["peak_gpu_bytes"] = torch.cuda.max_memory_allocated()
     if probe:
         result["peaks_around"] = around
+        if part == "text":
+            result["layers_read"] = read_streamed_layers(folder, plan, device)
     return result
 
 
@@ -682,6 +705,8 @@ def efficiency(results: list[dict], args, size: tuple[int, int], peaks: dict) ->
             faster = {k: max(before.get(k, 0.0), after.get(k, 0.0)) for k in {*before, *after}}
             row["fraction_of_peak_around"] = _seconds_at(cost.flops_by_kind, faster) / r["run_s"]
             row["peaks_around"] = {"before": before, "after": after}
+        if "layers_read" in r:
+            row["layers_read"] = r["layers_read"]
         rows.append(row)
     return rows
 
@@ -705,6 +730,12 @@ def efficiency_report(rows: list[dict]) -> str:
         sustained = f"{100 * r['fraction_of_sustained']:.0f} %" if "fraction_of_sustained" in r else ""
         lines.append(f"| {r['part']} | {r['dtype']} | {r['run_s']:.1f} | {r['flops'] / 1e9:,.0f} ({kinds}) | "
                      f"{r['flops_per_s'] / 1e9:,.0f} | {r['ideal_s']:.1f} | {100 * r['fraction_of_peak']:.0f} % | {sustained} | {now} |")
+    for r in rows:
+        if "layers_read" in r:
+            read = r["layers_read"]
+            lines.append(f"\n{r['part']}: reading its {read['bytes'] / 1e9:.2f} GB of layers alone, as its hooks read them and "
+                         f"with no arithmetic, takes {read['seconds']:.1f} s ({read['bytes'] / read['seconds'] / 1e9:.1f} GB/s), "
+                         f"{100 * read['seconds'] / r['run_s']:.0f} % of its run")
     return "\n".join(lines)
 
 

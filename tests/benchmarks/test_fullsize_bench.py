@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,8 @@ def test_tiny_benchmark_end_to_end(bench, tmp_path, capsys, monkeypatch):
     assert results["vae-decode"]["out_shape"] == [1, 5, 32, 64]  # mask logits, as the pipeline decodes them
     assert all(r["finite"] for p, r in results.items() if p != "segment")
     assert results["segment"]["masks"] == 5 and results["segment"]["peak_rss_bytes"] > 0
-    assert "segment / sum of parts" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "segment / sum of parts" in printed and "of layers alone" in printed
 
     # each part's FLOPs are cost.py's count of the same configuration; its fraction of the kernel peaks
     # is the seconds at those peaks over the seconds it took
@@ -76,6 +78,15 @@ def test_tiny_benchmark_end_to_end(bench, tmp_path, capsys, monkeypatch):
         assert set(before) == set(after) == set(bench.PART_KINDS[part])
         ideal = sum(f / max(before[k], after[k]) for k, f in counted[bench.COST_PART[part]].flops_by_kind.items() if f and k in after)
         assert row["fraction_of_peak_around"] == pytest.approx(ideal / row["run_s"])
+    # with --peaks, the streamed umT5 also reads all its layers alone: every stored tensor but the token table,
+    # in the compute dtype
+    itemsize = torch.finfo(getattr(torch, rows["text"]["dtype"])).bits // 8
+    layers = 0
+    for shard in (folder / "text_encoder").glob("*.safetensors"):
+        with safe_open(str(shard), framework="pt") as f:
+            layers += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if k != "shared.weight")
+    read = rows["text"]["layers_read"]
+    assert read["bytes"] == layers * itemsize and read["tensors"] > 0 and read["seconds"] > 0
     # umT5's float32 layers were copied once, before the timed parts, into FOLDER-cache when it computes narrower
     assert figures["header"]["text_copy"]["cache"] == str(tmp_path / "model-cache")
     manifests = list((tmp_path / "model-cache" / "text-encoders").glob("*/manifest.json"))
