@@ -303,7 +303,7 @@ def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size
     """Load one part as the plan says, run it once on random inputs; seconds and peak memory.
 
     ``profile``: run it under ``torch.profiler`` and add the self CPU seconds per kernel kind.
-    ``peaks_of`` (a preset; CPU): just before and just after the run, measure the sustained peaks
+    ``peaks_of`` (a preset): just before and just after the run, measure the sustained peaks
     of the part's kernel kinds (``benchmarks/kernel_peak.py`` at that preset's shapes) in this process, as
     ``peaks_around``: a shared machine's speed drifts, so a part is also set against the machine as
     it was then."""
@@ -329,7 +329,7 @@ def run_part(part: str, folder: Path, device: str, dtype: str, frames: int, size
             raise SystemExit(f"unknown part {part!r}; parts: {', '.join(PARTS + EXTRA_PARTS)}")
         _sync(device)
         loaded = time.perf_counter()
-        probe = _peak_probe(part, plan, peaks_of, frames, size) if peaks_of and device.type == "cpu" else None
+        probe = _peak_probe(part, plan, peaks_of, frames, size) if peaks_of else None
         before = probe() if probe else None
         run_start = time.perf_counter()
         profiler = torch.profiler.profile() if profile else contextlib.nullcontext()
@@ -358,7 +358,8 @@ def _peak_probe(part: str, plan, preset: str, frames: int, size: tuple[int, int]
     compute dtype: ``{dtype: {kind: FLOP/s}}``."""
     compute = str(plan.part(STAGE_PART.get(part, "text_encoder")).compute).removeprefix("torch.")
     kernel_peak = load_benchmark("kernel_peak")
-    return lambda: kernel_peak.measure_peaks(preset, frames, size, [compute], repeats=5, kinds=PART_KINDS[part])["sustained"]
+    return lambda: kernel_peak.measure_peaks(preset, frames, size, [compute], repeats=5, kinds=PART_KINDS[part],
+                                             device=plan.device)["sustained"]
 
 
 MAX_RSS_BYTES: int | None = None  # --max-rss-gb: a child above it is stopped (shared machines)

@@ -68,13 +68,16 @@ class KernelRun:
         return self.flops / self.median_seconds
 
 
-def timed(call: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """``(best, median)`` seconds of ``repeats`` runs of ``call`` after one warm-up run."""
+def timed(call: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> tuple[float, float]:
+    """``(best, median)`` seconds of ``repeats`` runs of ``call`` after one warm-up run; ``sync``
+    waits for the device (``torch.cuda.synchronize`` on a GPU) before each clock reading."""
     call()
+    sync()
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         call()
+        sync()
         seconds.append(time.perf_counter() - start)
     return min(seconds), statistics.median(seconds)
 
@@ -89,13 +92,13 @@ def dit_shapes(preset: str, frames: int, size: tuple[int, int]) -> dict:
             "head_dim": cfg["attention_head_dim"], "text_len": text_len, "text_dim": cfg["text_dim"]}
 
 
-def gemm_runs(shapes: dict, dtype: torch.dtype, repeats: int) -> list[KernelRun]:
+def gemm_runs(shapes: dict, dtype: torch.dtype, repeats: int, device: torch.device) -> list[KernelRun]:
     m, d = shapes["tokens"], shapes["dim"]
     cases = [(m, d, d), (m, d, shapes["ffn"]), (m, shapes["ffn"], d), (shapes["text_len"], shapes["text_dim"], d)]
     runs = []
     for rows, k, n in cases:
-        x, w, b = torch.randn(1, rows, k, dtype=dtype), torch.randn(n, k, dtype=dtype), torch.randn(n, dtype=dtype)
-        seconds = timed(lambda: F.linear(x, w, b), repeats)
+        x, w, b = (torch.randn(*shape, dtype=dtype, device=device) for shape in ((1, rows, k), (n, k), (n,)))
+        seconds = timed(lambda: F.linear(x, w, b), repeats, _sync(device))
         runs.append(KernelRun("gemm", str(dtype).split(".")[-1], f"{rows}x{k} @ {k}x{n}", "row-major", 2 * rows * k * n, *seconds))
     return runs
 
@@ -107,44 +110,51 @@ def vae_levels(preset: str, size: tuple[int, int]) -> list[tuple[int, int, int]]
     return [(c, size[0] // 2 ** i, size[1] // 2 ** i) for i, c in enumerate(dims)]
 
 
-def conv_runs(preset: str, size: tuple[int, int], dtype: torch.dtype, repeats: int) -> list[KernelRun]:
+def conv_runs(preset: str, size: tuple[int, int], dtype: torch.dtype, repeats: int, device: torch.device) -> list[KernelRun]:
     runs = []
     for c, h, w in vae_levels(preset, size):
-        x = torch.randn(1, c, 6, h, w, dtype=dtype)  # a chunk of 4 frames and the 2 cached before it
-        weight = torch.randn(c, c, 3, 3, 3, dtype=dtype)
+        x = torch.randn(1, c, 6, h, w, dtype=dtype, device=device)  # a chunk of 4 frames and the 2 cached before it
+        weight = torch.randn(c, c, 3, 3, 3, dtype=dtype, device=device)
         flops = 2 * c * c * 27 * 4 * h * w
         for layout, fmt in (("NCDHW", torch.contiguous_format), ("NDHWC", torch.channels_last_3d)):
             xx, ww = x.contiguous(memory_format=fmt), weight.contiguous(memory_format=fmt)
-            seconds = timed(lambda: F.conv3d(xx, ww, padding=(0, 1, 1)), repeats)
+            seconds = timed(lambda: F.conv3d(xx, ww, padding=(0, 1, 1)), repeats, _sync(device))
             runs.append(KernelRun("conv", str(dtype).split(".")[-1], f"{c}->{c} 3x3x3 on 4x{h}x{w}", layout, flops, *seconds))
     return runs
 
 
-def attention_runs(shapes: dict, dtype: torch.dtype, repeats: int) -> list[KernelRun]:
+def attention_runs(shapes: dict, dtype: torch.dtype, repeats: int, device: torch.device) -> list[KernelRun]:
     heads, d, lq = shapes["heads"], shapes["head_dim"], shapes["tokens"]
     runs = []
     for name, lk in (("self", lq), ("cross", shapes["text_len"])):
-        q = torch.randn(1, heads, lq, d, dtype=dtype)
-        k, v = torch.randn(1, heads, lk, d, dtype=dtype), torch.randn(1, heads, lk, d, dtype=dtype)
-        seconds = timed(lambda: F.scaled_dot_product_attention(q, k, v), repeats)
+        q = torch.randn(1, heads, lq, d, dtype=dtype, device=device)
+        k, v = (torch.randn(1, heads, lk, d, dtype=dtype, device=device) for _ in range(2))
+        seconds = timed(lambda: F.scaled_dot_product_attention(q, k, v), repeats, _sync(device))
         runs.append(KernelRun("attention", str(dtype).split(".")[-1], f"{name}: {heads} heads, {lq}x{lk}x{d}", "BHLD",
                               4 * heads * lq * lk * d, *seconds))
     return runs
 
 
+def _sync(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
 def measure_peaks(preset: str, frames: int, size: tuple[int, int], dtypes: list[str], repeats: int,
-                  kinds: tuple[str, ...] = KINDS) -> dict:
+                  kinds: tuple[str, ...] = KINDS, device: str | torch.device = "cpu") -> dict:
     """Every run and each ``(kind, dtype)``'s peak FLOP/s: ``{"runs": [...], "peaks": {dtype: {kind:
     flops_per_s}}, "sustained": {dtype: {kind: sustained_flops_per_s}}}``.
 
-    ``kinds``: measure only these (``benchmarks/fullsize.py`` measures a part's own kinds right after it)."""
+    ``kinds``: measure only these (``benchmarks/fullsize.py`` measures a part's own kinds right after it).
+    ``device``: where the kernels run (a GPU's peaks for ``fullsize.py --device cuda --peaks``)."""
+    device = torch.device(device)
     shapes = dit_shapes(preset, frames, size)
     runs: list[KernelRun] = []
     with torch.no_grad():
         for name in dtypes:
             dtype = DTYPES[name]
-            measure = {"gemm": lambda: gemm_runs(shapes, dtype, repeats), "conv": lambda: conv_runs(preset, size, dtype, repeats),
-                       "attention": lambda: attention_runs(shapes, dtype, repeats)}
+            measure = {"gemm": lambda: gemm_runs(shapes, dtype, repeats, device),
+                       "conv": lambda: conv_runs(preset, size, dtype, repeats, device),
+                       "attention": lambda: attention_runs(shapes, dtype, repeats, device)}
             for kind in kinds:
                 runs += measure[kind]()
     peaks: dict[str, dict[str, float]] = {}
@@ -153,7 +163,7 @@ def measure_peaks(preset: str, frames: int, size: tuple[int, int], dtypes: list[
         for table, value in ((peaks, run.flops_per_s), (sustained, run.sustained_flops_per_s)):
             best = table.setdefault(run.dtype, {})
             best[run.kind] = max(best.get(run.kind, 0.0), value)
-    return {"preset": preset, "frames": frames, "size": list(size), "threads": torch.get_num_threads(),
+    return {"preset": preset, "frames": frames, "size": list(size), "device": str(device), "threads": torch.get_num_threads(),
             "runs": [{**asdict(r), "flops_per_s": r.flops_per_s, "sustained_flops_per_s": r.sustained_flops_per_s}
                      for r in runs], "peaks": peaks, "sustained": sustained}
 
@@ -189,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=parse_size, default=(240, 416), help="HxW working size")
     parser.add_argument("--dtypes", default="bfloat16,float32")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU's peaks")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     dtypes = [d for d in args.dtypes.split(",") if d]
@@ -196,9 +207,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--dtypes takes {', '.join(DTYPES)}")
     if args.frames < 1 or (args.frames - 1) % 4 or args.repeats < 1:
         parser.error("--frames must be 4k+1 and --repeats positive")
-    result = measure_peaks(args.preset, args.frames, args.size, dtypes, args.repeats)
-    result["machine"], result["torch"] = describe(), torch.__version__
-    print(f"{result['machine']}, torch {torch.__version__}, {result['threads']} threads\n")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device: {args.device!r} is not a device (cpu, cuda, cuda:N)")
+    if device.type not in ("cpu", "cuda") or (device.type == "cuda" and not torch.cuda.is_available()):
+        parser.error(f"--device {args.device}: not a CPU, or no GPU is visible to torch")
+    result = measure_peaks(args.preset, args.frames, args.size, dtypes, args.repeats, device=device)
+    on_gpu = device.type == "cuda"
+    result["machine"] = torch.cuda.get_device_name(device) if on_gpu else describe()
+    result["torch"] = torch.__version__
+    print(f"{result['machine']}, torch {torch.__version__}, " + ("GPU" if on_gpu else f"{result['threads']} threads") + "\n")
     print(markdown(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

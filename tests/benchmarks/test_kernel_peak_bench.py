@@ -49,3 +49,22 @@ def test_counted_flops_split_by_kind():
         assert sum(part.flops_by_kind.values()) == part.flops
     assert set(parts["VAE encoder"].flops_by_kind) >= {"conv"} and parts["DiT step"].flops_by_kind["gemm"] > 0
     assert parts["DiT step"].flops_by_kind["attention"] > 0 and "conv" in parts["DiT step"].flops_by_kind  # patch embedding
+
+
+def test_each_clock_reading_waits_for_the_device():
+    events = []
+    best, median = kernel_peak.timed(lambda: events.append("call"), 3, sync=lambda: events.append("sync"))
+    assert events == ["call", "sync"] * 4  # the warm-up, then each repeat, each followed by the wait
+    assert 0 <= best <= median
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "meta"])
+def test_a_device_that_is_not_one_is_refused(device, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        kernel_peak.main(["--preset", "tiny", "--device", device])
+    assert exit_info.value.code == 2 and "--device" in capsys.readouterr().err
+
+
+def test_peaks_name_their_device():
+    result = kernel_peak.measure_peaks("tiny", 5, (32, 48), ["float32"], 1, kinds=("gemm",), device="cpu")
+    assert result["device"] == "cpu" and set(result["peaks"]["float32"]) == {"gemm"}
