@@ -46,6 +46,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -427,23 +428,32 @@ def prepare_text_copy(args) -> dict:
     return {"cache": os.environ[CACHE_ENV], "seconds": time.perf_counter() - start}
 
 
-def run_segment(args, work: Path) -> dict:
-    shutil.rmtree(work / "out", ignore_errors=True)  # a kept folder's earlier run: no masks to resume
+def run_segment(args, work: Path, run: int = 0) -> dict:
+    """``flowrvs segment`` of ``work/frames`` (written by the first run) into ``work/out`` (the first run)
+    or ``work/out-RUN``, with no embedding cached; a later run's masks are compared with the first's."""
+    out = work / ("out" if run == 0 else f"out-{run}")
+    shutil.rmtree(out, ignore_errors=True)  # a kept folder's earlier run: no masks to resume
     if speed_caches_enabled():
         shutil.rmtree(cache_root() / "embeddings", ignore_errors=True)  # cold: no embedding cached
-    video = write_frames(work / "frames", args.frames, parse_size(args.size))
+    video = write_frames(work / "frames", args.frames, parse_size(args.size)) if run == 0 else work / "frames"
     cmd = [sys.executable, "-m", "flowrvs", "segment", str(video), "-p", SENTENCE, "--model", str(args.folder),
-           "--out", str(work / "out"), "--size", args.size, "--device", args.device, "--no-overlay"]
+           "--out", str(out), "--size", args.size, "--device", args.device, "--no-overlay"]
     if args.dtype != "auto":
         cmd += ["--dtype", args.dtype]
     code, wall, peak, _ = _wait(cmd)
-    result = {"part": "segment", "wall_s": wall, "peak_rss_bytes": peak, "command": " ".join(cmd[1:])}
+    result = {"part": "segment", "run": run, "wall_s": wall, "peak_rss_bytes": peak, "command": " ".join(cmd[1:])}
     if code != 0:
         return {**result, "error": f"exit code {code}"}
-    result["masks"] = len(sorted((work / "out").rglob("*.png")))
-    if args.agree_with:
-        result.update(agreement=mask_agreement(work / "out", args.agree_with), agreement_with=str(args.agree_with))
+    result["masks"] = len(sorted(out.rglob("*.png")))
+    other = args.agree_with if run == 0 else work / "out"
+    if other:
+        result.update(agreement=mask_agreement(out, other), agreement_with=str(other))
     return result
+
+
+def run_segments(args, work: Path) -> list[dict]:
+    """``--segment-runs`` runs of ``flowrvs segment`` on the same frames; each a result."""
+    return [run_segment(args, work, run) for run in range(args.segment_runs)]
 
 
 def mask_agreement(out: Path, other: Path) -> dict:
@@ -660,20 +670,24 @@ def report(results: list[dict], header: dict) -> str:
              "| part | start-up s | load s | run s | wall s (process) | peak RSS GiB | peak GPU GiB |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['part']} | {r.get('startup_s', float('nan')):.1f} | {r.get('load_s', float('nan')):.1f} | {r.get('run_s', float('nan')):.1f} | "
+        lines.append(f"| {r['part']}{' ' + str(r['run'] + 1) if r.get('run') else ''} | {r.get('startup_s', float('nan')):.1f} | {r.get('load_s', float('nan')):.1f} | {r.get('run_s', float('nan')):.1f} | "
                      f"{r.get('wall_s', float('nan')):.1f} | {gib(r.get('peak_rss_bytes'))} | {gib(r.get('peak_gpu_bytes'))} |")
     lines += [f"\nmasks against {r['agreement_with']}: {r['agreement']['differ']:,} of {r['agreement']['pixels']:,} pixels "
               f"differ (agreement {r['agreement']['fraction']:.6f}; foreground {r['agreement']['foreground']:.4f})"
               for r in results if "agreement" in r]
     parts = [r for r in results if r["part"] in PARTS]
-    segment = next((r for r in results if r["part"] == "segment" and "error" not in r), None)
+    segments = [r["wall_s"] for r in results if r["part"] == "segment" and "error" not in r]
     lines += [f"\n{r['part']} failed: {r['error']}" for r in results if "error" in r]
-    if parts and segment:
+    if len(segments) > 1:
+        lines += ["", f"segment over {len(segments)} runs: {min(segments):.1f} / {statistics.median(segments):.1f} / "
+                      f"{max(segments):.1f} s wall (min / median / max)"]
+    if parts and segments:
         total = sum(r["load_s"] + r["run_s"] for r in parts)
         startup = min(r["startup_s"] for r in parts)
-        lines += ["", f"segment / sum of parts (load + run): {segment['wall_s']:.1f} / {total:.1f} s = "
-                      f"{segment['wall_s'] / total:.2f}x; with one process start-up ({startup:.1f} s) added to "
-                      f"the parts: {segment['wall_s'] / (total + startup):.2f}x"]
+        wall = statistics.median(segments)
+        lines += ["", f"segment{' (median)' if len(segments) > 1 else ''} / sum of parts (load + run): {wall:.1f} / "
+                      f"{total:.1f} s = {wall / total:.2f}x; with one process start-up ({startup:.1f} s) added to "
+                      f"the parts: {wall / (total + startup):.2f}x"]
     return "\n".join(lines)
 
 
@@ -822,6 +836,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                 "out/ (its masks)")
     parser.add_argument("--cache", default=None, help="$FLOWRVS_CACHE of the runs (default FOLDER-cache: the umT5 "
                                                       "bf16 copy kept between runs, embeddings cleared; off: none)")
+    parser.add_argument("--segment-runs", type=int, default=1, help="run segment this many times on the same frames "
+                                                                     "(the spread of its wall time; later runs' masks "
+                                                                     "compared with the first's)")
     parser.add_argument("--agree-with", type=Path, default=None, help="another `flowrvs segment` output of the same "
                                                                       "frames: report the pixels whose masks agree")
     parser.add_argument("--run-part", default=None, help=argparse.SUPPRESS)
@@ -844,6 +861,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if (args.frames - 1) % 4 or size[0] % 16 or size[1] % 16:
         raise SystemExit("--frames must be 4k+1 and --size sides multiples of 16")
+    if args.segment_runs < 1:
+        raise SystemExit("--segment-runs must be at least 1")
     if not (args.folder / "model_index.json").is_file():
         start = time.perf_counter()
         sizes = build_model_folder(args.preset, args.folder, dvi=args.dvi)
@@ -861,16 +880,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"umT5 layers' copy in {header['text_copy']['cache']}: {header['text_copy']['seconds']:.1f} s", flush=True)
     for part in wanted:
         if part == "segment" and args.keep:
-            results.append(run_segment(args, args.keep))
+            new = run_segments(args, args.keep)
         elif part == "segment":
             with tempfile.TemporaryDirectory(prefix="flowrvs-fullsize-") as work:
-                results.append(run_segment(args, Path(work)))
+                new = run_segments(args, Path(work))
         elif args.in_process:
-            results.append(run_part(part, args.folder, args.device, args.dtype, args.frames, size, args.profile,
-                                    peaks_of=args.preset if args.peaks else None))
+            new = [run_part(part, args.folder, args.device, args.dtype, args.frames, size, args.profile,
+                            peaks_of=args.preset if args.peaks else None)]
         else:
-            results.append(part_in_subprocess(part, args))
-        print(json.dumps(results[-1]), flush=True)
+            new = [part_in_subprocess(part, args)]
+        results += new
+        for result in new:
+            print(json.dumps(result), flush=True)
     text = report(results, header)
     rows = efficiency(results, args, size, json.loads(args.peaks.read_text())) if args.peaks else []
     text += ("\n\n" + efficiency_report(rows)) if rows else ""

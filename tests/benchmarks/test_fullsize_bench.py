@@ -30,7 +30,7 @@ def test_tiny_benchmark_end_to_end(bench, tmp_path, capsys, monkeypatch):
                              "--json", str(peaks)]) == 0
     argv = ["--preset", "tiny", "--folder", str(folder), "--frames", "5", "--size", "32x64",
             "--in-process", "--json", str(out), "--parts", "text,text-loaded,vae-encode,dit,vae-decode,segment",
-            "--profile", "--peaks", str(peaks)]
+            "--profile", "--peaks", str(peaks), "--segment-runs", "2"]
     assert bench.main(argv) == 0
     # a model folder laid out as a real one, loadable part by part
     for part in ("transformer", "vae", "text_encoder", "tokenizer"):
@@ -52,8 +52,14 @@ def test_tiny_benchmark_end_to_end(bench, tmp_path, capsys, monkeypatch):
     assert results["vae-decode"]["out_shape"] == [1, 5, 32, 64]  # mask logits, as the pipeline decodes them
     assert all(r["finite"] for p, r in results.items() if p != "segment")
     assert results["segment"]["masks"] == 5 and results["segment"]["peak_rss_bytes"] > 0
+    # two runs of segment on the same frames; the second's masks are compared with the first's: the same
+    segments = [r for r in figures["results"] if r["part"] == "segment"]
+    assert [r["run"] for r in segments] == [0, 1] and "agreement" not in segments[0]
+    assert segments[1]["agreement"]["differ"] == 0 and segments[1]["agreement"]["pixels"] == 5 * 64 * 128  # frames of twice the size
     printed = capsys.readouterr().out
-    assert "segment / sum of parts" in printed and "of layers alone" in printed
+    walls = sorted(r["wall_s"] for r in segments)
+    assert f"segment over 2 runs: {walls[0]:.1f} / {sum(walls) / 2:.1f} / {walls[1]:.1f} s" in printed
+    assert "segment (median) / sum of parts" in printed and "of layers alone" in printed
 
     # each part's FLOPs are cost.py's count of the same configuration; its fraction of the kernel peaks
     # is the seconds at those peaks over the seconds it took
