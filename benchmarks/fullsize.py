@@ -249,6 +249,7 @@ def read_streamed_layers(folder: Path, plan, device) -> dict:
             weight = hook.weights_map[name].to(device, plan.text_encoder.compute)
             weight.sum()  # a mapped tensor is read only when touched
             tensors, nbytes = tensors + 1, nbytes + weight.numel() * weight.element_size()
+    _sync(torch.device(device))
     return {"bytes": nbytes, "seconds": time.perf_counter() - start, "tensors": tensors}
 
 
