@@ -856,7 +856,10 @@ def main(argv: list[str] | None = None) -> int:
     global MAX_RSS_BYTES
     MAX_RSS_BYTES = int(args.max_rss_gb * 2**30) if args.max_rss_gb else None
 
-    if args.run_part:
+    if args.run_part:  # a part's own process, its allocator set as the `flowrvs` program sets it
+        from flowrvs.runtime.memory import keep_freed_memory
+
+        keep_freed_memory()
         print(json.dumps(run_part(args.run_part, args.folder, args.device, args.dtype, args.frames, size, args.profile,
                                   peaks_of=args.preset if args.peaks_now else None)))
         return 0

@@ -2,7 +2,7 @@
 
 import sys
 
-from flowrvs.apps.cli import main
+from flowrvs.apps.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -14,6 +14,7 @@ import os
 import sys
 
 from flowrvs.errors import FlowRVSError
+from flowrvs.runtime.memory import keep_freed_memory
 
 COMMANDS = ["segment", "segment-batch", "web", "convert", "synth", "cache", "train", "export", "demo", "evaluate", "score"]
 
@@ -65,5 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     return int(result or 0)
 
 
+def run() -> int:
+    """The ``flowrvs`` program: :func:`main` in a process of its own, whose allocator it may set.
+
+    Freed activations are kept for reuse instead of being faulted in again
+    (:func:`flowrvs.runtime.memory.keep_freed_memory`, process-wide); ``main`` called in-process
+    leaves the caller's allocator alone.
+    """
+    keep_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

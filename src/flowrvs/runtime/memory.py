@@ -1,7 +1,12 @@
-"""Process memory: give freed model memory back to the OS, and read peak/current RSS.
+"""Process memory: keep freed activations for reuse, give freed model memory back to the OS, and
+read peak/current RSS.
 
 glibc keeps freed heap pages for reuse; after dropping a multi-GB model (umT5-XXL) the process
 still looks that large until ``malloc_trim(0)`` returns them (measured: 3.6 GB given back).
+Blocks above glibc's mmap threshold (at most 32 MiB), though, get their own mapping, unmapped on
+free: every new activation of the full-size VAE (100 MB and more) then starts as untouched pages,
+faulted in one by one as it is written (``docs/benchmarks.md``: its copies ran at 2 GB/s instead of
+13). :func:`keep_freed_memory` turns that off for the process.
 """
 
 from __future__ import annotations
@@ -40,6 +45,25 @@ def release_memory() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, as glibc's malloc.h numbers them
+_TRIM_ABOVE = 2**31 - 1  # bytes free at the heap's top before free() trims: mallopt's largest (an int)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc serve every allocation from its heap and keep freed blocks there for reuse.
+
+    Process-wide (``mallopt``: no allocation gets its own mapping; free trims the heap only past
+    2 GiB free at its top), so
+    it is the command line's call, made once at its start; a library user may make it too. Freed
+    tensors are then reused without page faults. :func:`release_memory` still hands freed pages
+    back when a model is dropped. Returns whether glibc was there to take it.
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_ABOVE))
 
 
 def _status_kib(field: str, pid: int | str = "self") -> int | None:
