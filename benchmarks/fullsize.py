@@ -15,7 +15,9 @@
    ``flowrvs segment`` of ``--frames`` frames resized into ``--size``, one sentence, cold
    (empty embedding cache), in a subprocess. All run with ``$FLOWRVS_CACHE`` set to ``--cache``
    (default ``FOLDER-cache``), where the bf16 copy of umT5's float32 layers is made first (timed
-   and reported once; kept between runs, as a user's cache keeps it).
+   and reported once; kept between runs, as a user's cache keeps it). A part's process keeps
+   freed memory for reuse as the ``flowrvs`` program does; ``--segment-runs N`` runs ``segment``
+   N times on the same frames (min / median / max, later masks compared with the first's).
 3. Prints a markdown table headed by the machine (``lscpu`` model name or the GPU), torch
    version, date and command; ``--json`` writes the figures too.
 

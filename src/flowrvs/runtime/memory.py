@@ -5,8 +5,8 @@ glibc keeps freed heap pages for reuse; after dropping a multi-GB model (umT5-XX
 still looks that large until ``malloc_trim(0)`` returns them (measured: 3.6 GB given back).
 Blocks above glibc's mmap threshold (at most 32 MiB), though, get their own mapping, unmapped on
 free: every new activation of the full-size VAE (100 MB and more) then starts as untouched pages,
-faulted in one by one as it is written (``docs/benchmarks.md``: its copies ran at 2 GB/s instead of
-13). :func:`keep_freed_memory` turns that off for the process.
+faulted in one by one as it is written (``docs/benchmarks.md``: its copies ran at 2.0-2.9 GB/s
+instead of 12.8). :func:`keep_freed_memory` turns that off for the process.
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ def keep_freed_memory() -> bool:
     """Make glibc serve every allocation from its heap and keep freed blocks there for reuse.
 
     Process-wide (``mallopt``: no allocation gets its own mapping; free trims the heap only past
-    2 GiB free at its top), so
-    it is the command line's call, made once at its start; a library user may make it too. Freed
-    tensors are then reused without page faults. :func:`release_memory` still hands freed pages
-    back when a model is dropped. Returns whether glibc was there to take it.
+    2 GiB free at its top), so it is the program's call, made once at its start
+    (:func:`flowrvs.apps.cli.run`); a library user may make it too. Freed tensors are then reused
+    without page faults. :func:`release_memory` still hands freed pages back when a model is
+    dropped. Returns whether glibc was there to take it.
     """
     libc = _libc()
     if libc is None:
